@@ -1,0 +1,5 @@
+"""``python -m actors`` is ``ca-actors``."""
+
+from actors.cli import main
+
+main()

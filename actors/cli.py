@@ -1,0 +1,264 @@
+"""The ``ca-actors`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from actors import console
+from actors.logs import LogFormat, configure_logging
+from actors.stack import ACTOR_KINDS, ActorKind, LocalStack, load_flows, serve_actor
+from configs import Settings, flow_json_schema
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "configs" / "examples"
+
+app = typer.Typer(
+    help=(
+        "Configurable Agents as actors: run YAML multi-agent LLM workflows as actors over NATS.\n\n"
+        "Start a local stack with `ca-actors up`, run one file with `ca-actors run FILE -i key=value`, "
+        "check files with `ca-actors validate FILE...`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Inputs = Annotated[list[str] | None, typer.Option("--input", "-i", help="An input as key=value (repeatable).")]
+InputJson = Annotated[str | None, typer.Option("--input-json", help="All inputs as one JSON object.")]
+NatsUrl = Annotated[
+    str | None,
+    typer.Option("--nats", envvar="CA_NATS_URL", help="NATS server URL (default: the running `up` stack's)."),
+]
+DataDir = Annotated[Path, typer.Option("--data-dir", help="Where `up` keeps NATS data and stack.json.")]
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+LogFmt = Annotated[str, typer.Option("--log-format", help="auto (console on a terminal), console or json.")]
+
+
+def parse_inputs(pairs: list[str] | None, raw_json: str | None) -> dict[str, Any]:
+    """``-i key=value`` pairs (values starting with ``[`` or ``{`` are JSON) merged over ``--input-json``."""
+    inputs: dict[str, Any] = {}
+    if raw_json:
+        try:
+            loaded = json.loads(raw_json)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"--input-json is not JSON: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter("--input-json must be a JSON object")
+        inputs.update(loaded)
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {pair!r}")
+        if value[:1] in "[{":
+            try:
+                inputs[key] = json.loads(value)
+                continue
+            except json.JSONDecodeError as exc:
+                raise typer.BadParameter(f"{key}: value looks like JSON but is not: {exc}") from exc
+        inputs[key] = value
+    return inputs
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="Flow files or directories.")]) -> None:
+    """Check flow files without running anything; all problems are listed with file:line:column."""
+    flow_set = load_flows(files)
+    for warning in flow_set.warnings:
+        typer.echo(str(warning), err=True)
+    for error in flow_set.errors:
+        typer.echo(error, err=True)
+    for plan in flow_set.plans:
+        note = f" (not runnable yet: {', '.join(plan.unsupported)})" if plan.unsupported else ""
+        typer.echo(f"ok  {plan.file}: flow '{plan.flow}', {len(plan.nodes)} nodes, version {plan.version}{note}")
+    if flow_set.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the flow YAML language (for editor completion and checks)."""
+    typer.echo(json.dumps(flow_json_schema(), indent=2))
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="The flow file to run.")],
+    inputs: Inputs = None,
+    input_json: InputJson = None,
+    llm: Annotated[str | None, typer.Option("--llm", help="Use this model for every node (e.g. mock).")] = None,
+    mock_script: Annotated[
+        Path | None, typer.Option("--mock-script", help="YAML: node id → outputs, for the mock model.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    nats: Annotated[str | None, typer.Option("--nats", help="Use this NATS server instead of an embedded one.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after this many seconds.")] = None,
+    log_level: LogLevel = "warning",
+    log_format: LogFmt = "auto",
+) -> None:
+    """Run one workflow to completion on its own ephemeral stack; exit 0 if it succeeded."""
+    configure_logging(log_level, _fmt(log_format))
+    flow_set = load_flows([file])
+    for warning in flow_set.warnings:
+        typer.echo(str(warning), err=True)
+    if flow_set.errors:
+        for error in flow_set.errors:
+            typer.echo(error, err=True)
+        raise typer.Exit(2)
+    plan = flow_set.plans[0]
+    if plan.unsupported:
+        typer.echo(f"{file}: cannot run yet, uses {', '.join(plan.unsupported)}", err=True)
+        raise typer.Exit(2)
+    if mock_script is not None and llm is None:
+        llm = "mock"
+    settings = Settings.from_env(llm_override=llm, mock_script=mock_script, **({"nats_url": nats} if nats else {}))
+    values = parse_inputs(inputs, input_json)
+    result = asyncio.run(_run(settings, plan, values, embedded=nats is None, timeout_s=timeout, as_json=as_json))
+    console.print_result(result, as_json=as_json)
+    raise typer.Exit(0 if result["status"] == "succeeded" else 1)
+
+
+async def _run(
+    settings: Settings, plan: Any, inputs: dict[str, Any], *, embedded: bool, timeout_s: float | None, as_json: bool
+) -> dict[str, Any]:
+    async with LocalStack(settings, [plan], embedded=embedded) as stack:
+        assert stack.client is not None
+        return (
+            await console.trigger_and_wait(
+                stack.client, plan.flow, inputs, wait=True, timeout_s=timeout_s, progress=sys.stderr.isatty()
+            )
+            or {}
+        )
+
+
+@app.command()
+def up(
+    flows: Annotated[Path, typer.Option("--flows", help="Directory of flow files to serve.")] = EXAMPLES,
+    nats: Annotated[str | None, typer.Option("--nats", help="Use this NATS server instead of an embedded one.")] = None,
+    data_dir: DataDir = Path(".ca-actors"),
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Node worker processes.")] = 1,
+    llm: Annotated[
+        str,
+        typer.Option(
+            "--llm",
+            help="Model for every node: 'auto' (a local Ollama if one answers, else mock), "
+            "'flow' (each flow's own models), or a model name such as mock or ollama_chat/llama3.2.",
+        ),
+    ] = "auto",
+    mock_script: Annotated[Path | None, typer.Option("--mock-script", help="Outputs for the mock model.")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Once ready, run the demo flow and print its result.")] = False,
+    log_level: LogLevel = "info",
+    log_format: LogFmt = "auto",
+) -> None:
+    """Start the whole stack locally: NATS (embedded unless --nats), scheduler, workers, LLM gateway.
+
+    Each actor is a separate OS process. Ctrl-C (or SIGTERM) stops everything cleanly.
+    """
+    from actors.supervisor import Supervisor, choose_llm
+
+    configure_logging(log_level, _fmt(log_format))
+    model, why = choose_llm(llm)
+    typer.echo(f"LLM: {model or 'each flow’s own models'} ({why})")
+    settings = Settings.from_env(
+        data_dir=data_dir, llm_override=model, mock_script=mock_script, **({"nats_url": nats} if nats else {})
+    )
+    supervisor = Supervisor(settings, flows, embedded=nats is None, workers=workers, demo=demo)
+    raise typer.Exit(asyncio.run(supervisor.run()))
+
+
+@app.command()
+def trigger(
+    flow: Annotated[str, typer.Argument(help="Name of the flow to start.")],
+    inputs: Inputs = None,
+    input_json: InputJson = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    nats: NatsUrl = None,
+    data_dir: DataDir = Path(".ca-actors"),
+    timeout: Annotated[float | None, typer.Option("--timeout", help="With --wait: give up after N seconds.")] = None,
+) -> None:
+    """Start a run of FLOW on a running stack (publishes the inputs to ca.trigger.FLOW)."""
+    url = console.stack_url(nats, data_dir)
+    values = parse_inputs(inputs, input_json)
+    result = asyncio.run(
+        console.with_client(
+            url,
+            lambda bus: console.trigger_and_wait(
+                bus, flow, values, wait=wait, timeout_s=timeout, progress=wait and sys.stderr.isatty()
+            ),
+        )
+    )
+    if result is None:
+        raise typer.Exit(1)
+    if wait:
+        console.print_result(result, as_json=as_json)
+        raise typer.Exit(0 if result["status"] == "succeeded" else 1)
+    typer.echo(json.dumps(result) if as_json else result.get("run_id", result))
+    raise typer.Exit(0 if "run_id" in result and result.get("status") != "rejected" else 1)
+
+
+@app.command()
+def runs(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    limit: Annotated[int, typer.Option("--limit", help="Show at most this many runs (newest first).")] = 20,
+    nats: NatsUrl = None,
+    data_dir: DataDir = Path(".ca-actors"),
+) -> None:
+    """List recent runs of a running stack."""
+    url = console.stack_url(nats, data_dir)
+    records = asyncio.run(console.with_client(url, console.list_runs))[:limit]
+    if as_json:
+        typer.echo(json.dumps([r.result() | {"created_at": r.created_at} for r in records], indent=2))
+        return
+    console.print_runs(records)
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
+    nats: NatsUrl = None,
+    data_dir: DataDir = Path(".ca-actors"),
+) -> None:
+    """Cancel a running run (its steps in flight finish; nothing after them runs)."""
+    url = console.stack_url(nats, data_dir)
+    answer = asyncio.run(console.with_client(url, lambda bus: console.cancel_run(bus, run_id)))
+    typer.echo(json.dumps(answer))
+    raise typer.Exit(0 if "error" not in answer else 1)
+
+
+@app.command(hidden=True)
+def actor(
+    kind: Annotated[str, typer.Argument(help=f"One of {', '.join(ACTOR_KINDS)}.")],
+    nats: Annotated[str, typer.Option("--nats")],
+    flows: Annotated[list[Path] | None, typer.Option("--flows")] = None,
+    llm: Annotated[str | None, typer.Option("--llm")] = None,
+    mock_script: Annotated[Path | None, typer.Option("--mock-script")] = None,
+    log_level: LogLevel = "info",
+    log_format: LogFmt = "auto",
+) -> None:
+    """Run one actor in this process (used by `up`; also for running actors by hand)."""
+    if kind not in ACTOR_KINDS:
+        raise typer.BadParameter(f"unknown actor kind {kind!r}; valid: {', '.join(ACTOR_KINDS)}")
+    configure_logging(log_level, _fmt(log_format))
+    settings = Settings.from_env(nats_url=nats, llm_override=llm, mock_script=mock_script)
+    actor_kind: ActorKind = kind  # type: ignore[assignment]
+    asyncio.run(serve_actor(actor_kind, settings, flows or []))
+
+
+def _fmt(value: str) -> LogFormat:
+    if value not in ("auto", "console", "json"):
+        raise typer.BadParameter(f"--log-format must be auto, console or json, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""What the CLI shows: live progress of a run, results, run lists; and finding the running stack."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from actors.follow import events, final_record
+from actors.runs import RunRecord, RunStore
+from bus import Bus, Event, subjects, topology
+
+T = TypeVar("T")
+
+STACK_FILE = "stack.json"
+
+
+def stack_url(explicit: str | None, data_dir: Path) -> str:
+    """The NATS URL to talk to: `--nats`/CA_NATS_URL, else the one `up` wrote in its data dir."""
+    if explicit:
+        return explicit
+    try:
+        return str(json.loads((data_dir / STACK_FILE).read_text())["nats_url"])
+    except (OSError, ValueError, KeyError):
+        typer.echo(
+            f"no running stack found ({data_dir / STACK_FILE} missing): start one with `ca-actors up` "
+            "or pass --nats URL",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
+async def with_client(url: str, body: Callable[[Bus], Awaitable[T]]) -> T:
+    """Run `body` with a client connection to `url`."""
+    async with Bus(url, name="ca-actors-cli") as bus:
+        return await body(bus)
+
+
+async def trigger_and_wait(
+    bus: Bus, flow: str, inputs: dict[str, Any], *, wait: bool, timeout_s: float | None, progress: bool
+) -> dict[str, Any] | None:
+    """Start a run by request; with `wait`, follow its events and return its result."""
+    try:
+        subject = subjects.trigger(flow)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        return None
+    try:
+        reply = await bus.nc.request(subject, json.dumps(inputs).encode(), timeout=15)
+    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        typer.echo("no scheduler answered: is the stack running (`ca-actors up`)?", err=True)
+        return None
+    answer: dict[str, Any] = json.loads(reply.data)
+    if "run_id" not in answer:
+        typer.echo(f"trigger failed: {answer.get('error', answer)}", err=True)
+        return None
+    if not wait:
+        return answer
+    run_id = str(answer["run_id"])
+    printer = Progress(enabled=progress)
+    try:
+        async for event in events(bus, run_id, timeout_s=timeout_s):
+            printer.show(event)
+    except TimeoutError as exc:
+        typer.echo(str(exc), err=True)
+    return (await final_record(bus, run_id)).result()
+
+
+async def list_runs(bus: Bus) -> list[RunRecord]:
+    return await RunStore(bus.kv(topology.RUNS)).list()
+
+
+async def cancel_run(bus: Bus, run_id: str) -> dict[str, Any]:
+    try:
+        reply = await bus.nc.request(subjects.run_cmd(run_id), b'{"cmd": "cancel"}', timeout=10)
+    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        return {"error": "no scheduler answered"}
+    answer: dict[str, Any] = json.loads(reply.data)
+    return answer
+
+
+class Progress:
+    """One line per event on stderr while a run goes on (only on a terminal)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._t0 = time.perf_counter()
+
+    def show(self, event: Event) -> None:
+        if not self.enabled:
+            return
+        at = f"{time.perf_counter() - self._t0:7.2f}s"
+        where = event.node or ""
+        if event.kind == "node.started":
+            line = f"  ▶ {where}"
+        elif event.kind == "node.finished":
+            line = f"  ✓ {where}  {event.data.get('duration_ms', 0):.1f} ms"
+        elif event.kind == "node.retry":
+            line = f"  ↻ {where}  attempt {event.data.get('attempt')}: {event.data.get('error', '')[:120]}"
+        elif event.kind == "node.failed":
+            line = f"  ✗ {where}  {event.data.get('error', '')}"
+        elif event.kind == "run.started":
+            line = f"run {event.run_id} of {event.flow} started"
+        else:
+            line = f"{event.kind}: {event.data.get('error') or event.data.get('status', '')}"
+        print(f"{at} {line}", file=sys.stderr, flush=True)
+
+
+def print_result(result: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    typer.echo(f"run {result.get('run_id')}: {result.get('status')}")
+    if result.get("error"):
+        typer.echo(f"error: {result['error']}")
+    for key, value in (result.get("state") or {}).items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        typer.echo(f"  {key}: {text}")
+
+
+def print_runs(records: list[RunRecord]) -> None:
+    if not records:
+        typer.echo("no runs yet")
+        return
+    typer.echo(f"{'RUN':24} {'FLOW':20} {'STATUS':10} {'STEPS':>5} {'DURATION':>10}  STARTED")
+    for r in records:
+        duration = f"{(r.finished_at - r.created_at):.2f}s" if r.finished_at else "-"
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
+        typer.echo(f"{r.run_id:24} {r.flow:20} {r.status:10} {len(r.steps):>5} {duration:>10}  {started}")

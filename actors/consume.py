@@ -1,0 +1,112 @@
+"""Run a handler over a JetStream pull subscription with bounded concurrency.
+
+A handler settles its message by returning (ack), raising `Retry` (nak with a delay: redelivered
+later, maybe to another worker) or raising `Drop` (term: never redelivered). Any other exception
+naks with a short delay. While a handler runs, the message gets in-progress heartbeats, so a long LLM
+call is not mistaken for a crashed worker; a worker that really dies stops heartbeating and JetStream
+redelivers its work after ``ack_wait``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import structlog
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+class Retry(Exception):
+    """Nak the message: redeliver it after `delay_s`."""
+
+    def __init__(self, reason: str, delay_s: float = 1.0) -> None:
+        self.reason = reason
+        self.delay_s = delay_s
+        super().__init__(reason)
+
+
+class Drop(Exception):
+    """Terminate the message: it can never succeed, do not redeliver it."""
+
+
+async def consume(
+    sub: JetStreamContext.PullSubscription,
+    handler: Handler,
+    *,
+    max_concurrency: int,
+    ack_wait_s: float,
+    stopping: asyncio.Event,
+    name: str,
+) -> None:
+    """Fetch and handle messages until `stopping` is set, then wait for handlers in flight."""
+    free = asyncio.Semaphore(max_concurrency)
+    inflight: set[asyncio.Task[None]] = set()
+    try:
+        while not stopping.is_set():
+            await free.acquire()
+            batch = 1
+            while batch < max_concurrency and not free.locked():
+                await free.acquire()
+                batch += 1
+            try:
+                msgs = await sub.fetch(batch, timeout=0.5)
+            except (NatsTimeoutError, TimeoutError):
+                msgs = []
+            except Exception as exc:  # noqa: BLE001 - e.g. a reconnect in progress: try again
+                if not stopping.is_set():
+                    log.warning("consume.fetch_failed", consumer=name, error=str(exc))
+                    await asyncio.sleep(0.5)
+                msgs = []
+            for _ in range(batch - len(msgs)):
+                free.release()
+            for msg in msgs:
+                task = asyncio.create_task(_settle(msg, handler, ack_wait_s, name))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+                task.add_done_callback(lambda _t: free.release())
+    finally:
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+
+async def _settle(msg: Msg, handler: Handler, ack_wait_s: float, name: str) -> None:
+    beat = asyncio.create_task(_heartbeat(msg, ack_wait_s))
+    try:
+        await handler(msg)
+    except Retry as r:
+        log.info("consume.retry", consumer=name, reason=r.reason, delay_s=r.delay_s)
+        await _quietly(msg.nak(delay=r.delay_s))
+    except Drop as d:
+        log.warning("consume.drop", consumer=name, reason=str(d))
+        await _quietly(msg.term())
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("consume.handler_failed", consumer=name)
+        await _quietly(msg.nak(delay=1.0))
+    else:
+        await _quietly(msg.ack())
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+
+
+async def _heartbeat(msg: Msg, ack_wait_s: float) -> None:
+    while True:
+        await asyncio.sleep(max(ack_wait_s / 3, 0.05))
+        await _quietly(msg.in_progress())
+
+
+async def _quietly(op: Awaitable[None]) -> None:
+    try:
+        await op
+    except Exception as exc:  # noqa: BLE001 - the message will be redelivered if this did not reach the server
+        log.warning("consume.settle_failed", error=str(exc))

@@ -1,0 +1,45 @@
+"""Publishing run events on ``ca.evt.<run>.<kind>`` (durably, in the CA_EVENTS stream)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from bus import Bus, Event, EventKind, subjects
+
+log = structlog.get_logger(__name__)
+
+
+class Emitter:
+    """Publishes events of runs on behalf of one actor."""
+
+    def __init__(self, bus: Bus, sender: str) -> None:
+        self._bus = bus
+        self._sender = sender
+
+    async def emit(
+        self,
+        kind: EventKind,
+        *,
+        run_id: str,
+        flow: str,
+        node: str | None = None,
+        step_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        causation_id: str | None = None,
+        dedup: str | None = None,
+    ) -> None:
+        """Publish one event; `dedup` (a key unique to this occurrence) makes a re-publish a no-op."""
+        event = Event(
+            kind=kind,
+            run_id=run_id,
+            flow=flow,
+            node=node,
+            step_id=step_id,
+            data=data or {},
+            causation_id=causation_id,
+            sender=self._sender,
+        )
+        await self._bus.publish(subjects.event(run_id, kind), event, msg_id=f"evt.{dedup}.{kind}" if dedup else None)
+        log.debug("event", kind=kind, run_id=run_id, node=node)

@@ -1,0 +1,104 @@
+"""A flow compiled into a plan: what each node consumes and where a run goes after it.
+
+Plans are pure data, versioned by the hash of the flow's source and stored in the ``ca_plans`` bucket
+(``<flow>.<version>`` and ``<flow>.latest``), so a run stays pinned to the plan it started with when
+the YAML is edited and reloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict
+
+from bus import subjects
+from configs import FlowSpec, LoadedFlow, load_flow_text
+
+END = "END"
+START = "START"
+
+
+class NodePlan(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    subject: str
+    durable: str
+    # Node ids (or END) that run after this node, all at once.
+    next: tuple[str, ...]
+
+
+class Plan(BaseModel):
+    """One version of one flow, as the scheduler and the workers execute it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    flow: str
+    version: str
+    file: str
+    source: str
+    entry: tuple[str, ...]
+    nodes: dict[str, NodePlan]
+    timeout_s: float | None
+    max_retries: int
+    # Edges this runtime cannot execute yet (routes, loops, maps), as "edges[i] (kind)"; empty = runnable.
+    unsupported: tuple[str, ...] = ()
+
+    @property
+    def spec(self) -> FlowSpec:
+        """The parsed flow (cached per version)."""
+        return _spec_of(self.source, self.file)
+
+    def kv_key(self) -> str:
+        return f"{self.flow}.{self.version}"
+
+
+def plan_version(source: str) -> str:
+    """Version id of a flow source: the first 12 hex digits of its SHA-256."""
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
+
+
+def compile_plan(loaded: LoadedFlow) -> Plan:
+    """Compile a validated flow into a plan."""
+    spec = loaded.spec
+    flow = spec.flow.name
+    nexts: dict[str, list[str]] = {node.id: [] for node in spec.nodes}
+    entry: list[str] = []
+    unsupported: list[str] = []
+    for i, edge in enumerate(spec.edges):
+        if edge.to is None:
+            kind = "routes" if edge.routes else "loop" if edge.loop else "parallel"
+            unsupported.append(f"edges[{i}] ({kind})")
+            continue
+        targets = [edge.to] if isinstance(edge.to, str) else list(edge.to)
+        if edge.from_ == START:
+            entry.extend(targets)
+        else:
+            nexts[edge.from_].extend(targets)
+    nodes = {
+        node_id: NodePlan(
+            id=node_id,
+            subject=subjects.work(flow, node_id),
+            durable=f"work-{flow}-{node_id}",
+            next=tuple(targets),
+        )
+        for node_id, targets in nexts.items()
+    }
+    execution = spec.config.execution
+    return Plan(
+        flow=flow,
+        version=plan_version(loaded.source),
+        file=loaded.file,
+        source=loaded.source,
+        entry=tuple(entry),
+        nodes=nodes,
+        timeout_s=execution.timeout,
+        max_retries=execution.max_retries,
+        unsupported=tuple(unsupported),
+    )
+
+
+@lru_cache(maxsize=256)
+def _spec_of(source: str, file: str) -> FlowSpec:
+    return load_flow_text(source, file).spec

@@ -1,0 +1,327 @@
+"""Scheduler actor: turns triggers into runs and runs into outcomes.
+
+- publishes the plans of the flows it serves (versioned, in ``ca_plans``);
+- consumes ``ca.trigger.>`` (durable): validates inputs against the flow's state fields, creates the
+  run record and the first work items, or rejects the trigger with a ``run.rejected`` event;
+- answers trigger *requests* with ``{"run_id": ...}`` (see `actors.rendezvous`);
+- consumes ``ca.ctl.>`` (durable): a run reached END or a node failed for good;
+- serves ``ca.run.<id>.cmd`` (cancel), enforces ``config.execution.timeout``;
+- on start-up re-drives unfinished runs: re-arms their timeouts and re-publishes their pending work
+  (deduplicated by step id, so nothing runs twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from actors.consume import Drop, consume
+from actors.events import Emitter
+from actors.plan import Plan
+from actors.rendezvous import Rendezvous, digest
+from actors.runs import FINAL_STATUSES, PlanStore, RunRecord, RunStore
+from bus import Bus, RunEnded, WorkItem, decode, subjects, topology
+from configs import InputError, Settings, initial_state
+from configs._issues import closest
+
+log = structlog.get_logger(__name__)
+
+QUEUE = "scheduler"
+TRIGGER_DURABLE = "scheduler-triggers"
+CTL_DURABLE = "scheduler-ctl"
+
+
+def make_run_id(stored_at: float, stream_seq: int) -> str:
+    """Run id from the trigger's place in its stream: readable, sortable, the same on redelivery."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(stored_at)) + f"-{stream_seq:06d}"
+
+
+class Scheduler:
+    def __init__(self, bus: Bus, settings: Settings, plans: Sequence[Plan], *, actor_id: str) -> None:
+        self._bus = bus
+        self._settings = settings
+        self._local_plans = list(plans)
+        self._id = actor_id
+        self._runs = RunStore(bus.kv(topology.RUNS))
+        self._plans = PlanStore(bus.kv(topology.PLANS))
+        self._events = Emitter(bus, actor_id)
+        self._rendezvous = Rendezvous()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
+
+    async def run(self, started: asyncio.Event | None = None) -> None:
+        """Publish plans, recover, serve until `stop()`."""
+        for plan in self._local_plans:
+            await self._plans.publish(plan)
+            log.info("scheduler.plan", flow=plan.flow, version=plan.version, unsupported=list(plan.unsupported))
+        await self._bus.subscribe(subjects.TRIGGER_ALL, self._on_trigger_request, queue=QUEUE)
+        await self._bus.subscribe(subjects.SYS_ASSIGNED, self._on_assigned)
+        await self._bus.subscribe(subjects.RUN_CMD_ALL, self._on_command, queue=QUEUE)
+        triggers = await self._pull(subjects.TRIGGER_ALL, TRIGGER_DURABLE, topology.TRIGGERS)
+        ctl = await self._pull(subjects.CTL_ALL, CTL_DURABLE, topology.CTL)
+        await self._recover()
+        if started is not None:
+            started.set()
+        common = {"max_concurrency": 32, "ack_wait_s": self._settings.ack_wait_s, "stopping": self._stopping}
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(consume(triggers, self._handle_trigger, name=TRIGGER_DURABLE, **common))  # type: ignore[arg-type]
+                tg.create_task(consume(ctl, self._handle_ctl, name=CTL_DURABLE, **common))  # type: ignore[arg-type]
+        finally:
+            for timer in self._timers.values():
+                timer.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _pull(self, subject: str, durable: str, stream: str) -> Any:
+        sub = await self._bus.js.pull_subscribe(
+            subject,
+            durable=durable,
+            stream=stream,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self._settings.ack_wait_s,
+                max_deliver=self._settings.max_deliver,
+            ),
+        )
+        self._bus.track(sub)
+        return sub
+
+    # --- triggers ---------------------------------------------------------------------------------
+
+    async def _on_trigger_request(self, msg: Msg) -> None:
+        if not msg.reply:
+            return  # a plain publish: the stored copy creates the run, nobody waits for an answer
+        self._spawn(self._answer_request(msg))
+
+    async def _answer_request(self, msg: Msg) -> None:
+        try:
+            answer = await self._rendezvous.wait(digest(msg.subject, msg.data), timeout_s=10.0)
+        except TimeoutError:
+            answer = {"error": "the trigger was not processed within 10s; is a scheduler consuming CA_TRIGGERS?"}
+        with contextlib.suppress(Exception):
+            await msg.respond(json.dumps(answer).encode())
+
+    async def _on_assigned(self, msg: Msg) -> None:
+        payload = json.loads(msg.data)
+        self._rendezvous.announce(payload.pop("digest"), payload)
+
+    async def _handle_trigger(self, msg: Msg) -> None:
+        meta = msg.metadata
+        run_id = make_run_id(meta.timestamp.timestamp(), meta.sequence.stream)
+        structlog.contextvars.bind_contextvars(run_id=run_id)
+        try:
+            answer = await self._start_run(run_id, msg.subject, msg.data)
+        finally:
+            structlog.contextvars.unbind_contextvars("run_id")
+        announcement = {"digest": digest(msg.subject, msg.data), **answer}
+        await self._bus.nc.publish(subjects.SYS_ASSIGNED, json.dumps(announcement).encode())
+
+    async def _start_run(self, run_id: str, subject: str, data: bytes) -> dict[str, Any]:
+        existing = await self._runs.get(run_id)
+        if existing is not None:  # a redelivered trigger: make sure its first work went out
+            if existing.status == "running":
+                await self._redrive(existing)
+            return _answer(existing)
+        flow = subject.split(".")[-1]
+        plan = await self._plans.latest(flow)
+        problem: str | None = None
+        inputs: Any = None
+        state: dict[str, Any] = {}
+        if plan is None:
+            known = await self._plans.flows()
+            hint = closest(flow, known)
+            problem = f"unknown flow '{flow}'" + (f"; did you mean '{hint}'?" if hint else f"; known flows: {known}")
+        elif plan.unsupported:
+            problem = f"flow '{flow}' uses edges this runtime cannot run yet: {', '.join(plan.unsupported)}"
+        else:
+            try:
+                inputs = json.loads(data or b"{}")
+                if not isinstance(inputs, dict):
+                    raise InputError([f"inputs must be a JSON object, got {type(inputs).__name__}"])
+                state = initial_state(plan.spec, inputs)
+            except json.JSONDecodeError as exc:
+                problem = f"inputs are not valid JSON: {exc}"
+            except InputError as exc:
+                problem = str(exc)
+        if problem is not None or plan is None:
+            return await self._reject(run_id, flow, inputs, problem or "unknown flow")
+        first = [
+            WorkItem(run_id=run_id, flow=flow, plan_version=plan.version, node=n, state=state, sender=self._id)
+            for n in plan.entry
+        ]
+        record = RunRecord(
+            run_id=run_id,
+            flow=flow,
+            plan_version=plan.version,
+            status="running",
+            inputs=inputs,
+            state=state,
+            pending=[w.step_id for w in first],
+            timeout_s=plan.timeout_s,
+        )
+        if not await self._runs.create(record):
+            current = await self._runs.get(run_id)
+            return _answer(current or record)
+        await self._events.emit(
+            "run.started",
+            run_id=run_id,
+            flow=flow,
+            data={"plan_version": plan.version, "inputs": inputs},
+            dedup=run_id,
+        )
+        for item in first:
+            await self._bus.publish(subjects.work(flow, item.node), item, msg_id=item.step_id)
+        self._arm_timeout(record)
+        log.info("run.started", flow=flow)
+        return _answer(record)
+
+    async def _reject(self, run_id: str, flow: str, inputs: Any, problem: str) -> dict[str, Any]:
+        log.warning("run.rejected", flow=flow, reason=problem)
+        record = RunRecord(
+            run_id=run_id, flow=flow, status="rejected", inputs=inputs, error=problem, finished_at=time.time()
+        )
+        await self._runs.create(record)
+        safe_flow = flow if _is_token(flow) else "unknown"
+        await self._events.emit("run.rejected", run_id=run_id, flow=safe_flow, data={"error": problem}, dedup=run_id)
+        return _answer(record)
+
+    # --- outcomes ---------------------------------------------------------------------------------
+
+    async def _handle_ctl(self, msg: Msg) -> None:
+        try:
+            ended = decode(msg.data)
+        except ValueError as exc:
+            raise Drop(f"bad control message: {exc}") from exc
+        if not isinstance(ended, RunEnded):
+            raise Drop(f"unexpected {ended.kind} message on {msg.subject}")
+        if ended.kind == "finish":
+            await self._finish(ended.run_id, "succeeded", state=ended.state)
+        else:
+            await self._finish(ended.run_id, "failed", error=ended.error, node=ended.node)
+
+    async def _finish(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        state: dict[str, Any] | None = None,
+        error: str | None = None,
+        node: str | None = None,
+    ) -> RunRecord | None:
+        """Move a running run to a final status (once) and announce it."""
+        now = time.time()
+
+        def change(rec: RunRecord) -> RunRecord | None:
+            if rec.status != "running":
+                return None
+            update: dict[str, Any] = {"status": status, "finished_at": now, "pending": [], "error": error}
+            if state is not None:
+                update["state"] = state
+            return rec.model_copy(update=update)
+
+        record = await self._runs.update(run_id, change)
+        timer = self._timers.pop(run_id, None)
+        if timer is not None:
+            timer.cancel()
+        if record is None:
+            return None
+        duration_ms = round((now - record.created_at) * 1000, 3)
+        kind = {"succeeded": "run.finished", "failed": "run.failed", "cancelled": "run.cancelled"}[status]
+        data: dict[str, Any] = {"status": status, "duration_ms": duration_ms, "state": record.state}
+        if error:
+            data["error"] = error
+        await self._events.emit(kind, run_id=run_id, flow=record.flow, node=node, data=data, dedup=run_id)  # type: ignore[arg-type]
+        log.info(kind, run_id=run_id, flow=record.flow, duration_ms=duration_ms, error=error)
+        return record
+
+    def _arm_timeout(self, record: RunRecord) -> None:
+        if record.timeout_s is None or record.run_id in self._timers:
+            return
+        remaining = max(0.0, record.created_at + record.timeout_s - time.time())
+        loop = asyncio.get_running_loop()
+        message = f"run timed out after {record.timeout_s:g}s (config.execution.timeout)"
+        self._timers[record.run_id] = loop.call_later(
+            remaining, lambda: self._spawn(self._finish(record.run_id, "failed", error=message))
+        )
+
+    async def _on_command(self, msg: Msg) -> None:
+        run_id = subjects.run_of_cmd(msg.subject)
+        try:
+            command = json.loads(msg.data or b"{}").get("cmd", "")
+        except (json.JSONDecodeError, AttributeError):
+            command = ""
+        if command == "cancel":
+            record = await self._finish(run_id, "cancelled", error="cancelled by request")
+            current = record or await self._runs.get(run_id)
+            answer: dict[str, Any] = (
+                {"run_id": run_id, "status": current.status} if current else {"error": f"no run {run_id}"}
+            )
+        else:
+            answer = {"error": f"unknown command {command!r}; valid: cancel"}
+        if msg.reply:
+            await msg.respond(json.dumps(answer).encode())
+
+    # --- recovery ---------------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        running = [r for r in await self._runs.list() if r.status == "running"]
+        for record in running:
+            self._arm_timeout(record)
+            await self._redrive(record)
+        if running:
+            log.info("scheduler.recovered", runs=len(running))
+
+    async def _redrive(self, record: RunRecord) -> None:
+        """Re-publish a running run's pending work; the step-id dedup makes this safe to repeat."""
+        for step in record.pending:
+            run_id, node, iteration, index = _split_step(step)
+            item = WorkItem(
+                run_id=run_id,
+                flow=record.flow,
+                plan_version=record.plan_version,
+                node=node,
+                iteration=iteration,
+                index=index,
+                state=record.state,
+                sender=self._id,
+            )
+            await self._bus.publish(subjects.work(record.flow, node), item, msg_id=step)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _answer(record: RunRecord) -> dict[str, Any]:
+    answer: dict[str, Any] = {"run_id": record.run_id, "status": record.status}
+    if record.status in FINAL_STATUSES and record.error:
+        answer["error"] = record.error
+    return answer
+
+
+def _split_step(step: str) -> tuple[str, str, int, int]:
+    run_id, node, iteration, index = step.rsplit(".", 3)
+    return run_id, node, int(iteration), int(index)
+
+
+def _is_token(value: str) -> bool:
+    try:
+        subjects.token(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,231 @@
+"""Putting actors together: loading flow files, one actor per process, or a whole stack in-process.
+
+`serve_actor` is what each OS process started by ``ca-actors up`` runs (``ca-actors actor KIND``).
+`LocalStack` runs the scheduler, a worker and an LLM gateway as tasks of one event loop, each with
+its own NATS connection, for ``ca-actors run`` and for tests: the actors still talk only over NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import tempfile
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import structlog
+
+from actors.llm_backend import LLMBackend
+from actors.llm_client import BusLLMClient
+from actors.llm_gateway import LLMGateway
+from actors.mock_llm import MockScript
+from actors.plan import Plan, compile_plan
+from actors.scheduler import Scheduler
+from actors.worker import NodeWorker
+from bus import Bus, EmbeddedNats, new_id, subjects
+from configs import ConfigError, ConfigIssue, Settings, load_flow
+
+log = structlog.get_logger(__name__)
+
+ActorKind = Literal["scheduler", "worker", "llm-gateway"]
+ACTOR_KINDS: tuple[ActorKind, ...] = ("scheduler", "worker", "llm-gateway")
+
+
+@dataclass
+class FlowSet:
+    """The flows of a directory (or a list of files) that compiled, and the problems of the others."""
+
+    plans: list[Plan] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[ConfigIssue] = field(default_factory=list)
+
+
+def flow_files(paths: Iterable[Path]) -> list[Path]:
+    """YAML files named by `paths`: files as given, directories expanded (sorted)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml"})
+        else:
+            files.append(path)
+    return files
+
+
+def load_flows(paths: Iterable[Path]) -> FlowSet:
+    """Validate and compile flow files; invalid files are reported, not fatal."""
+    result = FlowSet()
+    for file in flow_files(paths):
+        try:
+            loaded = load_flow(file)
+        except ConfigError as exc:
+            result.errors.append(str(exc))
+            continue
+        except OSError as exc:
+            result.errors.append(f"{file}: {exc.strerror or exc}")
+            continue
+        result.warnings += loaded.warnings
+        result.plans.append(compile_plan(loaded))
+    return result
+
+
+def _actor_id(kind: str) -> str:
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}"
+
+
+async def serve_actor(kind: ActorKind, settings: Settings, flows: list[Path]) -> None:
+    """Run one actor in this process until SIGTERM/SIGINT, announcing readiness on ``ca.sys.ready``."""
+    actor_id = _actor_id(kind)
+    structlog.contextvars.bind_contextvars(actor=actor_id)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Bus(settings.nats_url, name=actor_id, dedup_window_s=settings.dedup_window_s) as bus:
+        main: asyncio.Task[Any]
+        if kind == "scheduler":
+            flow_set = load_flows(flows)
+            for error in flow_set.errors:
+                log.error("flow.invalid", error=error)
+            scheduler = Scheduler(bus, settings, flow_set.plans, actor_id=actor_id)
+            started = asyncio.Event()
+            main = asyncio.create_task(scheduler.run(started))
+            await _first(started.wait(), main)
+            stopper = scheduler.stop
+        elif kind == "worker":
+            llm = BusLLMClient(bus, timeout_s=settings.llm_timeout_s)
+            only = frozenset(p.flow for p in load_flows(flows).plans) if flows else None
+            worker = NodeWorker(bus, settings, llm, actor_id=actor_id, only_flows=only)
+            main = asyncio.create_task(worker.run())
+            await _first(worker.wait_ready(), main)
+            stopper = worker.stop
+        else:
+            script = MockScript.load(settings.mock_script) if settings.mock_script else None
+            gateway = LLMGateway(bus, LLMBackend(script))
+            await gateway.start()
+            main = asyncio.create_task(stop.wait())
+            stopper = stop.set
+        ready = {"kind": kind, "id": actor_id, "pid": os.getpid()}
+        await bus.nc.publish(subjects.SYS_READY, json.dumps(ready).encode())
+        log.info("actor.ready", kind=kind)
+        await _first(stop.wait(), main)
+        stopper()
+        await main
+        if kind == "llm-gateway":
+            await gateway.stop()
+    log.info("actor.stopped", kind=kind)
+
+
+async def _first(*aws: Awaitable[Any]) -> None:
+    """Wait until the first of several awaitables is done; re-raise if it failed.
+
+    Tasks passed in are left running; helper tasks made here from plain awaitables are cancelled.
+    """
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        if task not in aws:
+            task.cancel()
+    for task in done:
+        exc = task.exception()
+        if exc is not None:
+            raise exc
+
+
+class LocalStack:
+    """Scheduler, worker(s) and LLM gateway in this process, on an embedded or a given NATS server."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        plans: list[Plan],
+        *,
+        embedded: bool = True,
+        workers: int = 1,
+        store_dir: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self._plans = plans
+        self._embedded = embedded
+        self._workers = workers
+        self._store_dir = store_dir
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._server: EmbeddedNats | None = None
+        self._buses: list[Bus] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stoppers: list[Callable[[], None]] = []
+        self.url = settings.nats_url
+        self.client: Bus | None = None
+
+    async def start(self) -> Self:
+        if self._embedded:
+            if self._store_dir is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="ca-actors-")
+                self._store_dir = Path(self._tmp.name)
+            self._server = EmbeddedNats(self._store_dir / "nats")
+            await self._server.start()
+            self.url = self._server.url
+            self.settings = self.settings.model_copy(update={"nats_url": self.url})
+        s = self.settings
+        for kind in ["scheduler", "llm-gateway"] + ["worker"] * self._workers:
+            bus = Bus(self.url, name=_actor_id(kind), dedup_window_s=s.dedup_window_s)
+            self._buses.append(bus)
+            await bus.connect()
+        sched_bus, gw_bus, *worker_buses = self._buses
+        script = MockScript.load(s.mock_script) if s.mock_script else None
+        gateway = LLMGateway(gw_bus, LLMBackend(script))
+        await gateway.start()
+        scheduler = Scheduler(sched_bus, s, self._plans, actor_id=sched_bus.name)
+        started = asyncio.Event()
+        self._tasks.append(asyncio.create_task(scheduler.run(started)))
+        await _first(started.wait(), self._tasks[0])
+        self._stoppers.append(scheduler.stop)
+        only = frozenset(p.flow for p in self._plans)
+        for bus in worker_buses:
+            worker = NodeWorker(
+                bus, s, BusLLMClient(bus, timeout_s=s.llm_timeout_s), actor_id=bus.name, only_flows=only
+            )
+            task = asyncio.create_task(worker.run())
+            self._tasks.append(task)
+            self._stoppers.append(worker.stop)
+            await _first(worker.wait_ready(), task)
+        self.client = await Bus(self.url, name=_actor_id("client"), dedup_window_s=s.dedup_window_s).connect()
+        self._buses.append(self.client)
+        return self
+
+    async def close(self) -> None:
+        """Stop the actors (work in flight finishes), close connections, stop the embedded server."""
+        for stop in self._stoppers:
+            stop()
+        self._stoppers.clear()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks.clear()
+        for bus in self._buses:
+            await bus.close()
+        self._buses.clear()
+        if self._server is not None:
+            await self._server.close()
+            self._server = None
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.cleanup()
+            self._tmp = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

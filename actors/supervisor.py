@@ -1,0 +1,197 @@
+"""``ca-actors up``: the local stack as separate OS processes, started, watched and stopped together.
+
+The supervisor starts an embedded ``nats-server`` (unless given ``--nats``), then one scheduler, N node
+workers and one LLM gateway, each in its own process (``ca-actors actor KIND``). It prints ``ready``
+once every actor has announced itself on ``ca.sys.ready``, restarts an actor that dies, and on
+SIGINT/SIGTERM stops the actors (SIGTERM, then SIGKILL after a grace period) and the server. Children
+also get SIGTERM from the kernel if the supervisor itself is killed, so nothing is left orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import structlog
+import typer
+from nats.aio.msg import Msg
+
+from actors import console
+from actors.stack import load_flows
+from bus import Bus, EmbeddedNats, die_with_parent, free_port, subjects
+from configs import Settings
+
+log = structlog.get_logger(__name__)
+
+OLLAMA_URL = "http://127.0.0.1:11434"
+DEMO_FLOW = "demo"
+DEMO_INPUTS = {"topic": "actors talking over NATS"}
+GRACE_S = 10.0
+
+
+def choose_llm(requested: str) -> tuple[str | None, str]:
+    """Resolve ``--llm``: a model name, 'flow' (None: each flow's own models) or 'auto'."""
+    if requested == "flow":
+        return None, "as configured in each flow"
+    if requested != "auto":
+        return requested, "from --llm"
+    try:
+        with urllib.request.urlopen(f"{OLLAMA_URL}/api/tags", timeout=0.5) as response:
+            models = [m["name"] for m in json.loads(response.read()).get("models", [])]
+    except (OSError, ValueError):
+        return "mock", f"no Ollama answering at {OLLAMA_URL}; the built-in mock model answers instead"
+    if not models:
+        return "mock", f"Ollama at {OLLAMA_URL} has no models pulled; using the built-in mock model"
+    return f"ollama_chat/{models[0]}", f"local Ollama at {OLLAMA_URL}"
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, flows: Path, *, embedded: bool, workers: int, demo: bool) -> None:
+        self.settings = settings
+        self.flows = flows
+        self.embedded = embedded
+        self.workers = workers
+        self.demo = demo
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop = asyncio.Event()
+
+    def _command(self, kind: str) -> list[str]:
+        cmd = [sys.executable, "-m", "actors", "actor", kind, "--nats", self.settings.nats_url]
+        if kind == "scheduler":
+            cmd += ["--flows", str(self.flows)]
+        if self.settings.llm_override:
+            cmd += ["--llm", self.settings.llm_override]
+        if self.settings.mock_script:
+            cmd += ["--mock-script", str(self.settings.mock_script)]
+        return cmd
+
+    def _spawn(self, name: str) -> None:
+        kind = name.rsplit("-", 1)[0] if name.startswith("worker") else name
+        self._children[name] = subprocess.Popen(
+            self._command(kind), stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
+
+    async def run(self) -> int:
+        """Run the stack until a signal; returns the exit code."""
+        t0 = time.perf_counter()
+        flow_set = load_flows([self.flows])
+        for error in flow_set.errors:
+            typer.echo(error, err=True)
+        if not flow_set.plans:
+            typer.echo(f"no valid flows in {self.flows}", err=True)
+            return 2
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        server: EmbeddedNats | None = None
+        data_dir = self.settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.embedded:
+                server = EmbeddedNats(data_dir / "nats", port=free_port(4222))
+                await server.start()
+                self.settings = self.settings.model_copy(update={"nats_url": server.url})
+            async with Bus(self.settings.nats_url, name="supervisor") as bus:
+                names = ["scheduler", "llm-gateway"] + [f"worker-{i}" for i in range(1, self.workers + 1)]
+                ready: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+
+                async def on_ready(msg: Msg) -> None:
+                    await ready.put(json.loads(msg.data))
+
+                await bus.subscribe(subjects.SYS_READY, on_ready)
+                for name in names:
+                    self._spawn(name)
+                if not await self._await_ready(ready, len(names)):
+                    return 1
+                (data_dir / console.STACK_FILE).write_text(
+                    json.dumps({"nats_url": self.settings.nats_url, "pid": os.getpid(), "started_at": time.time()})
+                )
+                flows = ", ".join(p.flow for p in flow_set.plans if not p.unsupported)
+                typer.echo(f"NATS: {self.settings.nats_url}")
+                typer.echo(f"flows: {flows}")
+                typer.echo(
+                    f"ca-actors ready in {time.perf_counter() - t0:.2f}s: scheduler, llm-gateway, "
+                    f"{self.workers} worker(s) (Ctrl-C to stop)",
+                )
+                if self.demo:
+                    await self._run_demo(bus, {p.flow for p in flow_set.plans})
+                await self._watch(ready)
+            return 0
+        finally:
+            await self._stop_children()
+            with contextlib.suppress(OSError):
+                (data_dir / console.STACK_FILE).unlink()
+            if server is not None:
+                await server.close()
+            typer.echo("stopped")
+
+    async def _await_ready(self, ready: asyncio.Queue[dict[str, object]], count: int) -> bool:
+        seen = 0
+        deadline = time.monotonic() + 60
+        while seen < count:
+            if self._stop.is_set():
+                return False
+            dead = [n for n, p in self._children.items() if p.poll() is not None]
+            if dead:
+                typer.echo(f"actor process(es) exited during start-up: {', '.join(dead)}", err=True)
+                return False
+            if time.monotonic() > deadline:
+                typer.echo("actors did not become ready within 60s", err=True)
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ready.get(), timeout=0.2)
+                seen += 1
+        return True
+
+    async def _run_demo(self, bus: Bus, flows: set[str]) -> None:
+        if DEMO_FLOW not in flows:
+            typer.echo(f"(no '{DEMO_FLOW}' flow in {self.flows}: skipping the demo run)")
+            return
+        typer.echo(f"demo: ca-actors trigger {DEMO_FLOW} -i topic='{DEMO_INPUTS['topic']}' --wait")
+        result = await console.trigger_and_wait(bus, DEMO_FLOW, DEMO_INPUTS, wait=True, timeout_s=300, progress=True)
+        if result is not None:
+            console.print_result(result, as_json=False)
+
+    async def _watch(self, ready: asyncio.Queue[dict[str, object]]) -> None:
+        """Until a signal: restart any actor process that dies."""
+        restarts: dict[str, float] = {}
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=0.5)
+            for name, proc in list(self._children.items()):
+                if proc.poll() is None or self._stop.is_set():
+                    continue
+                # Back off when an actor keeps dying, so a broken one does not spin the machine.
+                last = restarts.get(name, 0.0)
+                if time.monotonic() - last < 5.0:
+                    await asyncio.sleep(2.0)
+                log.warning("actor.restart", actor=name, exit_code=proc.returncode)
+                restarts[name] = time.monotonic()
+                self._spawn(name)
+            while not ready.empty():
+                ready.get_nowait()
+
+    async def _stop_children(self) -> None:
+        """SIGTERM every actor, wait up to GRACE_S for all of them, SIGKILL the rest."""
+        procs = list(self._children.values())
+        self._children.clear()
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_S
+        for proc in procs:
+            try:
+                await asyncio.to_thread(proc.wait, max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("actor.kill", pid=proc.pid)
+                proc.kill()
+                await asyncio.to_thread(proc.wait)

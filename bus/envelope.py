@@ -1,0 +1,102 @@
+"""Messages on the bus: frozen, versioned pydantic models decoded with one TypeAdapter.
+
+Every message carries `v`, `id`, `kind`, `run_id` (the correlation id), `causation_id`, `sender` and
+`ts`. Work items and control messages drive runs; events describe them (their `kind` is the event kind,
+so any NATS client reading ``ca.evt.>`` sees ``{"kind": "run.started", ...}``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+EventKind = Literal[
+    "run.started",
+    "run.finished",
+    "run.failed",
+    "run.rejected",
+    "run.cancelled",
+    "node.started",
+    "node.finished",
+    "node.failed",
+    "node.retry",
+]
+TERMINAL_EVENTS: frozenset[str] = frozenset({"run.finished", "run.failed", "run.rejected", "run.cancelled"})
+
+
+def new_id() -> str:
+    """A fresh random message id."""
+    return uuid.uuid4().hex
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = 1
+    id: str = Field(default_factory=new_id)
+    run_id: str
+    causation_id: str | None = None
+    sender: str = ""
+    ts: float = Field(default_factory=time.time)
+
+
+def step_id(run_id: str, node: str, iteration: int = 0, index: int = 0) -> str:
+    """Deterministic id of one step: ``run.node.iteration.index`` (a KV key and a Nats-Msg-Id)."""
+    return f"{run_id}.{node}.{iteration}.{index}"
+
+
+class WorkItem(_Msg):
+    """Run one node of one run with the given state."""
+
+    kind: Literal["work"] = "work"
+    flow: str
+    plan_version: str
+    node: str
+    iteration: int = 0
+    index: int = 0
+    state: dict[str, Any]
+
+    @property
+    def step_id(self) -> str:
+        return step_id(self.run_id, self.node, self.iteration, self.index)
+
+
+class RunEnded(_Msg):
+    """A worker tells the scheduler that a run reached END (`finish`) or a node failed for good."""
+
+    kind: Literal["finish", "fail"]
+    flow: str
+    node: str
+    state: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class Event(_Msg):
+    """Something that happened in a run, published on ``ca.evt.<run>.<kind>``."""
+
+    kind: EventKind
+    flow: str
+    node: str | None = None
+    step_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+Message = Annotated[WorkItem | RunEnded | Event, Field(discriminator="kind")]
+_MESSAGE: TypeAdapter[WorkItem | RunEnded | Event] = TypeAdapter(Message)
+
+
+def encode(msg: BaseModel) -> bytes:
+    """Serialise a message to JSON bytes."""
+    return msg.model_dump_json().encode()
+
+
+def decode(data: bytes) -> WorkItem | RunEnded | Event:
+    """Parse JSON bytes into the message model its `kind` names.
+
+    Raises:
+        pydantic.ValidationError: the bytes are not a valid message.
+    """
+    return _MESSAGE.validate_json(data)

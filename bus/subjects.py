@@ -1,0 +1,82 @@
+"""Every NATS subject of ca-actors, built in one place.
+
+Templates are written once here; wildcards are derived from them. Tokens are validated so that a flow
+name or a node id can never inject a wildcard or an extra level into a subject.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "ca"
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+# Event kinds may span two tokens ("run.started"), each one a plain token.
+_KIND = re.compile(r"^[a-z_]+(\.[a-z_]+)?$")
+
+LLM_COMPLETE = f"{PREFIX}.llm.complete"
+SYS_READY = f"{PREFIX}.sys.ready"
+SYS_ASSIGNED = f"{PREFIX}.sys.assigned"
+TRIGGER_ALL = f"{PREFIX}.trigger.>"
+WORK_ALL = f"{PREFIX}.work.>"
+CTL_ALL = f"{PREFIX}.ctl.>"
+EVENTS_ALL = f"{PREFIX}.evt.>"
+RUN_CMD_ALL = f"{PREFIX}.run.*.cmd"
+
+
+def token(value: str, what: str = "token") -> str:
+    """Return `value` if it is a valid single subject token.
+
+    Raises:
+        ValueError: the value is empty or contains dots, wildcards, spaces or other characters.
+    """
+    if not _TOKEN.match(value):
+        raise ValueError(f"invalid {what} {value!r}: use letters, digits, '_' and '-' only")
+    return value
+
+
+def trigger(flow: str) -> str:
+    """Subject a client publishes a flow's inputs to."""
+    return f"{PREFIX}.trigger.{token(flow, 'flow name')}"
+
+
+def flow_of_trigger(subject: str) -> str:
+    """The flow name of a trigger subject (inverse of `trigger`)."""
+    parts = subject.split(".")
+    if len(parts) != 3 or parts[:2] != [PREFIX, "trigger"]:
+        raise ValueError(f"not a trigger subject: {subject!r}")
+    return token(parts[2], "flow name")
+
+
+def work(flow: str, node: str) -> str:
+    """Work queue subject of one node of one flow."""
+    return f"{PREFIX}.work.{token(flow, 'flow name')}.{token(node, 'node id')}"
+
+
+def ctl(flow: str) -> str:
+    """Control subject workers use to tell the scheduler a run reached END or failed."""
+    return f"{PREFIX}.ctl.{token(flow, 'flow name')}"
+
+
+def event(run_id: str, kind: str) -> str:
+    """Subject of one event of a run, e.g. ``ca.evt.<run>.node.finished``."""
+    if not _KIND.match(kind):
+        raise ValueError(f"invalid event kind {kind!r}")
+    return f"{PREFIX}.evt.{token(run_id, 'run id')}.{kind}"
+
+
+def events_of(run_id: str) -> str:
+    """Wildcard matching every event of one run."""
+    return f"{PREFIX}.evt.{token(run_id, 'run id')}.>"
+
+
+def run_cmd(run_id: str) -> str:
+    """Request subject for commands to one run (cancel)."""
+    return f"{PREFIX}.run.{token(run_id, 'run id')}.cmd"
+
+
+def run_of_cmd(subject: str) -> str:
+    """The run id of a run command subject (inverse of `run_cmd`)."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[:2] != [PREFIX, "run"] or parts[3] != "cmd":
+        raise ValueError(f"not a run command subject: {subject!r}")
+    return token(parts[2], "run id")

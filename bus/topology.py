@@ -1,0 +1,94 @@
+"""The JetStream streams and key-value buckets ca-actors uses, set up idempotently.
+
+| name          | holds                                   | retention                         |
+|---------------|-----------------------------------------|-----------------------------------|
+| CA_TRIGGERS   | ``ca.trigger.>``: inputs of new runs     | work queue (one scheduler group)  |
+| CA_WORK       | ``ca.work.>``: one item per step         | work queue, Nats-Msg-Id dedup     |
+| CA_CTL        | ``ca.ctl.>``: run reached END / failed   | work queue, Nats-Msg-Id dedup     |
+| CA_EVENTS     | ``ca.evt.>``: what happened in runs      | limits (7 days)                   |
+| ca_plans (KV) | compiled flows, one key per version      |                                   |
+| ca_runs (KV)  | run records: status, state, steps        | compare-and-swap updates          |
+| ca_steps (KV) | results of finished steps                | insert-if-absent: exactly once    |
+
+The trigger stream does not acknowledge publishes (``no_ack``), so a NATS *request* to
+``ca.trigger.<flow>`` is answered by the scheduler with the run id, not by JetStream with a PubAck.
+"""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
+
+from bus import subjects
+
+TRIGGERS = "CA_TRIGGERS"
+WORK = "CA_WORK"
+CTL = "CA_CTL"
+EVENTS = "CA_EVENTS"
+PLANS = "ca_plans"
+RUNS = "ca_runs"
+STEPS = "ca_steps"
+
+_WEEK_S = 7 * 24 * 3600.0
+
+
+def stream_configs(dedup_window_s: float) -> list[StreamConfig]:
+    """The stream configurations, in the order they are created."""
+    return [
+        StreamConfig(
+            name=TRIGGERS,
+            subjects=[subjects.TRIGGER_ALL],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            no_ack=True,
+            max_age=_WEEK_S,
+        ),
+        StreamConfig(
+            name=WORK,
+            subjects=[subjects.WORK_ALL],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=dedup_window_s,
+        ),
+        StreamConfig(
+            name=CTL,
+            subjects=[subjects.CTL_ALL],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=dedup_window_s,
+        ),
+        StreamConfig(
+            name=EVENTS,
+            subjects=[subjects.EVENTS_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=_WEEK_S,
+            max_bytes=1 << 30,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=dedup_window_s,
+        ),
+    ]
+
+
+async def ensure_topology(js: JetStreamContext, *, dedup_window_s: float) -> dict[str, KeyValue]:
+    """Create (or update) every stream and bucket; safe to call from every actor at start-up.
+
+    Returns:
+        The key-value buckets by name.
+    """
+    for config in stream_configs(dedup_window_s):
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            # Exists with another configuration (e.g. an older dedup window): bring it up to date.
+            await js.update_stream(config)
+    buckets: dict[str, KeyValue] = {}
+    for name, ttl in ((PLANS, None), (RUNS, _WEEK_S), (STEPS, _WEEK_S)):
+        try:
+            buckets[name] = await js.key_value(name)
+        except NotFoundError:
+            cfg = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, ttl=ttl)
+            buckets[name] = await js.create_key_value(cfg)
+    return buckets

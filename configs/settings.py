@@ -1,0 +1,41 @@
+"""Runtime settings: read once (CLI flags, then CA_* environment variables) and passed in."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    """Everything an actor process needs to know about its environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    data_dir: Path = Path(".ca-actors")
+    # How long JetStream waits for an ack before redelivering a work item to another worker.
+    # Workers send in-progress heartbeats while a step runs, so long LLM calls are not redelivered.
+    ack_wait_s: float = Field(default=30.0, gt=0)
+    max_deliver: int = Field(default=10, ge=1)
+    # Work items one worker process runs at once (per node subscription).
+    max_concurrency: int = Field(default=16, ge=1)
+    # Model that replaces every node's model (`--llm`); None keeps the flow's own models.
+    llm_override: str | None = None
+    mock_script: Path | None = None
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    # Dedup window of the work stream: a re-published work item inside it is dropped by the server.
+    dedup_window_s: float = Field(default=600.0, gt=0)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Self:
+        """Build settings from CA_* environment variables, then explicit overrides (not None)."""
+        env: dict[str, object] = {}
+        for name in cls.model_fields:
+            value = os.environ.get(f"CA_{name.upper()}")
+            if value is not None:
+                env[name] = value
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(env)
