@@ -166,7 +166,8 @@ def up(
     settings = Settings.from_env(
         data_dir=data_dir, llm_override=model, mock_script=mock_script, **({"nats_url": nats} if nats else {})
     )
-    supervisor = Supervisor(settings, flows, embedded=nats is None, workers=workers, demo=demo)
+    log_args = ("--log-level", log_level, "--log-format", log_format)
+    supervisor = Supervisor(settings, flows, embedded=nats is None, workers=workers, demo=demo, log_args=log_args)
     raise typer.Exit(asyncio.run(supervisor.run()))
 
 

@@ -102,6 +102,17 @@ class LLMBackend:
                     error=f"environment variable {request.api_key_env} (api_key_env) is not set",
                 )
             kwargs["api_key"] = key
+        elif not request.api_base and not request.model.startswith(("ollama", "ollama_chat")):
+            # Fail fast and clearly on a missing provider key instead of retrying a "500" litellm makes up.
+            env = litellm.validate_environment(request.model)
+            if not env.get("keys_in_environment", True):
+                missing = " / ".join(env.get("missing_keys", []))
+                return LLMReply(
+                    ok=False,
+                    model=request.model,
+                    error=f"model {request.model} needs the environment variable(s) {missing}; set them, "
+                    "or choose another model (e.g. --llm mock, or a local ollama_chat/<model>)",
+                )
         response = await litellm.acompletion(**kwargs)
         content = response.choices[0].message.content or ""
         usage = getattr(response, "usage", None)

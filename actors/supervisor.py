@@ -54,8 +54,18 @@ def choose_llm(requested: str) -> tuple[str | None, str]:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, flows: Path, *, embedded: bool, workers: int, demo: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        flows: Path,
+        *,
+        embedded: bool,
+        workers: int,
+        demo: bool,
+        log_args: tuple[str, ...] = (),
+    ) -> None:
         self.settings = settings
+        self.log_args = log_args
         self.flows = flows
         self.embedded = embedded
         self.workers = workers
@@ -64,7 +74,7 @@ class Supervisor:
         self._stop = asyncio.Event()
 
     def _command(self, kind: str) -> list[str]:
-        cmd = [sys.executable, "-m", "actors", "actor", kind, "--nats", self.settings.nats_url]
+        cmd = [sys.executable, "-m", "actors", "actor", kind, "--nats", self.settings.nats_url, *self.log_args]
         if kind == "scheduler":
             cmd += ["--flows", str(self.flows)]
         if self.settings.llm_override:
@@ -107,9 +117,13 @@ class Supervisor:
                     await ready.put(json.loads(msg.data))
 
                 await bus.subscribe(subjects.SYS_READY, on_ready)
-                for name in names:
+                # The scheduler first: it publishes the plans the workers then subscribe to.
+                self._spawn(names[0])
+                if not await self._await_ready(ready, 1):
+                    return 1
+                for name in names[1:]:
                     self._spawn(name)
-                if not await self._await_ready(ready, len(names)):
+                if not await self._await_ready(ready, len(names) - 1):
                     return 1
                 (data_dir / console.STACK_FILE).write_text(
                     json.dumps({"nats_url": self.settings.nats_url, "pid": os.getpid(), "started_at": time.time()})

@@ -52,11 +52,10 @@ class Bus:
         Raises:
             BusError: no server answered in time.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            try:
-                self._nc = await nats.connect(
+        # nats-py retries the first connect forever when reconnects are unlimited: bound it ourselves.
+        try:
+            self._nc = await asyncio.wait_for(
+                nats.connect(
                     self.url,
                     name=self.name,
                     max_reconnect_attempts=-1,
@@ -65,12 +64,11 @@ class Bus:
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnect,
                     reconnected_cb=self._on_reconnect,
-                )
-                break
-            except (NoServersError, OSError, TimeoutError) as exc:
-                if loop.time() >= deadline:
-                    raise BusError(f"cannot connect to NATS at {self.url}: {exc}") from exc
-                await asyncio.sleep(0.2)
+                ),
+                timeout=timeout_s,
+            )
+        except (TimeoutError, NoServersError, OSError) as exc:
+            raise BusError(f"cannot connect to NATS at {self.url} within {timeout_s:g}s: {exc or 'timed out'}") from exc
         self._js = self._nc.jetstream()
         self._kv = await topology.ensure_topology(self._js, dedup_window_s=self._dedup_window_s)
         self.status = BusStatus.CONNECTED
@@ -136,7 +134,9 @@ class Bus:
         await self.close()
 
     async def _on_error(self, exc: Exception) -> None:
-        log.warning("nats.error", name=self.name, error=str(exc))
+        # Before the first connect succeeds, failures are retried and reported by `connect` itself.
+        if self.status is BusStatus.CONNECTED:
+            log.warning("nats.error", name=self.name, error=str(exc))
 
     async def _on_disconnect(self) -> None:
         if self.status is not BusStatus.CLOSED:

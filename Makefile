@@ -1,0 +1,34 @@
+# One task runner: the same targets run locally and in .ci/run.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install up test lint typecheck check clean
+
+install: $(STAMP)
+
+# The venv gets the package editable with every extra and the dev tools, pinned by requirements.lock.
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[llm,dev]'
+	touch $(STAMP)
+
+up: install
+	$(BIN)/ca-actors up --demo
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .ca-actors .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,262 @@
+"""The pydantic models of a flow file (the seed format, `schema_version: "1.0"`, plus extensions).
+
+Models keep unknown keys (`extra="allow"`) so that nothing a user wrote is lost; the loader warns
+about them. Keys that later issues implement (tools, memory, sandbox, triggers, budget, ...) are
+declared with permissive types so that they are parsed and kept without warnings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+SCHEMA_VERSIONS: tuple[str, ...] = ("1.0",)
+START = "START"
+END = "END"
+EdgeKind = Literal["to", "routes", "loop", "parallel"]
+EDGE_KINDS: tuple[EdgeKind, ...] = ("to", "routes", "loop", "parallel")
+
+
+def _number_to_str(value: Any) -> Any:
+    # `version: 1.0` in YAML is a float; users mean the string.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+LooseStr = Annotated[str, BeforeValidator(_number_to_str)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+
+class LLMSpec(_Spec):
+    """Model settings for the whole flow (`config.llm`) or one node (`llm:`); extra keys pass through."""
+
+    model: str | None = None
+    provider: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+    timeout: float | None = None
+    fallbacks: list[str] = Field(default_factory=list)
+
+
+class FlowMeta(_Spec):
+    """The `flow:` block: name (a NATS subject token), description, version."""
+
+    name: str
+    description: str = ""
+    version: LooseStr = ""
+
+
+class FieldSpec(_Spec):
+    """One state field: its type string, whether trigger inputs must give it, its default."""
+
+    type: str
+    required: bool = False
+    default: Any = None
+    description: str = ""
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    reducer: str | None = None
+
+    @property
+    def has_default(self) -> bool:
+        """True when the file gives `default:` (even `default: null`)."""
+        return "default" in self.model_fields_set
+
+
+class StateSpec(_Spec):
+    """The `state:` block: the fields every run carries."""
+
+    fields: dict[str, FieldSpec] = Field(default_factory=dict)
+
+
+class OutputField(_Spec):
+    """One field of an `output_schema`: a node output name and its type."""
+
+    name: str
+    type: str = "str"
+    description: str = ""
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+class OutputSchema(_Spec):
+    """What a node's LLM must answer: an object with `fields`, or one scalar/list value."""
+
+    type: str = "object"
+    fields: list[OutputField] = Field(default_factory=list)
+    description: str = ""
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+class NodeSpec(_Spec):
+    """One node: a prompt, the state fields it writes (`outputs`), and how its answer looks."""
+
+    id: str
+    name: str = ""
+    description: str = ""
+    prompt: str = ""
+    outputs: list[str] = Field(default_factory=list)
+    output_schema: OutputSchema | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
+    llm: LLMSpec | None = None
+    tools: list[str | dict[str, Any]] = Field(default_factory=list)
+    memory: Any = None
+    code: Any = None
+    sandbox: Any = None
+    kind: str | None = None
+    foreach: Any = None
+    retry: Any = None
+    timeout_s: float | None = None
+    on_error: Any = None
+    max_tool_calls: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise_scalar_output(cls, data: Any) -> Any:
+        """Turn `output_schema: {type: str}` of a one-output node into an object with one field."""
+        if not isinstance(data, dict):
+            return data
+        schema = data.get("output_schema")
+        outputs = data.get("outputs")
+        if (
+            isinstance(schema, dict)
+            and isinstance(schema.get("type"), str)
+            and schema["type"].strip() != "object"
+            and not schema.get("fields")
+            and isinstance(outputs, list)
+            and len(outputs) == 1
+            and isinstance(outputs[0], str)
+        ):
+            field: dict[str, Any] = {"name": outputs[0], "type": schema["type"]}
+            for key in ("description", "schema"):
+                if key in schema:
+                    field[key] = schema[key]
+            rest = {k: v for k, v in schema.items() if k not in ("type", "schema", "fields")}
+            data = {**data, "output_schema": {**rest, "type": "object", "fields": [field]}}
+        return data
+
+
+class ConditionSpec(_Spec):
+    """A route condition: `{logic: "<expression over state>"}` or `{logic: default}`."""
+
+    logic: str
+
+    @property
+    def is_default(self) -> bool:
+        """True for the fallback route (`logic: default`)."""
+        return self.logic.strip() == "default"
+
+
+class RouteSpec(_Spec):
+    """One branch of a conditional edge."""
+
+    condition: ConditionSpec
+    to: str
+
+
+class LoopSpec(_Spec):
+    """Repeat the edge's `from` node until `condition_field` is true, at most `max_iterations` runs."""
+
+    max_iterations: int = Field(ge=1)
+    condition_field: str
+    exit_to: str
+
+
+class ParallelSpec(_Spec):
+    """Run `target_node` once per item of `items_field`; collect its outputs into `collect_field`."""
+
+    items_field: str
+    target_node: str
+    collect_field: str
+    max_concurrency: int | None = Field(default=None, ge=1)
+
+
+class EdgeSpec(_Spec):
+    """An edge from a node (or START): exactly one of `to`, `routes`, `loop`, `parallel`."""
+
+    from_: str = Field(alias="from")
+    to: str | list[str] | None = None
+    routes: list[RouteSpec] | None = None
+    loop: LoopSpec | None = None
+    parallel: ParallelSpec | None = None
+
+    @property
+    def kinds(self) -> list[EdgeKind]:
+        """The edge kinds given on this edge (a valid edge has exactly one)."""
+        return [kind for kind in EDGE_KINDS if getattr(self, kind) is not None]
+
+    @property
+    def kind(self) -> EdgeKind:
+        """The kind of this edge (the first given, for an invalid edge; `to` when none)."""
+        kinds = self.kinds
+        return kinds[0] if kinds else "to"
+
+    def targets(self) -> list[str]:
+        """Return the nodes (or END) a run can go to next from this edge's `from` node."""
+        if self.to is not None:
+            return [self.to] if isinstance(self.to, str) else list(self.to)
+        if self.routes is not None:
+            return [route.to for route in self.routes]
+        if self.loop is not None:
+            return [self.from_, self.loop.exit_to]
+        if self.parallel is not None:
+            return [self.parallel.target_node]
+        return []
+
+
+class ExecutionSpec(_Spec):
+    """Run limits: `timeout` in seconds for a whole run, `max_retries` per step."""
+
+    timeout: float | None = None
+    max_retries: int = Field(default=3, ge=0)
+
+
+class RuntimeConfig(_Spec):
+    """The `config:` block."""
+
+    llm: LLMSpec | None = None
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    observability: Any = None
+    storage: Any = None
+    memory: Any = None
+    budget: Any = None
+    ab_test: Any = None
+    gates: Any = None
+    logging: Any = None
+    sandbox: Any = None
+
+
+class FlowSpec(_Spec):
+    """A whole flow file."""
+
+    schema_version: LooseStr
+    flow: FlowMeta
+    state: StateSpec = Field(default_factory=StateSpec)
+    nodes: list[NodeSpec]
+    edges: list[EdgeSpec]
+    config: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    triggers: Any = None
+    budget: Any = None
+    memory: Any = None
+
+    def node(self, node_id: str) -> NodeSpec:
+        """Return the node with id `node_id`.
+
+        Args:
+            node_id: A node id.
+
+        Returns:
+            The node.
+
+        Raises:
+            KeyError: No node has that id.
+        """
+        for node in self.nodes:
+            if node.id == node_id:
+                return node
+        raise KeyError(node_id)

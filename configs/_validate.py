@@ -1,0 +1,228 @@
+"""Checks of a parsed flow before anything runs: names, state fields, node outputs and prompts.
+
+Every problem is collected (never only the first) with the key path it belongs to; the loader
+turns key paths into lines and columns. Edge and graph checks live in `_edges`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from pydantic import TypeAdapter, ValidationError
+
+from configs._edges import check_edges, item_types
+from configs._issues import closest
+from configs._locs import KeyPath, Problem, short_repr
+from configs._schema import END, SCHEMA_VERSIONS, START, FlowSpec, NodeSpec
+from configs._scope import Scope, Unresolved
+from configs._templates import TemplateSyntaxError, placeholders
+from configs._typeref import ANY, TypeRef, TypeStringError, incompatibility, parse_type
+from configs._types import annotation
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_flow(spec: FlowSpec) -> list[Problem]:
+    """Return every problem of a parsed flow (errors and warnings).
+
+    Args:
+        spec: The flow, as parsed by the pydantic models.
+
+    Returns:
+        Problems in the order of the checks: header, state, nodes, edges, graph.
+    """
+    problems: list[Problem] = []
+    if spec.schema_version not in SCHEMA_VERSIONS:
+        problems.append(
+            Problem(
+                ("schema_version",),
+                f"unsupported schema_version {spec.schema_version!r}; valid versions: {', '.join(SCHEMA_VERSIONS)}",
+                closest(spec.schema_version, SCHEMA_VERSIONS),
+            )
+        )
+    problems += _check_token(spec.flow.name, "flow name", ("flow", "name"))
+    state_types = _check_state(spec, problems)
+    _check_node_ids(spec, problems)
+    maps = item_types(spec, state_types)
+    for index, node in enumerate(spec.nodes):
+        _check_outputs(spec, index, node, state_types, problems)
+        scope = Scope(state_types, runtime={"memory": ANY})
+        if node.id in maps or node.foreach is not None:
+            scope.runtime.update({"item": maps.get(node.id, ANY), "index": TypeRef("int")})
+        _check_inputs(index, node, scope, problems)
+        _check_prompt(index, node, scope, problems)
+    problems += check_edges(spec, state_types)
+    return problems
+
+
+def _check_token(value: str, what: str, path: KeyPath) -> list[Problem]:
+    if _TOKEN.fullmatch(value):
+        return []
+    if not value:
+        return [Problem(path, f"{what} must not be empty; use letters, digits, '_' and '-'")]
+    bad = next(char for char in value if not _TOKEN.fullmatch(char))
+    return [
+        Problem(
+            path,
+            f"{what} {value!r} cannot be used in NATS subjects: {bad!r} is not allowed; "
+            "use only letters, digits, '_' and '-'",
+        )
+    ]
+
+
+def _check_state(spec: FlowSpec, problems: list[Problem]) -> dict[str, TypeRef]:
+    types: dict[str, TypeRef] = {}
+    for name, field in spec.state.fields.items():
+        base: KeyPath = ("state", "fields", name)
+        try:
+            ref = parse_type(field.type, field.schema_)
+        except TypeStringError as exc:
+            path = (*base, "schema", *exc.path) if exc.in_schema else (*base, "type")
+            problems.append(Problem(path, exc.message, exc.suggestion))
+            types[name] = ANY
+            continue
+        types[name] = ref
+        if field.has_default and field.default is not None:
+            try:
+                TypeAdapter(annotation(ref, f"{name}_default")).validate_python(field.default)
+            except ValidationError as exc:
+                reason = exc.errors(include_url=False)[0]["msg"]
+                problems.append(
+                    Problem(
+                        (*base, "default"),
+                        f"default {short_repr(field.default)} does not fit type {ref}: {reason}",
+                    )
+                )
+    return types
+
+
+def _check_node_ids(spec: FlowSpec, problems: list[Problem]) -> None:
+    seen: dict[str, int] = {}
+    for index, node in enumerate(spec.nodes):
+        path: KeyPath = ("nodes", index, "id")
+        if node.id in (START, END):
+            problems.append(Problem(path, f"node id {node.id!r} is reserved (START and END mark the ends of a flow)"))
+            continue
+        problems += _check_token(node.id, "node id", path)
+        if node.id in seen:
+            problems.append(Problem(path, f"duplicate node id {node.id!r} (first used by nodes[{seen[node.id]}])"))
+        else:
+            seen[node.id] = index
+
+
+def _check_outputs(
+    spec: FlowSpec, index: int, node: NodeSpec, state_types: Mapping[str, TypeRef], problems: list[Problem]
+) -> None:
+    base: KeyPath = ("nodes", index)
+    if not node.outputs:
+        problems.append(
+            Problem(
+                (*base, "id"),
+                f"node {node.id!r} has no outputs; its answer is not stored in the state",
+                severity="warning",
+            )
+        )
+    fields_list = ", ".join(spec.state.fields) or "none"
+    for k, name in enumerate(node.outputs):
+        if name not in spec.state.fields:
+            problems.append(
+                Problem(
+                    (*base, "outputs", k),
+                    f"output {name!r} is not a state field (state fields: {fields_list})",
+                    closest(name, spec.state.fields),
+                )
+            )
+        if name in node.outputs[:k]:
+            problems.append(Problem((*base, "outputs", k), f"output {name!r} is listed twice"))
+    schema = node.output_schema
+    if schema is None:
+        return
+    spath: KeyPath = (*base, "output_schema")
+    if schema.type.strip() != "object":
+        try:
+            parse_type(schema.type, schema.schema_)
+        except TypeStringError as exc:
+            problems.append(Problem((*spath, "type"), exc.message, exc.suggestion))
+        problems.append(
+            Problem(
+                (*spath, "type"),
+                f"a scalar output_schema (type: {schema.type}) needs exactly one output, got {len(node.outputs)}; "
+                "use type: object with fields for several outputs",
+            )
+        )
+        return
+    declared: list[str] = []
+    for j, field in enumerate(schema.fields):
+        fpath: KeyPath = (*spath, "fields", j)
+        if field.name in declared:
+            problems.append(Problem((*fpath, "name"), f"output_schema field {field.name!r} is listed twice"))
+        declared.append(field.name)
+        if field.name not in node.outputs:
+            problems.append(
+                Problem(
+                    (*fpath, "name"),
+                    f"output_schema field {field.name!r} is not in outputs [{', '.join(node.outputs)}]",
+                    closest(field.name, node.outputs),
+                )
+            )
+        try:
+            ref = parse_type(field.type, field.schema_)
+        except TypeStringError as exc:
+            sub = (*fpath, "schema", *exc.path) if exc.in_schema else (*fpath, "type")
+            problems.append(Problem(sub, exc.message, exc.suggestion))
+            continue
+        if field.name in node.outputs and field.name in state_types:
+            reason = incompatibility(ref, state_types[field.name])
+            if reason:
+                problems.append(
+                    Problem(
+                        (*fpath, "type"),
+                        f"output {field.name!r} ({ref}) does not fit state field {field.name!r} "
+                        f"({state_types[field.name]}): {reason}",
+                    )
+                )
+    if schema.fields:
+        for k, name in enumerate(node.outputs):
+            if name not in declared:
+                problems.append(
+                    Problem(
+                        (*base, "outputs", k),
+                        f"output {name!r} has no field in output_schema",
+                        closest(name, declared),
+                    )
+                )
+
+
+def _check_inputs(index: int, node: NodeSpec, scope: Scope, problems: list[Problem]) -> None:
+    for local, target in node.inputs.items():
+        path: KeyPath = ("nodes", index, "inputs", local)
+        segments = target.split(".")
+        explicit = segments[0] == "state" and len(segments) > 1
+        if explicit:
+            segments = segments[1:]
+        if not all(segments):
+            problems.append(Problem(path, f"input {local!r}: {target!r} is not a path like state.field.sub"))
+            scope.inputs[local] = ANY
+            continue
+        # Inputs may not refer to other inputs; they are resolved from the state and runtime names.
+        resolved = Scope(scope.state, runtime=scope.runtime).resolve(segments, explicit_state=explicit)
+        if isinstance(resolved, Unresolved):
+            problems.append(Problem(path, f"input {local!r}: {resolved.message}", resolved.suggestion))
+            scope.inputs[local] = ANY
+        else:
+            scope.inputs[local] = resolved
+
+
+def _check_prompt(index: int, node: NodeSpec, scope: Scope, problems: list[Problem]) -> None:
+    path: KeyPath = ("nodes", index, "prompt")
+    try:
+        found = placeholders(node.prompt)
+    except TemplateSyntaxError as exc:
+        problems.append(Problem(path, exc.message, offset=exc.offset))
+        return
+    for placeholder in found:
+        resolved = scope.resolve(placeholder.path, explicit_state=placeholder.explicit_state)
+        if isinstance(resolved, Unresolved):
+            message = f"placeholder {{{placeholder.text}}}: {resolved.message}"
+            problems.append(Problem(path, message, resolved.suggestion, offset=placeholder.offset))

@@ -1,0 +1,94 @@
+"""Helpers for integration tests: collect events, run a flow on a stack, write flow files."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from actors.console import trigger_and_wait
+from actors.plan import Plan
+from actors.stack import load_flows
+from bus import Bus, Event, decode, subjects
+
+
+def plans(*paths: Path) -> list[Plan]:
+    """Compile flow files, failing the test on any error."""
+    flow_set = load_flows(paths)
+    assert not flow_set.errors, flow_set.errors
+    return flow_set.plans
+
+
+async def run_flow(bus: Bus, flow: str, inputs: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
+    """Trigger a run by request and wait for its result."""
+    result = await trigger_and_wait(bus, flow, inputs, wait=True, timeout_s=timeout_s, progress=False)
+    assert result is not None, "trigger was not answered"
+    return result
+
+
+class EventLog:
+    """Every event seen on ``ca.evt.>`` (core subscription) since `start()`."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._changed = asyncio.Event()
+
+    async def start(self, bus: Bus) -> EventLog:
+        await bus.subscribe(subjects.EVENTS_ALL, self._on)
+        return self
+
+    async def _on(self, msg: Msg) -> None:
+        event = decode(msg.data)
+        assert isinstance(event, Event)
+        self.events.append(event)
+        self._changed.set()
+
+    def of(self, kind: str, run_id: str | None = None) -> list[Event]:
+        return [e for e in self.events if e.kind == kind and (run_id is None or e.run_id == run_id)]
+
+    async def wait_for(self, kind: str, *, count: int = 1, run_id: str | None = None, timeout_s: float = 30.0) -> Event:
+        """The `count`-th event of `kind` (waiting for it)."""
+        async with asyncio.timeout(timeout_s):
+            while len(self.of(kind, run_id)) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.of(kind, run_id)[count - 1]
+
+
+def write_flow(path: Path, body: str) -> Path:
+    path.write_text(body)
+    return path
+
+
+def write_script(path: Path, outputs: dict[str, list[Any]]) -> Path:
+    """A mock script file (JSON is valid YAML)."""
+    path.write_text(json.dumps(outputs))
+    return path
+
+
+def node_names(result: dict[str, Any]) -> list[str]:
+    return [s["node"] for s in result["steps"]]
+
+
+def linear_flow(name: str, nodes: Iterable[str], *, timeout: float | None = None, max_retries: int = 3) -> str:
+    """A linear flow whose nodes each write a str field named after the node."""
+    ids = list(nodes)
+    fields = "\n".join(f"    {n}: {{type: str, default: ''}}" for n in ids)
+    node_yaml = "\n".join(
+        f"  - {{id: {n}, prompt: 'Work on {{state.topic}} at {n}', outputs: [{n}], "
+        f"output_schema: {{type: object, fields: [{{name: {n}, type: str}}]}}}}"
+        for n in ids
+    )
+    chain = ["START", *ids, "END"]
+    edges = "\n".join(f"  - {{from: {a}, to: {b}}}" for a, b in itertools.pairwise(chain))
+    execution = f"    timeout: {timeout}\n" if timeout is not None else ""
+    return (
+        f'schema_version: "1.0"\nflow: {{name: {name}}}\nstate:\n  fields:\n    topic: {{type: str, required: true}}\n'
+        f"{fields}\nnodes:\n{node_yaml}\nedges:\n{edges}\nconfig:\n  execution:\n{execution}"
+        f"    max_retries: {max_retries}\n"
+    )

@@ -1,0 +1,239 @@
+"""The `ca-actors` command line, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bus import EmbeddedNats
+from tests.conftest import EXAMPLES, ROOT, SEEDS
+
+CLI = [sys.executable, "-m", "actors"]
+
+
+def cli(*args: str, timeout: float = 60, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False)
+
+
+def test_help_explains_every_command() -> None:
+    out = cli("--help").stdout
+    for command in ("up", "run", "validate", "schema", "trigger", "runs", "cancel"):
+        assert command in out
+
+
+def test_validate_accepts_every_seed_file() -> None:
+    result = cli("validate", str(SEEDS))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ok  ") == len(list(SEEDS.glob("*.yaml")))
+
+
+def test_validate_reports_every_error_with_file_line_and_column(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        (SEEDS / "article_writer.yaml")
+        .read_text()
+        .replace("outputs: [research]", "outputs: [reserch]")
+        .replace("{from: write, to: END}", "{from: write, to: ENDD}")
+    )
+    result = cli("validate", str(bad))
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert any(f"{bad}:" in line and "reserch" in line and "'research'" in line for line in lines), result.stderr
+    assert any("ENDD" in line and "'END'" in line for line in lines), result.stderr
+    for line in lines:
+        if line.startswith(str(bad)):
+            _, line_no, column, *_ = line.split(":")
+            assert int(line_no) > 0
+            assert int(column) > 0
+
+
+def test_validate_reports_malformed_yaml_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("flow:\n  name: x\nnodes: [\n")
+    result = cli("validate", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_schema_prints_the_json_schema_of_the_language() -> None:
+    result = cli("schema")
+    schema = json.loads(result.stdout)
+    assert "nodes" in json.dumps(schema)
+    assert "edges" in json.dumps(schema)
+
+
+def test_run_prints_the_result_as_json_and_exits_zero() -> None:
+    result = cli("run", str(SEEDS / "simple_workflow.yaml"), "-i", "name=Ada", "--llm", "mock", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert set(out) >= {"run_id", "status", "state", "steps", "error"}
+    assert out["status"] == "succeeded"
+    assert out["state"]["name"] == "Ada"
+    assert out["steps"][0]["node"] == "greet"
+    assert set(out["steps"][0]) >= {"node", "iteration", "index", "status", "duration_ms"}
+
+
+def test_run_takes_inputs_as_json(tmp_path: Path) -> None:
+    result = cli(
+        "run",
+        str(SEEDS / "nested_state.yaml"),
+        "--input-json",
+        '{"name": "Ada", "interests": ["maths"]}',
+        "--llm",
+        "mock",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"]["interests"] == ["maths"]
+
+
+def test_run_exits_non_zero_when_inputs_are_rejected() -> None:
+    result = cli("run", str(SEEDS / "echo.yaml"), "--json")
+    assert result.returncode == 1
+    out = json.loads(result.stdout)
+    assert out["status"] == "rejected"
+    assert "message" in out["error"]
+
+
+def test_run_refuses_an_invalid_file_before_starting_anything(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((SEEDS / "echo.yaml").read_text().replace("outputs: [result]", "outputs: [reslt]"))
+    result = cli("run", str(bad))
+    assert result.returncode == 2
+    assert "reslt" in result.stderr
+
+
+@pytest.fixture
+def stack_dir(tmp_path: Path) -> Iterator[Path]:
+    return tmp_path
+
+
+def _start_up(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start `ca-actors up` and read its output until the ready line."""
+    proc = subprocess.Popen(
+        [*CLI, "up", "--data-dir", str(data_dir), "--log-format", "json", "--log-level", "warning", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.strip())
+        if "ready" in line:
+            return proc, lines
+    proc.kill()
+    proc.stdout.close()
+    raise AssertionError(f"no ready line: {lines}")
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def _stop(proc: subprocess.Popen[str], children: list[int]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=30)
+    if proc.stdout is not None:
+        proc.stdout.close()
+    assert code == 0
+    time.sleep(0.2)
+    assert [pid for pid in children if _alive(pid)] == [], "orphan processes left behind"
+
+
+@pytest.mark.timeout(120)
+def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: Path) -> None:
+    proc, lines = _start_up(stack_dir, "--workers", "2", "--llm", "mock")
+    try:
+        url = next(line.split()[-1] for line in lines if line.startswith("NATS:"))
+        assert url.startswith("nats://127.0.0.1:")
+        children = _children(proc.pid)
+        # nats-server, scheduler, llm-gateway and two workers, each its own process.
+        assert len(children) == 5
+        result = cli("trigger", "demo", "-i", "topic=processes", "--wait", "--json", "--data-dir", str(stack_dir))
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        assert out["status"] == "succeeded"
+        assert [s["node"] for s in out["steps"]] == ["outline", "draft", "title"]
+        listed = json.loads(cli("runs", "--json", "--data-dir", str(stack_dir)).stdout)
+        assert [r["run_id"] for r in listed] == [out["run_id"]]
+        plain = cli("trigger", "echo", "-i", "message=hi", "--nats", url)
+        assert plain.returncode == 0, plain.stderr
+        assert plain.stdout.strip()
+    finally:
+        _stop(proc, children)
+    assert not (stack_dir / "stack.json").exists()
+
+
+@pytest.mark.timeout(120)
+def test_up_uses_an_external_nats_server_when_given_one(stack_dir: Path, nats_server: EmbeddedNats) -> None:
+    proc, lines = _start_up(stack_dir, "--nats", nats_server.url, "--flows", str(EXAMPLES))
+    try:
+        assert f"NATS: {nats_server.url}" in lines
+        children = _children(proc.pid)
+        assert len(children) == 3, "no embedded nats-server when --nats is given"
+        result = cli("trigger", "echo", "-i", "message=external", "--wait", "--json", "--nats", nats_server.url)
+        assert json.loads(result.stdout)["state"]["message"] == "external"
+    finally:
+        _stop(proc, children)
+
+
+@pytest.mark.timeout(120)
+def test_up_restarts_an_actor_process_that_dies(stack_dir: Path) -> None:
+    proc, _ = _start_up(stack_dir, "--llm", "mock")
+    children = _children(proc.pid)
+    try:
+        gateway = next(p for p in children if "llm-gateway" in Path(f"/proc/{p}/cmdline").read_text())
+        os.kill(gateway, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and gateway in _children(proc.pid):
+            time.sleep(0.2)
+        result = cli("trigger", "echo", "-i", "message=again", "--wait", "--json", "--data-dir", str(stack_dir))
+        assert json.loads(result.stdout)["status"] == "succeeded"
+        children = _children(proc.pid)
+        assert gateway not in children
+    finally:
+        _stop(proc, children)
+
+
+def test_run_fails_fast_naming_the_missing_provider_key(tmp_path: Path) -> None:
+    flow = tmp_path / "f.yaml"
+    flow.write_text((SEEDS / "echo.yaml").read_text() + "config:\n  llm: {model: anthropic/claude-3-5-haiku-latest}\n")
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    result = subprocess.run(
+        [*CLI, "run", str(flow), "-i", "message=hi", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1
+    out = json.loads(result.stdout)
+    assert out["status"] == "failed"
+    assert "ANTHROPIC_API_KEY" in out["error"]

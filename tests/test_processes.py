@@ -1,0 +1,134 @@
+"""Actors as separate OS processes: crash a worker or the scheduler mid-run and nothing is lost or doubled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.aio.msg import Msg
+
+from bus import Bus, EmbeddedNats, subjects
+from tests.conftest import ROOT
+from tests.helpers import EventLog, run_flow
+
+FIVE_STEP = ROOT / "tests" / "flows" / "five_step.yaml"
+
+
+class Actors:
+    """Starts `ca-actors actor KIND` processes and waits for each to announce itself."""
+
+    def __init__(self, bus: Bus, url: str, flows: Path, llm: str) -> None:
+        self.bus = bus
+        self.url = url
+        self.flows = flows
+        self.llm = llm
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._ready: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+
+    async def listen(self) -> None:
+        async def on_ready(msg: Msg) -> None:
+            await self._ready.put(json.loads(msg.data))
+
+        await self.bus.subscribe(subjects.SYS_READY, on_ready)
+
+    async def start(self, kind: str) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "actors", "actor", kind, "--nats", self.url, "--llm", self.llm]
+        cmd += ["--flows", str(self.flows), "--log-format", "json", "--log-level", "warning"]
+        env = {**os.environ, "CA_ACK_WAIT_S": "1", "CA_MAX_DELIVER": "10"}
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT)  # noqa: ASYNC220 - spawning is instant
+        self.procs.append(proc)
+        async with asyncio.timeout(30):
+            announced = await self._ready.get()
+        assert announced["pid"] == proc.pid
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+async def actors(nats_server: EmbeddedNats) -> AsyncIterator[Actors]:
+    async with Bus(nats_server.url, name="test-client") as bus:
+        procs = Actors(bus, nats_server.url, FIVE_STEP, "mock/700ms")
+        await procs.listen()
+        try:
+            yield procs
+        finally:
+            procs.stop_all()
+
+
+@pytest.mark.timeout(120)
+async def test_a_worker_killed_mid_step_has_its_step_redelivered_and_applied_once(actors: Actors) -> None:
+    await actors.start("scheduler")
+    await actors.start("llm-gateway")
+    doomed = await actors.start("worker")
+    log = await EventLog().start(actors.bus)
+    reply = json.loads((await actors.bus.nc.request(subjects.trigger("five_step"), b'{"text": "t"}', timeout=10)).data)
+    run_id = reply["run_id"]
+    # n2 is in flight (its LLM call takes 700 ms) when the worker dies.
+    await log.wait_for("node.started", run_id=run_id, count=2)
+    actors.kill(doomed)
+    await actors.start("worker")
+    finished = await log.wait_for("run.finished", run_id=run_id, timeout_s=60)
+    started = Counter(e.node for e in log.of("node.started", run_id))
+    done = Counter(e.node for e in log.of("node.finished", run_id))
+    assert started["n2"] == 2, "n2 ran again after the crash"
+    assert done == Counter({"n1": 1, "n2": 1, "n3": 1, "n4": 1, "n5": 1})
+    record = json.loads((await actors.bus.kv("ca_runs").get(run_id)).value or b"{}")
+    assert [s["node"] for s in record["steps"]] == ["n1", "n2", "n3", "n4", "n5"]
+    assert record["status"] == "succeeded"
+    assert finished.data["state"]["e"] == record["state"]["e"]
+
+
+@pytest.mark.timeout(120)
+async def test_a_scheduler_restarted_mid_run_lets_the_run_complete(actors: Actors) -> None:
+    scheduler = await actors.start("scheduler")
+    await actors.start("llm-gateway")
+    await actors.start("worker")
+    log = await EventLog().start(actors.bus)
+    reply = json.loads((await actors.bus.nc.request(subjects.trigger("five_step"), b'{"text": "t"}', timeout=10)).data)
+    await log.wait_for("node.started", run_id=reply["run_id"])
+    actors.kill(scheduler)
+    # A trigger published while the scheduler is down waits in its stream.
+    await actors.bus.nc.publish(subjects.trigger("five_step"), b'{"text": "while down"}')
+    await log.wait_for("node.finished", run_id=reply["run_id"], count=5, timeout_s=30)
+    assert not log.of("run.finished", reply["run_id"]), "no scheduler, so nobody can have finished the run"
+    await actors.start("scheduler")
+    await log.wait_for("run.finished", run_id=reply["run_id"], timeout_s=30)
+    second = await log.wait_for("run.finished", count=2, timeout_s=60)
+    assert second.data["state"]["text"] == "while down"
+    assert len(log.of("run.finished", reply["run_id"])) == 1
+
+
+@pytest.mark.timeout(120)
+async def test_two_workers_share_the_work_of_one_node(actors: Actors) -> None:
+    actors.llm = "mock/200ms"
+    await actors.start("scheduler")
+    await actors.start("llm-gateway")
+    await actors.start("worker")
+    await actors.start("worker")
+    log = await EventLog().start(actors.bus)
+    results = await asyncio.gather(*(run_flow(actors.bus, "five_step", {"text": str(i)}) for i in range(6)))
+    assert all(r["status"] == "succeeded" for r in results)
+    senders = {e.sender for e in log.of("node.started")}
+    assert len(senders) == 2, f"work went to {senders}"
