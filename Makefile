@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install up test lint typecheck check clean
+.PHONY: install up test lint typecheck check bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ typecheck: install
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+bench: install
+	$(BIN)/ca-actors bench
 
 clean:
 	rm -rf $(VENV) .ca-actors .pytest_cache .mypy_cache .ruff_cache

@@ -231,6 +231,26 @@ def cancel(
     raise typer.Exit(0 if "error" not in answer else 1)
 
 
+@app.command(name="bench")
+def bench_command(
+    nodes: Annotated[int, typer.Option("--nodes", min=1, help="Nodes in the linear flow.")] = 5,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Sequential runs for the per-node figure.")] = 30,
+    in_flight: Annotated[
+        list[int] | None, typer.Option("--in-flight", help="Runs in flight for throughput (repeatable).")
+    ] = None,
+    llm: Annotated[str, typer.Option("--llm", help="Mock model, e.g. mock or mock/50ms.")] = "mock",
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker actors.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Measure the bus engine against an in-process baseline, in the same process run."""
+    from actors.bench import bench, format_table
+
+    configure_logging("warning", "auto")
+    typer.echo("benchmarking (embedded nats-server, mock model)...", err=True)
+    result = asyncio.run(bench(nodes=nodes, runs=runs, in_flight=in_flight or [1, 10, 100], model=llm, workers=workers))
+    typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+
+
 @app.command(hidden=True)
 def actor(
     kind: Annotated[str, typer.Argument(help=f"One of {', '.join(ACTOR_KINDS)}.")],
