@@ -73,8 +73,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Flow files or dir
     for error in flow_set.errors:
         typer.echo(error, err=True)
     for plan in flow_set.plans:
-        note = f" (not runnable yet: {', '.join(plan.unsupported)})" if plan.unsupported else ""
-        typer.echo(f"ok  {plan.file}: flow '{plan.flow}', {len(plan.nodes)} nodes, version {plan.version}{note}")
+        typer.echo(f"ok  {plan.file}: flow '{plan.flow}', {len(plan.nodes)} nodes, version {plan.version}")
     if flow_set.errors:
         raise typer.Exit(1)
 
@@ -97,6 +96,14 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     nats: Annotated[str | None, typer.Option("--nats", help="Use this NATS server instead of an embedded one.")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after this many seconds.")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="bus: actors over NATS, every step durable (default); "
+            "langgraph: the same flow as a LangGraph StateGraph in this process, no NATS.",
+        ),
+    ] = "bus",
     log_level: LogLevel = "warning",
     log_format: LogFmt = "auto",
 ) -> None:
@@ -110,14 +117,16 @@ def run(
             typer.echo(error, err=True)
         raise typer.Exit(2)
     plan = flow_set.plans[0]
-    if plan.unsupported:
-        typer.echo(f"{file}: cannot run yet, uses {', '.join(plan.unsupported)}", err=True)
-        raise typer.Exit(2)
     if mock_script is not None and llm is None:
         llm = "mock"
     settings = Settings.from_env(llm_override=llm, mock_script=mock_script, **({"nats_url": nats} if nats else {}))
     values = parse_inputs(inputs, input_json)
-    result = asyncio.run(_run(settings, plan, values, embedded=nats is None, timeout_s=timeout, as_json=as_json))
+    if engine == "langgraph":
+        result = asyncio.run(_run_langgraph(settings, plan, values, timeout_s=timeout))
+    elif engine == "bus":
+        result = asyncio.run(_run(settings, plan, values, embedded=nats is None, timeout_s=timeout, as_json=as_json))
+    else:
+        raise typer.BadParameter(f"--engine must be bus or langgraph, not {engine!r}")
     console.print_result(result, as_json=as_json)
     raise typer.Exit(0 if result["status"] == "succeeded" else 1)
 
@@ -133,6 +142,19 @@ async def _run(
             )
             or {}
         )
+
+
+async def _run_langgraph(
+    settings: Settings, plan: Any, inputs: dict[str, Any], *, timeout_s: float | None
+) -> dict[str, Any]:
+    from actors.engine_langgraph import run_langgraph
+    from actors.llm_backend import LLMBackend
+    from actors.mock_llm import MockScript
+
+    script = MockScript.load(settings.mock_script) if settings.mock_script else None
+    return await run_langgraph(
+        plan, inputs, llm=LLMBackend(script), model_override=settings.llm_override, timeout_s=timeout_s
+    )
 
 
 @app.command()
@@ -202,20 +224,46 @@ def trigger(
     raise typer.Exit(0 if "run_id" in result and result.get("status") != "rejected" else 1)
 
 
-@app.command()
+runs_app = typer.Typer(help="Runs of a running stack: list them, or show one with its dead letters.")
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback(invoke_without_command=True)
 def runs(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     limit: Annotated[int, typer.Option("--limit", help="Show at most this many runs (newest first).")] = 20,
     nats: NatsUrl = None,
     data_dir: DataDir = Path(".ca-actors"),
 ) -> None:
-    """List recent runs of a running stack."""
+    """List recent runs of a running stack (newest first)."""
+    if ctx.invoked_subcommand is not None:
+        return
     url = console.stack_url(nats, data_dir)
     records = asyncio.run(console.with_client(url, console.list_runs))[:limit]
     if as_json:
         typer.echo(json.dumps([r.result() | {"created_at": r.created_at} for r in records], indent=2))
         return
     console.print_runs(records)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="The run to show.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    nats: NatsUrl = None,
+    data_dir: DataDir = Path(".ca-actors"),
+) -> None:
+    """One run: status, state, every step, pending work and dead-lettered work items."""
+    url = console.stack_url(nats, data_dir)
+    details = asyncio.run(console.with_client(url, lambda bus: console.show_run(bus, run_id)))
+    if details is None:
+        typer.echo(f"no run {run_id}", err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(details, indent=2, default=str))
+    else:
+        console.print_run_details(details)
 
 
 @app.command()

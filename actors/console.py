@@ -12,10 +12,11 @@ from typing import Any, TypeVar
 import typer
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import DeliverPolicy
 
 from actors.follow import events, final_record
 from actors.runs import RunRecord, RunStore
-from bus import Bus, Event, subjects, topology
+from bus import Bus, DeadLetter, Event, decode, subjects, topology
 
 T = TypeVar("T")
 
@@ -75,6 +76,55 @@ async def trigger_and_wait(
 
 async def list_runs(bus: Bus) -> list[RunRecord]:
     return await RunStore(bus.kv(topology.RUNS)).list()
+
+
+async def dead_letters(bus: Bus, run_id: str) -> list[DeadLetter]:
+    """The dead-lettered work items of a run, oldest first."""
+    sub = await bus.js.subscribe(subjects.dead_letters(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+    letters: list[DeadLetter] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=0.3)
+            except Exception:  # noqa: BLE001 - nats TimeoutError: no more letters
+                break
+            letter = decode(msg.data)
+            if isinstance(letter, DeadLetter):
+                letters.append(letter)
+    finally:
+        await sub.unsubscribe()
+    return letters
+
+
+async def show_run(bus: Bus, run_id: str) -> dict[str, Any] | None:
+    """A run's record with its pending work and dead letters, or None when there is no such run."""
+    record = await RunStore(bus.kv(topology.RUNS)).get(run_id)
+    if record is None:
+        return None
+    letters = await dead_letters(bus, run_id)
+    return record.result() | {
+        "plan_version": record.plan_version,
+        "inputs": record.inputs,
+        "pending": record.pending,
+        "created_at": record.created_at,
+        "finished_at": record.finished_at,
+        "dead_letters": [
+            {"node": d.node, "step_id": d.step_id, "error": d.error, "state": d.work.state, "item": d.work.item}
+            for d in letters
+        ],
+    }
+
+
+def print_run_details(details: dict[str, Any]) -> None:
+    print_result(details, as_json=False)
+    typer.echo(f"steps ({len(details['steps'])}):")
+    for step in details["steps"]:
+        where = f"{step['node']}[{step['iteration']}.{step['index']}]"
+        typer.echo(f"  {where:30} {step['status']:10} {step['duration_ms']:>10.1f} ms")
+    if details["pending"]:
+        typer.echo(f"pending: {', '.join(details['pending'])}")
+    for letter in details["dead_letters"]:
+        typer.echo(f"dead letter: {letter['step_id']}: {letter['error']}")
 
 
 async def cancel_run(bus: Bus, run_id: str) -> dict[str, Any]:

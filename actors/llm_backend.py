@@ -61,7 +61,9 @@ class LLMBackend:
         prompt = "\n".join(m.content for m in request.messages if m.role == "user")
         scripted = None
         if self._mock_script is not None:
-            scripted = self._mock_script.next_output(request.run_id, request.node, request.state, request.extra)
+            scripted = self._mock_script.next_output(
+                request.run_id, request.node, request.state, request.extra, request.index
+            )
         if scripted is not None:
             value: Any = scripted
         else:

@@ -21,7 +21,9 @@ class BusLLMClient:
         try:
             msg = await self._bus.nc.request(subjects.LLM_COMPLETE, request.model_dump_json().encode(), timeout=timeout)
         except NoRespondersError:
-            return LLMReply(ok=False, model=request.model, error="no LLM gateway is running", retryable=True)
+            return LLMReply(
+                ok=False, model=request.model, error="no LLM gateway is running", retryable=True, unreachable=True
+            )
         except (NatsTimeoutError, TimeoutError):
             return LLMReply(
                 ok=False,

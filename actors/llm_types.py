@@ -31,6 +31,7 @@ class LLMRequest(BaseModel):
     run_id: str = ""
     node: str = ""
     step_id: str = ""
+    index: int = 0
     attempt: int = 0
     # Prompt variables, so the mock model's scripted outputs can be templates ("note about {item}").
     state: dict[str, Any] = Field(default_factory=dict)
@@ -57,6 +58,8 @@ class LLMReply(BaseModel):
     latency_ms: float = 0.0
     error: str | None = None
     retryable: bool = False
+    # No gateway answered at all: not the provider's fault, so it does not use up a node's retries.
+    unreachable: bool = False
 
 
 class LLMClient(Protocol):

@@ -3,7 +3,8 @@
 ``mock`` answers at once, ``mock/<N>ms`` after N milliseconds. Values are derived from the node id and
 the rendered prompt, so different inputs give different outputs and the same inputs the same ones. A
 mock script (YAML: node id → list of output objects, used in order per run, the last one repeating;
-string values are prompt templates such as ``"note about {item}"``) makes runs fully deterministic.
+string values are prompt templates such as ``"note about {item}"``) makes runs fully deterministic;
+map items count separately (per map index), so concurrency does not change which output an item gets.
 """
 
 from __future__ import annotations
@@ -59,11 +60,14 @@ def _value(schema: Mapping[str, Any], node: str, prompt: str, excerpt: str, path
 
 
 class MockScript:
-    """Scripted outputs per node, consumed in order per (run, node); the last one repeats."""
+    """Scripted outputs per node, consumed in order per (run, node, map index); the last one repeats.
+
+    Keying by map index keeps scripts deterministic when map items run concurrently.
+    """
 
     def __init__(self, outputs: Mapping[str, list[Any]], *, max_runs: int = 10_000) -> None:
         self._outputs = {node: list(values) for node, values in outputs.items() if values}
-        self._calls: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._calls: OrderedDict[tuple[str, str, int], int] = OrderedDict()
         self._max_runs = max_runs
 
     @classmethod
@@ -78,12 +82,14 @@ class MockScript:
             raise ValueError(f"{path}: a mock script maps node ids to lists of outputs")
         return cls({str(k): v for k, v in data.items()})
 
-    def next_output(self, run_id: str, node: str, state: Mapping[str, Any], extra: Mapping[str, Any]) -> Any | None:
+    def next_output(
+        self, run_id: str, node: str, state: Mapping[str, Any], extra: Mapping[str, Any], index: int = 0
+    ) -> Any | None:
         """The next scripted output of `node` in `run_id`, rendered; None when the node has no script."""
         values = self._outputs.get(node)
         if values is None:
             return None
-        key = (run_id, node)
+        key = (run_id, node, index)
         n = self._calls.pop(key, 0)
         self._calls[key] = n + 1
         while len(self._calls) > self._max_runs:

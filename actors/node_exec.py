@@ -36,6 +36,10 @@ class NodeFailed(CaActorsError):
 class LLMUnavailable(CaActorsError):
     """The LLM call failed in a way a later attempt may fix (provider busy, gateway down)."""
 
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        self.unreachable = unreachable
+        super().__init__(message)
+
 
 @dataclass(frozen=True)
 class NodeOutcome:
@@ -119,6 +123,7 @@ async def run_llm_node(
     runtime: Mapping[str, Any] | None = None,
     run_id: str = "",
     step_id: str = "",
+    index: int = 0,
     timeout_s: float | None = None,
     on_retry: Callable[[int, str], Awaitable[None]] | None = None,
 ) -> NodeOutcome:
@@ -150,6 +155,7 @@ async def run_llm_node(
             run_id=run_id,
             node=node.id,
             step_id=step_id,
+            index=index,
             attempt=attempt,
             state=dict(state),
             extra=extra,
@@ -157,7 +163,7 @@ async def run_llm_node(
         reply: LLMReply = await llm.complete(request)
         if not reply.ok:
             if reply.retryable:
-                raise LLMUnavailable(reply.error or "LLM call failed")
+                raise LLMUnavailable(reply.error or "LLM call failed", unreachable=reply.unreachable)
             raise NodeFailed(f"LLM call to {choice.model} failed: {reply.error}")
         try:
             outputs = validate_output(spec, node, parse_content(reply.content))

@@ -15,9 +15,6 @@ from pydantic import BaseModel, ConfigDict
 from bus import subjects
 from configs import FlowSpec, LoadedFlow, load_flow_text
 
-END = "END"
-START = "START"
-
 
 class NodePlan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -25,12 +22,14 @@ class NodePlan(BaseModel):
     id: str
     subject: str
     durable: str
-    # Node ids (or END) that run after this node, all at once.
-    next: tuple[str, ...]
 
 
 class Plan(BaseModel):
-    """One version of one flow, as the scheduler and the workers execute it."""
+    """One version of one flow, as the scheduler and the workers execute it.
+
+    Routing is decided from the flow itself (`actors.flowlogic`), so the plan only adds what the bus
+    needs: the subject and durable consumer of each node.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -38,12 +37,9 @@ class Plan(BaseModel):
     version: str
     file: str
     source: str
-    entry: tuple[str, ...]
     nodes: dict[str, NodePlan]
     timeout_s: float | None
     max_retries: int
-    # Edges this runtime cannot execute yet (routes, loops, maps), as "edges[i] (kind)"; empty = runnable.
-    unsupported: tuple[str, ...] = ()
 
     @property
     def spec(self) -> FlowSpec:
@@ -63,27 +59,9 @@ def compile_plan(loaded: LoadedFlow) -> Plan:
     """Compile a validated flow into a plan."""
     spec = loaded.spec
     flow = spec.flow.name
-    nexts: dict[str, list[str]] = {node.id: [] for node in spec.nodes}
-    entry: list[str] = []
-    unsupported: list[str] = []
-    for i, edge in enumerate(spec.edges):
-        if edge.to is None:
-            kind = "routes" if edge.routes else "loop" if edge.loop else "parallel"
-            unsupported.append(f"edges[{i}] ({kind})")
-            continue
-        targets = [edge.to] if isinstance(edge.to, str) else list(edge.to)
-        if edge.from_ == START:
-            entry.extend(targets)
-        else:
-            nexts[edge.from_].extend(targets)
     nodes = {
-        node_id: NodePlan(
-            id=node_id,
-            subject=subjects.work(flow, node_id),
-            durable=f"work-{flow}-{node_id}",
-            next=tuple(targets),
-        )
-        for node_id, targets in nexts.items()
+        node.id: NodePlan(id=node.id, subject=subjects.work(flow, node.id), durable=f"work-{flow}-{node.id}")
+        for node in spec.nodes
     }
     execution = spec.config.execution
     return Plan(
@@ -91,11 +69,9 @@ def compile_plan(loaded: LoadedFlow) -> Plan:
         version=plan_version(loaded.source),
         file=loaded.file,
         source=loaded.source,
-        entry=tuple(entry),
         nodes=nodes,
         timeout_s=execution.timeout,
         max_retries=execution.max_retries,
-        unsupported=tuple(unsupported),
     )
 
 

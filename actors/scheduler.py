@@ -25,11 +25,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.consume import Drop, consume
 from actors.events import Emitter
+from actors.flowlogic import FlowError
 from actors.plan import Plan
 from actors.rendezvous import Rendezvous, digest
-from actors.runs import FINAL_STATUSES, PlanStore, RunRecord, RunStore
-from bus import Bus, RunEnded, WorkItem, decode, subjects, topology
-from configs import InputError, Settings, initial_state
+from actors.router import Barriers, Router
+from actors.runs import FINAL_STATUSES, PlanStore, RunRecord, RunStore, StepStore
+from bus import Bus, RunEnded, decode, subjects, topology
+from configs import START, InputError, Settings, initial_state
 from configs._issues import closest
 
 log = structlog.get_logger(__name__)
@@ -53,6 +55,7 @@ class Scheduler:
         self._runs = RunStore(bus.kv(topology.RUNS))
         self._plans = PlanStore(bus.kv(topology.PLANS))
         self._events = Emitter(bus, actor_id)
+        self._router = Router(Barriers(bus.kv(topology.JOINS)), StepStore(bus.kv(topology.STEPS)), actor_id)
         self._rendezvous = Rendezvous()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -62,7 +65,7 @@ class Scheduler:
         """Publish plans, recover, serve until `stop()`."""
         for plan in self._local_plans:
             await self._plans.publish(plan)
-            log.info("scheduler.plan", flow=plan.flow, version=plan.version, unsupported=list(plan.unsupported))
+            log.info("scheduler.plan", flow=plan.flow, version=plan.version)
         await self._bus.subscribe(subjects.TRIGGER_ALL, self._on_trigger_request, queue=QUEUE)
         await self._bus.subscribe(subjects.SYS_ASSIGNED, self._on_assigned)
         await self._bus.subscribe(subjects.RUN_CMD_ALL, self._on_command, queue=QUEUE)
@@ -145,8 +148,6 @@ class Scheduler:
             known = await self._plans.flows()
             hint = closest(flow, known)
             problem = f"unknown flow '{flow}'" + (f"; did you mean '{hint}'?" if hint else f"; known flows: {known}")
-        elif plan.unsupported:
-            problem = f"flow '{flow}' uses edges this runtime cannot run yet: {', '.join(plan.unsupported)}"
         else:
             try:
                 inputs = json.loads(data or b"{}")
@@ -159,10 +160,11 @@ class Scheduler:
                 problem = str(exc)
         if problem is not None or plan is None:
             return await self._reject(run_id, flow, inputs, problem or "unknown flow")
-        first = [
-            WorkItem(run_id=run_id, flow=flow, plan_version=plan.version, node=n, state=state, sender=self._id)
-            for n in plan.entry
-        ]
+        try:
+            moves = await self._router.start(plan, run_id, state)
+        except FlowError as exc:
+            return await self._reject(run_id, flow, inputs, str(exc))
+        first = moves.work
         record = RunRecord(
             run_id=run_id,
             flow=flow,
@@ -185,6 +187,9 @@ class Scheduler:
         )
         for item in first:
             await self._bus.publish(subjects.work(flow, item.node), item, msg_id=item.step_id)
+        if moves.finished is not None:  # a flow whose START leads straight to END (or to an empty map)
+            done = RunEnded(kind="finish", run_id=run_id, flow=flow, node=START, state=moves.finished, sender=self._id)
+            await self._bus.publish(subjects.ctl(flow), done, msg_id=f"{run_id}.finish")
         self._arm_timeout(record)
         log.info("run.started", flow=flow)
         return _answer(record)
@@ -286,20 +291,20 @@ class Scheduler:
             log.info("scheduler.recovered", runs=len(running))
 
     async def _redrive(self, record: RunRecord) -> None:
-        """Re-publish a running run's pending work; the step-id dedup makes this safe to repeat."""
-        for step in record.pending:
-            run_id, node, iteration, index = _split_step(step)
-            item = WorkItem(
-                run_id=run_id,
-                flow=record.flow,
-                plan_version=record.plan_version,
-                node=node,
-                iteration=iteration,
-                index=index,
-                state=record.state,
-                sender=self._id,
-            )
-            await self._bus.publish(subjects.work(record.flow, node), item, msg_id=step)
+        """Re-publish the first work of a run that has not completed a step yet.
+
+        Later work is durable in CA_WORK from the moment a worker publishes it; only the scheduler's
+        own first publish can be lost (a crash between creating the run and publishing). The step-id
+        dedup makes this safe to repeat.
+        """
+        if record.steps:
+            return
+        plan = await self._plans.get(record.flow, record.plan_version)
+        if plan is None:
+            return
+        moves = await self._router.start(plan, record.run_id, record.state)
+        for item in moves.work:
+            await self._bus.publish(subjects.work(record.flow, item.node), item, msg_id=item.step_id)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -312,11 +317,6 @@ def _answer(record: RunRecord) -> dict[str, Any]:
     if record.status in FINAL_STATUSES and record.error:
         answer["error"] = record.error
     return answer
-
-
-def _split_step(step: str) -> tuple[str, str, int, int]:
-    run_id, node, iteration, index = step.rsplit(".", 3)
-    return run_id, node, int(iteration), int(index)
 
 
 def _is_token(value: str) -> bool:

@@ -128,7 +128,7 @@ class Supervisor:
                 (data_dir / console.STACK_FILE).write_text(
                     json.dumps({"nats_url": self.settings.nats_url, "pid": os.getpid(), "started_at": time.time()})
                 )
-                flows = ", ".join(p.flow for p in flow_set.plans if not p.unsupported)
+                flows = ", ".join(p.flow for p in flow_set.plans)
                 typer.echo(f"NATS: {self.settings.nats_url}")
                 typer.echo(f"flows: {flows}")
                 typer.echo(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
@@ -21,11 +22,13 @@ from nats.js.kv import KeyValue
 
 from actors.consume import Drop, Retry, consume
 from actors.events import Emitter
+from actors.flowlogic import FlowError, map_info, map_runtime
 from actors.llm_types import LLMClient
-from actors.node_exec import LLMUnavailable, NodeFailed, run_llm_node
-from actors.plan import END, Plan
+from actors.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, run_llm_node
+from actors.plan import Plan
+from actors.router import Barriers, Moves, Router
 from actors.runs import PlanStore, RunRecord, RunStore, StepRecord, StepResult, StepStore
-from bus import Bus, RunEnded, WorkItem, decode, subjects, topology
+from bus import Bus, DeadLetter, RunEnded, WorkItem, decode, subjects, topology
 from configs import Settings
 
 log = structlog.get_logger(__name__)
@@ -52,6 +55,7 @@ class NodeWorker:
         self._steps = StepStore(bus.kv(topology.STEPS))
         self._plans = PlanStore(bus.kv(topology.PLANS))
         self._events = Emitter(bus, actor_id)
+        self._router = Router(Barriers(bus.kv(topology.JOINS)), self._steps, actor_id)
         self._serving: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
@@ -97,7 +101,7 @@ class NodeWorker:
                 await self._serve(plan)
 
     async def _serve(self, plan: Plan) -> None:
-        if (self._only is not None and plan.flow not in self._only) or plan.unsupported:
+        if self._only is not None and plan.flow not in self._only:
             return
         for node in plan.nodes.values():
             if node.durable in self._serving:
@@ -152,42 +156,10 @@ class NodeWorker:
         result = await self._steps.get(step_id)
         if result is None:
             started = time.time()
-            await self._events.emit(
-                "node.started",
-                run_id=item.run_id,
-                flow=item.flow,
-                node=item.node,
-                step_id=step_id,
-                data={"iteration": item.iteration, "index": item.index, "delivery": delivery},
-                causation_id=item.id,
-            )
             try:
-                outcome = await run_llm_node(
-                    plan.spec,
-                    plan.spec.node(item.node),
-                    item.state,
-                    llm=self._llm,
-                    model_override=self._settings.llm_override,
-                    max_retries=plan.max_retries,
-                    run_id=item.run_id,
-                    step_id=step_id,
-                    timeout_s=self._settings.llm_timeout_s,
-                    on_retry=lambda attempt, problem: self._events.emit(
-                        "node.retry",
-                        run_id=item.run_id,
-                        flow=item.flow,
-                        node=item.node,
-                        step_id=step_id,
-                        data={"attempt": attempt, "error": problem},
-                    ),
-                )
-            except LLMUnavailable as exc:
-                if delivery < self._settings.max_deliver:
-                    raise Retry(str(exc), delay_s=min(2.0**delivery, 30.0)) from exc
-                await self._fail(item, started, f"LLM unavailable after {delivery} tries: {exc}")
-                return
+                outcome = await self._run_node(plan, item, delivery)
             except NodeFailed as exc:
-                await self._fail(item, started, str(exc))
+                await self._fail(plan, item, started, str(exc))
                 return
             result, _ = await self._steps.record(
                 step_id,
@@ -199,27 +171,13 @@ class NodeWorker:
                     worker=self._id,
                 ),
             )
-        await self._advance(plan, item, result)
-
-    async def _advance(self, plan: Plan, item: WorkItem, result: StepResult) -> None:
-        """Checkpoint the step into the run, announce it, and hand the run on."""
-        state = {**item.state, **result.outputs}
-        successors = plan.nodes[item.node].next
-        next_items = [
-            WorkItem(
-                run_id=item.run_id,
-                flow=item.flow,
-                plan_version=item.plan_version,
-                node=n,
-                state=state,
-                causation_id=item.id,
-                sender=self._id,
-            )
-            for n in successors
-            if n != END
-        ]
+        try:
+            moves = await self._router.after_step(plan, item, result.outputs)
+        except FlowError as exc:
+            await self._fail(plan, item, result.started_at, str(exc))
+            return
         step = StepRecord(
-            step_id=item.step_id,
+            step_id=step_id,
             node=item.node,
             iteration=item.iteration,
             index=item.index,
@@ -229,23 +187,14 @@ class NodeWorker:
             duration_ms=(result.finished_at - result.started_at) * 1000,
             attempts=result.attempts,
         )
-
-        def checkpoint(rec: RunRecord) -> RunRecord | None:
-            if rec.status != "running" or any(s.step_id == step.step_id for s in rec.steps):
-                return None
-            pending = [p for p in rec.pending if p != step.step_id] + [n.step_id for n in next_items]
-            return rec.model_copy(update={"state": state, "steps": [*rec.steps, step], "pending": pending})
-
-        await self._runs.update(item.run_id, checkpoint)
-        current = await self._runs.get(item.run_id)
-        if current is None or current.status != "running":
+        if not await self._checkpoint(item, step, moves):
             return
         await self._events.emit(
             "node.finished",
             run_id=item.run_id,
             flow=item.flow,
             node=item.node,
-            step_id=item.step_id,
+            step_id=step_id,
             data={
                 "outputs": result.outputs,
                 "duration_ms": round(step.duration_ms, 3),
@@ -253,18 +202,105 @@ class NodeWorker:
                 "iteration": item.iteration,
                 "index": item.index,
             },
-            dedup=item.step_id,
+            dedup=step_id,
         )
-        for n in next_items:
-            await self._bus.publish(subjects.work(n.flow, n.node), n, msg_id=n.step_id)
-        if END in successors:
+        await self._publish(item, moves)
+
+    async def _run_node(self, plan: Plan, item: WorkItem, delivery: int) -> NodeOutcome:
+        """Run the node under its retry policy; raises `Retry` to be redelivered, `NodeFailed` when done."""
+        spec = plan.spec
+        node = spec.node(item.node)
+        policy = node.retry
+        max_attempts = policy.max_attempts if policy and policy.max_attempts else 1 + plan.max_retries
+        on = set(policy.on) if policy else {"llm_error", "timeout", "bad_output"}
+        backoff_s = (policy.backoff_ms if policy else 500) / 1000
+        runtime: dict[str, Any] = {}
+        if map_info(spec, item.node) is not None:
+            runtime.update(map_runtime(spec, item.node, item.item, item.index))
+        if item.error is not None:
+            runtime["error"] = item.error
+        await self._events.emit(
+            "node.started",
+            run_id=item.run_id,
+            flow=item.flow,
+            node=item.node,
+            step_id=item.step_id,
+            data={"iteration": item.iteration, "index": item.index, "delivery": delivery},
+            causation_id=item.id,
+        )
+
+        async def on_retry(attempt: int, problem: str) -> None:
+            await self._events.emit(
+                "node.retry",
+                run_id=item.run_id,
+                flow=item.flow,
+                node=item.node,
+                step_id=item.step_id,
+                data={"attempt": attempt, "error": problem, "kind": "bad_output"},
+            )
+
+        call = run_llm_node(
+            spec,
+            node,
+            item.state,
+            llm=self._llm,
+            model_override=self._settings.llm_override,
+            max_retries=max_attempts - 1 if "bad_output" in on else 0,
+            runtime=runtime,
+            run_id=item.run_id,
+            step_id=item.step_id,
+            index=item.index,
+            timeout_s=node.timeout_s or self._settings.llm_timeout_s,
+            on_retry=on_retry,
+        )
+        try:
+            return await asyncio.wait_for(call, timeout=node.timeout_s) if node.timeout_s else await call
+        except LLMUnavailable as exc:
+            if exc.unreachable and delivery < self._settings.max_deliver:
+                raise Retry(str(exc), delay_s=min(2.0 ** (delivery - 1), 30.0)) from exc
+            kind, problem = "llm_error", str(exc)
+        except TimeoutError:
+            kind, problem = "timeout", f"node '{item.node}' took longer than timeout_s={node.timeout_s:g}"
+        if kind in on and delivery < min(max_attempts, self._settings.max_deliver):
+            await self._events.emit(
+                "node.retry",
+                run_id=item.run_id,
+                flow=item.flow,
+                node=item.node,
+                step_id=item.step_id,
+                data={"attempt": delivery, "error": problem, "kind": kind},
+            )
+            raise Retry(problem, delay_s=backoff_s * 2 ** (delivery - 1))
+        raise NodeFailed(f"{problem} (after {delivery} attempt{'s' if delivery > 1 else ''})")
+
+    async def _checkpoint(self, item: WorkItem, step: StepRecord, moves: Moves) -> bool:
+        """Record the step and its consequences in the run record; False when the run is no longer running."""
+
+        def change(rec: RunRecord) -> RunRecord | None:
+            if rec.status != "running" or any(s.step_id == step.step_id for s in rec.steps):
+                return None
+            pending = [p for p in rec.pending if p != step.step_id] + [w.step_id for w in moves.work]
+            update: dict[str, Any] = {"steps": [*rec.steps, step], "pending": pending}
+            if moves.state is not None:
+                update["state"] = moves.state
+            return rec.model_copy(update=update)
+
+        if await self._runs.update(item.run_id, change) is not None:
+            return True
+        current = await self._runs.get(item.run_id)
+        return current is not None and current.status == "running"
+
+    async def _publish(self, item: WorkItem, moves: Moves) -> None:
+        for work in moves.work:
+            await self._bus.publish(subjects.work(work.flow, work.node), work, msg_id=work.step_id)
+        if moves.finished is not None:
             done = RunEnded(
-                kind="finish", run_id=item.run_id, flow=item.flow, node=item.node, state=state, sender=self._id
+                kind="finish", run_id=item.run_id, flow=item.flow, node=item.node, state=moves.finished, sender=self._id
             )
             await self._bus.publish(subjects.ctl(item.flow), done, msg_id=f"{item.run_id}.finish")
 
-    async def _fail(self, item: WorkItem, started: float, error: str) -> None:
-        """The node failed for good: record it, say so, and tell the scheduler to fail the run."""
+    async def _fail(self, plan: Plan, item: WorkItem, started: float, error: str) -> None:
+        """The node failed for good: record and announce it, dead-letter the work, then `on_error` or fail."""
         now = time.time()
         step = StepRecord(
             step_id=item.step_id,
@@ -277,22 +313,28 @@ class NodeWorker:
             duration_ms=(now - started) * 1000,
             error=error,
         )
-
-        def record(rec: RunRecord) -> RunRecord | None:
-            if rec.status != "running" or any(s.step_id == step.step_id for s in rec.steps):
-                return None
-            return rec.model_copy(update={"steps": [*rec.steps, step]})
-
-        await self._runs.update(item.run_id, record)
-        log.warning("worker.node_failed", error=error)
+        target = plan.spec.node(item.node).on_error
+        moves = Moves()
+        if target:
+            moves = await self._router.after_failure(plan, item, target, error)
+        if not await self._checkpoint(item, step, moves):
+            return
+        log.warning("worker.node_failed", error=error, on_error=target)
         await self._events.emit(
             "node.failed",
             run_id=item.run_id,
             flow=item.flow,
             node=item.node,
             step_id=item.step_id,
-            data={"error": error},
+            data={"error": error, "on_error": target},
             dedup=item.step_id,
         )
+        dead = DeadLetter(
+            run_id=item.run_id, flow=item.flow, node=item.node, step_id=item.step_id, error=error, work=item
+        )
+        await self._bus.publish(subjects.dead_letters(item.run_id), dead, msg_id=item.step_id)
+        if target:
+            await self._publish(item, moves)
+            return
         failed = RunEnded(kind="fail", run_id=item.run_id, flow=item.flow, node=item.node, error=error, sender=self._id)
         await self._bus.publish(subjects.ctl(item.flow), failed, msg_id=f"{item.run_id}.fail")

@@ -4,6 +4,8 @@ from bus import subjects, topology
 from bus.connection import Bus, BusStatus, MsgHandler
 from bus.envelope import (
     TERMINAL_EVENTS,
+    Branch,
+    DeadLetter,
     Event,
     EventKind,
     RunEnded,
@@ -17,8 +19,10 @@ from bus.server import EmbeddedNats, die_with_parent, find_nats_server, free_por
 
 __all__ = [
     "TERMINAL_EVENTS",
+    "Branch",
     "Bus",
     "BusStatus",
+    "DeadLetter",
     "EmbeddedNats",
     "Event",
     "EventKind",

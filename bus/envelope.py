@@ -48,6 +48,17 @@ def step_id(run_id: str, node: str, iteration: int = 0, index: int = 0) -> str:
     return f"{run_id}.{node}.{iteration}.{index}"
 
 
+class Branch(BaseModel):
+    """Where a step sits inside a fan-out: its barrier, its branch, and what the branch wrote so far."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str
+    barrier: str
+    index: int
+    writes: list[tuple[str, Any]] = Field(default_factory=list)
+
+
 class WorkItem(_Msg):
     """Run one node of one run with the given state."""
 
@@ -58,10 +69,29 @@ class WorkItem(_Msg):
     iteration: int = 0
     index: int = 0
     state: dict[str, Any]
+    # Path counters (docs/control-flow.md): completions per node, uses per bounded route.
+    visits: dict[str, int] = Field(default_factory=dict)
+    taken: dict[str, int] = Field(default_factory=dict)
+    # For a map item: the item itself (its position is `index`).
+    item: Any = None
+    branch: Branch | None = None
+    # For an `on_error` target: the error of the node that failed.
+    error: str | None = None
 
     @property
     def step_id(self) -> str:
         return step_id(self.run_id, self.node, self.iteration, self.index)
+
+
+class DeadLetter(_Msg):
+    """A work item that failed for good, kept on ``ca.dlq.<run>`` for inspection."""
+
+    kind: Literal["dead"] = "dead"
+    flow: str
+    node: str
+    step_id: str
+    error: str
+    work: WorkItem
 
 
 class RunEnded(_Msg):
@@ -84,8 +114,8 @@ class Event(_Msg):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-Message = Annotated[WorkItem | RunEnded | Event, Field(discriminator="kind")]
-_MESSAGE: TypeAdapter[WorkItem | RunEnded | Event] = TypeAdapter(Message)
+Message = Annotated[WorkItem | RunEnded | Event | DeadLetter, Field(discriminator="kind")]
+_MESSAGE: TypeAdapter[WorkItem | RunEnded | Event | DeadLetter] = TypeAdapter(Message)
 
 
 def encode(msg: BaseModel) -> bytes:
@@ -93,7 +123,7 @@ def encode(msg: BaseModel) -> bytes:
     return msg.model_dump_json().encode()
 
 
-def decode(data: bytes) -> WorkItem | RunEnded | Event:
+def decode(data: bytes) -> WorkItem | RunEnded | Event | DeadLetter:
     """Parse JSON bytes into the message model its `kind` names.
 
     Raises:

@@ -20,6 +20,7 @@ TRIGGER_ALL = f"{PREFIX}.trigger.>"
 WORK_ALL = f"{PREFIX}.work.>"
 CTL_ALL = f"{PREFIX}.ctl.>"
 EVENTS_ALL = f"{PREFIX}.evt.>"
+DLQ_ALL = f"{PREFIX}.dlq.>"
 RUN_CMD_ALL = f"{PREFIX}.run.*.cmd"
 
 
@@ -80,3 +81,8 @@ def run_of_cmd(subject: str) -> str:
     if len(parts) != 4 or parts[:2] != [PREFIX, "run"] or parts[3] != "cmd":
         raise ValueError(f"not a run command subject: {subject!r}")
     return token(parts[2], "run id")
+
+
+def dead_letters(run_id: str) -> str:
+    """Subject of a run's dead-lettered work items."""
+    return f"{PREFIX}.dlq.{token(run_id, 'run id')}"

@@ -8,7 +8,9 @@
 | CA_EVENTS     | ``ca.evt.>``: what happened in runs      | limits (7 days)                   |
 | ca_plans (KV) | compiled flows, one key per version      |                                   |
 | ca_runs (KV)  | run records: status, state, steps        | compare-and-swap updates          |
+| CA_DLQ        | ``ca.dlq.<run>``: work that failed       | limits (7 days)                   |
 | ca_steps (KV) | results of finished steps                | insert-if-absent: exactly once    |
+| ca_joins (KV) | fan-out and map barriers                 | compare-and-swap updates          |
 
 The trigger stream does not acknowledge publishes (``no_ack``), so a NATS *request* to
 ``ca.trigger.<flow>`` is answered by the scheduler with the run id, not by JetStream with a PubAck.
@@ -27,9 +29,11 @@ TRIGGERS = "CA_TRIGGERS"
 WORK = "CA_WORK"
 CTL = "CA_CTL"
 EVENTS = "CA_EVENTS"
+DLQ = "CA_DLQ"
 PLANS = "ca_plans"
 RUNS = "ca_runs"
 STEPS = "ca_steps"
+JOINS = "ca_joins"
 
 _WEEK_S = 7 * 24 * 3600.0
 
@@ -69,6 +73,14 @@ def stream_configs(dedup_window_s: float) -> list[StreamConfig]:
             discard=DiscardPolicy.OLD,
             duplicate_window=dedup_window_s,
         ),
+        StreamConfig(
+            name=DLQ,
+            subjects=[subjects.DLQ_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=_WEEK_S,
+            duplicate_window=dedup_window_s,
+        ),
     ]
 
 
@@ -85,7 +97,7 @@ async def ensure_topology(js: JetStreamContext, *, dedup_window_s: float) -> dic
             # Exists with another configuration (e.g. an older dedup window): bring it up to date.
             await js.update_stream(config)
     buckets: dict[str, KeyValue] = {}
-    for name, ttl in ((PLANS, None), (RUNS, _WEEK_S), (STEPS, _WEEK_S)):
+    for name, ttl in ((PLANS, None), (RUNS, _WEEK_S), (STEPS, _WEEK_S), (JOINS, _WEEK_S)):
         try:
             buckets[name] = await js.key_value(name)
         except NotFoundError:

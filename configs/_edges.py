@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 
+from configs._control import check_condition, check_cycles, check_joins
+from configs._graph import build_graph
 from configs._issues import closest
 from configs._locs import KeyPath, Problem
 from configs._outputs import output_fields
@@ -13,24 +15,6 @@ from configs._typeref import ANY, TypeRef, incompatibility
 from configs._types import field_ref
 
 _DEFAULT_ROUTE_HINT = "add `- condition: {logic: default}` with a `to:` as the last route"
-
-
-def item_types(spec: FlowSpec, state_types: Mapping[str, TypeRef]) -> dict[str, TypeRef]:
-    """Return, for each node reached through a `parallel` edge, the type of its `{item}`.
-
-    Args:
-        spec: The flow.
-        state_types: Parsed type of each state field.
-
-    Returns:
-        target node id -> item type (ANY when the items field is untyped or unknown).
-    """
-    items: dict[str, TypeRef] = {}
-    for edge in spec.edges:
-        if edge.parallel is not None:
-            ref = state_types.get(edge.parallel.items_field, ANY)
-            items[edge.parallel.target_node] = ref.item if ref.kind == "list" and ref.item else ANY
-    return items
 
 
 def check_edges(spec: FlowSpec, state_types: Mapping[str, TypeRef]) -> list[Problem]:
@@ -49,8 +33,12 @@ def check_edges(spec: FlowSpec, state_types: Mapping[str, TypeRef]) -> list[Prob
     if not any(edge.from_ == START for edge in spec.edges):
         checker.problems.append(Problem(("edges",), "no edge from START; add `- {from: START, to: <node>}`"))
     elif not checker.bad_endpoints:
-        # Reachability is only meaningful (and not noise) once every edge endpoint exists.
-        checker.problems += _check_reachability(spec)
+        # Reachability, cycles and joins are only meaningful (and not noise) once every edge endpoint exists.
+        problems, dead = _check_reachability(spec)
+        # Nodes that cannot reach END are reported once; cycles and branches through them would be noise.
+        checker.problems += problems + check_cycles(spec, skip=dead)
+        graph, problems = build_graph(spec, skip=dead)
+        checker.problems += problems + check_joins(spec, graph)
     return checker.problems
 
 
@@ -138,6 +126,17 @@ class _EdgeChecker:
                 self.problems.append(
                     Problem((*rpath, "condition", "logic"), "condition logic is empty; write an expression over state")
                 )
+            if route.condition.is_default and route.max_iterations is not None:
+                self.problems.append(
+                    Problem(
+                        (*rpath, "max_iterations"),
+                        "the default route cannot have max_iterations; it is taken when no other route is",
+                    )
+                )
+            if not route.condition.is_default and route.condition.logic.strip():
+                self.problems += check_condition(
+                    route.condition.logic, self.state_types, (*rpath, "condition", "logic")
+                )
             if route.condition.is_default:
                 defaults += 1
                 if defaults > 1:
@@ -210,7 +209,7 @@ class _EdgeChecker:
 
 
 def successors(spec: FlowSpec) -> dict[str, set[str]]:
-    """Return where a run can go from each node (and START): edge targets, loop exits, map targets.
+    """Return where a run can go from each node (and START): edge targets, loop exits, map targets, on_error.
 
     Args:
         spec: The flow.
@@ -221,10 +220,13 @@ def successors(spec: FlowSpec) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {START: set(), **{node.id: set() for node in spec.nodes}}
     for edge in spec.edges:
         graph.setdefault(edge.from_, set()).update(edge.targets())
+    for node in spec.nodes:
+        if node.on_error:
+            graph[node.id].add(node.on_error)
     return graph
 
 
-def _check_reachability(spec: FlowSpec) -> list[Problem]:
+def _check_reachability(spec: FlowSpec) -> tuple[list[Problem], frozenset[str]]:
     graph = successors(spec)
     forward = _reach(START, graph)
     backward: dict[str, set[str]] = {}
@@ -245,7 +247,7 @@ def _check_reachability(spec: FlowSpec) -> list[Problem]:
                     f"node {node.id!r} cannot reach END; give it an edge that leads to END",
                 )
             )
-    return problems
+    return problems, frozenset(node.id for node in spec.nodes if node.id not in to_end)
 
 
 def _reach(origin: str, graph: Mapping[str, set[str]]) -> set[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,17 @@ from configs._unknown import unknown_keys
 from configs._validate import check_flow
 
 _TOP_KEYS = "schema_version, flow, state, nodes, edges"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps mapping keys as written: YAML 1.1 would turn `on:` (retry.on) into True."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _BOOL_TAG:
+                key_node.tag = "tag:yaml.org,2002:str"
+        return super().construct_mapping(node, deep)
 
 
 @dataclass(frozen=True)
@@ -92,7 +103,7 @@ def load_flow_text(text: str, file: str = "<string>") -> LoadedFlow:
 def _parse_yaml(text: str, file: str) -> tuple[yaml.Node | None, Any]:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text) if root is not None else None
+        data = yaml.load(text, Loader=_Loader) if root is not None else None  # _Loader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from configs._issues import OutputError
 from configs._locs import data_path, format_path, short_repr
-from configs._schema import FlowSpec, NodeSpec
+from configs._schema import FlowSpec, NodeSpec, Reducer
 from configs._typeref import ANY, TypeRef, parse_type
 from configs._types import annotation, build_model, field_ref
 
@@ -44,11 +44,26 @@ def output_fields(spec: FlowSpec, node: NodeSpec) -> OutputFields:
             ref, description = declared[name]
         elif name in spec.state.fields:
             state_field = spec.state.fields[name]
-            ref, description = field_ref(state_field), state_field.description
+            ref, description = output_slot(field_ref(state_field), state_field.reducer), state_field.description
         else:
             ref, description = ANY, ""
         result.append((name, ref, description))
     return tuple(result)
+
+
+def output_slot(field: TypeRef, reducer: Reducer | None) -> TypeRef:
+    """Return the type a node output must have to be written into a state field of type `field`.
+
+    Args:
+        field: The state field's type.
+        reducer: Its reducer; `append` takes one item (`T` into `list[T]`), the others the field's type.
+
+    Returns:
+        The output type.
+    """
+    if reducer == "append":
+        return field.item or ANY if field.kind == "list" else ANY
+    return field
 
 
 def output_model(spec: FlowSpec, node: NodeSpec) -> type[BaseModel]:

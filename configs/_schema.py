@@ -11,11 +11,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from configs._expr import Expr, ExprError, parse_expr
+
 SCHEMA_VERSIONS: tuple[str, ...] = ("1.0",)
 START = "START"
 END = "END"
 EdgeKind = Literal["to", "routes", "loop", "parallel"]
 EDGE_KINDS: tuple[EdgeKind, ...] = ("to", "routes", "loop", "parallel")
+Reducer = Literal["append", "extend", "merge", "max", "min", "sum"]
+REDUCERS: tuple[Reducer, ...] = ("append", "extend", "merge", "max", "min", "sum")
+FailureKind = Literal["llm_error", "timeout", "bad_output"]
+FAILURE_KINDS: tuple[FailureKind, ...] = ("llm_error", "timeout", "bad_output")
 
 
 def _number_to_str(value: Any) -> Any:
@@ -61,7 +67,7 @@ class FieldSpec(_Spec):
     default: Any = None
     description: str = ""
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
-    reducer: str | None = None
+    reducer: Reducer | None = None
 
     @property
     def has_default(self) -> bool:
@@ -93,6 +99,23 @@ class OutputSchema(_Spec):
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
 
+class ForeachSpec(_Spec):
+    """Make a node a map node: run it once per item of the list at `items`, collect outputs into `collect`."""
+
+    items: str
+    as_: str = Field(default="item", alias="as")
+    max_concurrency: int | None = Field(default=None, ge=1)
+    collect: str
+
+
+class RetrySpec(_Spec):
+    """Retries of one node: attempts in all (default `1 + config.execution.max_retries`), backoff, kinds."""
+
+    max_attempts: int | None = Field(default=None, ge=1)
+    backoff_ms: int = Field(default=500, ge=0)
+    on: list[FailureKind] = Field(default_factory=lambda: list(FAILURE_KINDS))
+
+
 class NodeSpec(_Spec):
     """One node: a prompt, the state fields it writes (`outputs`), and how its answer looks."""
 
@@ -109,10 +132,10 @@ class NodeSpec(_Spec):
     code: Any = None
     sandbox: Any = None
     kind: str | None = None
-    foreach: Any = None
-    retry: Any = None
-    timeout_s: float | None = None
-    on_error: Any = None
+    foreach: ForeachSpec | None = None
+    retry: RetrySpec | None = None
+    timeout_s: float | None = Field(default=None, gt=0)
+    on_error: str | None = None
     max_tool_calls: int | None = None
 
     @model_validator(mode="before")
@@ -151,12 +174,25 @@ class ConditionSpec(_Spec):
         """True for the fallback route (`logic: default`)."""
         return self.logic.strip() == "default"
 
+    @property
+    def expr(self) -> Expr:
+        """The parsed condition (cached); check `is_default` first: the default route has no expression.
+
+        Raises:
+            ExprError: This is the default route, or the condition is not a valid expression (never
+                after validation).
+        """
+        if self.is_default:
+            raise ExprError("the default route has no expression; check is_default first", column=1, text=self.logic)
+        return parse_expr(self.logic)
+
 
 class RouteSpec(_Spec):
     """One branch of a conditional edge."""
 
     condition: ConditionSpec
     to: str
+    max_iterations: int | None = Field(default=None, ge=1)
 
 
 class LoopSpec(_Spec):

@@ -58,6 +58,8 @@ class Scope:
         for names in (self.inputs, self.runtime, self.state):
             if name in names:
                 return names[name]
+        if name == "error":
+            return Unresolved("{error} is only available in a node that is another node's on_error target")
         if name in RUNTIME_ONLY_IN_MAPS:
             return Unresolved(
                 f"{{{name}}} is only available in a node reached through a parallel edge (target_node) or with foreach"

@@ -11,9 +11,12 @@ from collections.abc import Mapping
 
 from pydantic import TypeAdapter, ValidationError
 
-from configs._edges import check_edges, item_types
+from configs._control import check_foreach, check_on_error, check_reducers, error_targets, map_runtime_names
+from configs._edges import check_edges
+from configs._graph import build_graph
 from configs._issues import closest
 from configs._locs import KeyPath, Problem, short_repr
+from configs._outputs import output_slot
 from configs._schema import END, SCHEMA_VERSIONS, START, FlowSpec, NodeSpec
 from configs._scope import Scope, Unresolved
 from configs._templates import TemplateSyntaxError, placeholders
@@ -44,12 +47,16 @@ def check_flow(spec: FlowSpec) -> list[Problem]:
     problems += _check_token(spec.flow.name, "flow name", ("flow", "name"))
     state_types = _check_state(spec, problems)
     _check_node_ids(spec, problems)
-    maps = item_types(spec, state_types)
+    problems += check_reducers(spec, state_types)
+    problems += check_foreach(spec, state_types)
+    problems += check_on_error(spec)
+    maps = map_runtime_names(state_types, build_graph(spec)[0])
+    handlers = error_targets(spec)
     for index, node in enumerate(spec.nodes):
         _check_outputs(spec, index, node, state_types, problems)
-        scope = Scope(state_types, runtime={"memory": ANY})
-        if node.id in maps or node.foreach is not None:
-            scope.runtime.update({"item": maps.get(node.id, ANY), "index": TypeRef("int")})
+        scope = Scope(state_types, runtime={"memory": ANY, **maps.get(node.id, {})})
+        if node.id in handlers:
+            scope.runtime["error"] = TypeRef("str")
         _check_inputs(index, node, scope, problems)
         _check_prompt(index, node, scope, problems)
     problems += check_edges(spec, state_types)
@@ -173,13 +180,15 @@ def _check_outputs(
             problems.append(Problem(sub, exc.message, exc.suggestion))
             continue
         if field.name in node.outputs and field.name in state_types:
-            reason = incompatibility(ref, state_types[field.name])
+            reducer = spec.state.fields[field.name].reducer
+            reason = incompatibility(ref, output_slot(state_types[field.name], reducer))
             if reason:
+                how = f", reducer {reducer}" if reducer else ""
                 problems.append(
                     Problem(
                         (*fpath, "type"),
                         f"output {field.name!r} ({ref}) does not fit state field {field.name!r} "
-                        f"({state_types[field.name]}): {reason}",
+                        f"({state_types[field.name]}{how}): {reason}",
                     )
                 )
     if schema.fields:

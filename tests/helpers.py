@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
 
 from actors.console import trigger_and_wait
 from actors.plan import Plan
@@ -32,14 +33,21 @@ async def run_flow(bus: Bus, flow: str, inputs: dict[str, Any], timeout_s: float
 
 
 class EventLog:
-    """Every event seen on ``ca.evt.>`` (core subscription) since `start()`."""
+    """Every event stored in the CA_EVENTS stream, read like an observer does (ordered consumer).
+
+    The stream is what counts: a step redelivered after a crash re-publishes its events, which the
+    stream drops by ``Nats-Msg-Id`` while a plain core subscriber would see them twice.
+    """
 
     def __init__(self) -> None:
         self.events: list[Event] = []
         self._changed = asyncio.Event()
 
     async def start(self, bus: Bus) -> EventLog:
-        await bus.subscribe(subjects.EVENTS_ALL, self._on)
+        sub = await bus.js.subscribe(
+            subjects.EVENTS_ALL, cb=self._on, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        )
+        bus.track(sub)
         return self
 
     async def _on(self, msg: Msg) -> None:

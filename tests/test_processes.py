@@ -132,3 +132,26 @@ async def test_two_workers_share_the_work_of_one_node(actors: Actors) -> None:
     assert all(r["status"] == "succeeded" for r in results)
     senders = {e.sender for e in log.of("node.started")}
     assert len(senders) == 2, f"work went to {senders}"
+
+
+@pytest.mark.timeout(120)
+async def test_a_worker_killed_mid_map_still_yields_every_item_once_in_order(actors: Actors) -> None:
+    actors.flows = ROOT / "tests" / "flows" / "map50.yaml"
+    actors.llm = "mock/500ms"
+    await actors.start("scheduler")
+    await actors.start("llm-gateway")
+    doomed = await actors.start("worker")
+    log = await EventLog().start(actors.bus)
+    items = [f"u{i}" for i in range(9)]
+    body = json.dumps({"items": items}).encode()
+    reply = json.loads((await actors.bus.nc.request(subjects.trigger("map50"), body, timeout=10)).data)
+    run_id = reply["run_id"]
+    await log.wait_for("node.started", run_id=run_id, count=4)
+    actors.kill(doomed)
+    await actors.start("worker")
+    finished = await log.wait_for("run.finished", run_id=run_id, timeout_s=90)
+    done = Counter(e.data["index"] for e in log.of("node.finished", run_id) if e.node == "fetch")
+    assert done == Counter(range(9)), "each item finished exactly once"
+    pages = finished.data["state"]["pages"]
+    assert len(pages) == 9
+    assert [p.split("for: Fetch ")[1].split(" ")[0] for p in pages] == items

@@ -522,7 +522,7 @@ def test_extension_keys_are_kept_without_warnings() -> None:
             prompt: "x {memory}"
             outputs: [summary]
             memory: true
-            retry: {attempts: 2}
+            retry: {max_attempts: 2}
             timeout_s: 30
             llm: {model: m, top_p: 0.5}
         edges:
