@@ -1,9 +1,13 @@
-"""``ca-actors bench``: what the bus costs, measured against an in-process baseline in the same run.
+"""``ca-actors bench``: what the bus engine costs, against LangGraph, in the same process run.
 
-- per-node overhead of a linear flow of mock nodes (zero latency unless asked): on the bus engine
-  (scheduler, worker and gateway as actors over a real embedded nats-server, every step durable)
-  and in-process (the same node code calling the mock model directly: no NATS, no durability);
-- throughput of the bus engine with K runs in flight.
+Scenarios (mock model, zero latency unless asked): a linear flow (per-node overhead), a fan-out with a
+join, a map over N items, and throughput with K runs in flight. Engines:
+
+- ``bus``: scheduler, worker and gateway actors over a real embedded nats-server, every step durable
+  (work item, step result, run checkpoint, events: all JetStream writes);
+- ``langgraph``: the same flow as a LangGraph StateGraph with its in-memory checkpointer;
+- ``langgraph_sqlite``: the same with LangGraph's SQLite checkpointer (the durable comparator);
+- ``in_process``: only the node code calling the mock model (the floor: no engine at all).
 
 Numbers, not pass/fail: wall-clock times are noisy on shared machines.
 """
@@ -14,8 +18,10 @@ import asyncio
 import itertools
 import json
 import statistics
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -26,6 +32,8 @@ from actors.plan import Plan, compile_plan
 from actors.stack import LocalStack
 from bus import Bus, subjects
 from configs import Settings, initial_state, load_flow_text
+
+ENGINES = ("bus", "langgraph", "langgraph_sqlite")
 
 
 def linear_flow_yaml(nodes: int, name: str = "bench_linear") -> str:
@@ -44,33 +52,76 @@ def linear_flow_yaml(nodes: int, name: str = "bench_linear") -> str:
     )
 
 
-async def _in_process_run(plan: Plan, backend: LLMBackend, model: str) -> None:
-    spec = plan.spec
-    state = initial_state(spec, {"topic": "bench"})
-    for node in spec.nodes:
-        outcome = await run_llm_node(spec, node, state, llm=backend, model_override=model)
-        state = {**state, **outcome.outputs}
+def fan_flow_yaml(branches: int = 3, name: str = "bench_fan") -> str:
+    """START → a → [b0..bk] → j → END, each branch writing its own field."""
+    fields = "".join(f"    f{i}: {{type: str, default: ''}}\n" for i in range(branches))
+    out = "{type: object, fields: [{name: %s, type: str}]}"
+    body = f"  - {{id: a, prompt: 'plan {{topic}}', outputs: [a], output_schema: {out % 'a'}}}\n"
+    body += "".join(
+        f"  - {{id: b{i}, prompt: 'branch {i} of {{topic}}', outputs: [f{i}], output_schema: {out % f'f{i}'}}}\n"
+        for i in range(branches)
+    )
+    body += f"  - {{id: j, prompt: 'join {{state.f0}}', outputs: [j], output_schema: {out % 'j'}}}\n"
+    targets = ", ".join(f"b{i}" for i in range(branches))
+    edges = f"  - {{from: START, to: a}}\n  - {{from: a, to: [{targets}]}}\n"
+    edges += "".join(f"  - {{from: b{i}, to: j}}\n" for i in range(branches))
+    edges += "  - {from: j, to: END}\n"
+    return (
+        f'schema_version: "1.0"\nflow: {{name: {name}}}\nstate:\n  fields:\n    topic: {{type: str, required: true}}\n'
+        f"    a: {{type: str, default: ''}}\n    j: {{type: str, default: ''}}\n{fields}nodes:\n{body}edges:\n{edges}"
+    )
 
 
-async def _bus_runs(bus: Bus, flow: str, count: int) -> float:
-    """Start `count` runs at once; seconds until every one has finished."""
+def map_flow_yaml(name: str = "bench_map") -> str:
+    """START → fetch (one step per item of `items`) → END."""
+    return f"""schema_version: "1.0"
+flow: {{name: {name}}}
+state:
+  fields:
+    topic: {{type: str, required: true}}
+    items: {{type: "list[str]", default: []}}
+    pages: {{type: "list[str]", default: []}}
+    page: {{type: str, default: ""}}
+nodes:
+  - id: fetch
+    foreach: {{items: state.items, collect: pages}}
+    prompt: "Fetch {{item}} about {{topic}}"
+    outputs: [page]
+    output_schema: {{type: object, fields: [{{name: page, type: str}}]}}
+edges:
+  - {{from: START, to: fetch}}
+  - {{from: fetch, to: END}}
+"""
+
+
+async def _median_ms(fn: Callable[[], Awaitable[Any]], runs: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        await fn()
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        await fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(samples)
+
+
+async def _bus_runs(bus: Bus, flow: str, count: int, inputs: dict[str, Any]) -> float:
+    """Start `count` runs at once; seconds until every one has ended."""
     done = asyncio.Event()
-    finished: set[str] = set()
+    ended: set[str] = set()
     run_ids: set[str] = set()
 
     async def on_end(msg: Msg) -> None:
-        body = json.loads(msg.data)
-        finished.add(body["run_id"])
-        if run_ids and run_ids <= finished:
+        ended.add(json.loads(msg.data)["run_id"])
+        if run_ids and run_ids <= ended:
             done.set()
 
     sub = await bus.nc.subscribe("ca.evt.*.run.*", cb=on_end)
+    body = json.dumps(inputs).encode()
     t0 = time.perf_counter()
-    replies = await asyncio.gather(
-        *(bus.nc.request(subjects.trigger(flow), b'{"topic": "bench"}', timeout=60) for _ in range(count))
-    )
+    replies = await asyncio.gather(*(bus.nc.request(subjects.trigger(flow), body, timeout=60) for _ in range(count)))
     run_ids.update(json.loads(r.data)["run_id"] for r in replies)
-    if not run_ids <= finished:
+    if not run_ids <= ended:
         await asyncio.wait_for(done.wait(), timeout=300)
     elapsed = time.perf_counter() - t0
     await sub.unsubscribe()
@@ -78,53 +129,134 @@ async def _bus_runs(bus: Bus, flow: str, count: int) -> float:
 
 
 async def bench(
-    *, nodes: int = 5, runs: int = 30, in_flight: Sequence[int] = (1, 10, 100), model: str = "mock", workers: int = 1
+    *,
+    nodes: int = 5,
+    runs: int = 30,
+    map_items: int = 20,
+    in_flight: Sequence[int] = (1, 10, 100),
+    model: str = "mock",
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Run the benchmark and return its numbers."""
-    text = linear_flow_yaml(nodes)
-    plan = compile_plan(load_flow_text(text, "<bench>"))
+    """Run every scenario on every engine and return the numbers."""
+    from actors.engine_langgraph import run_langgraph
+
+    linear = compile_plan(load_flow_text(linear_flow_yaml(nodes), "<bench>"))
+    fan = compile_plan(load_flow_text(fan_flow_yaml(), "<bench>"))
+    mapped = compile_plan(load_flow_text(map_flow_yaml(), "<bench>"))
+    inputs: dict[str, dict[str, Any]] = {
+        linear.flow: {"topic": "bench"},
+        fan.flow: {"topic": "bench"},
+        mapped.flow: {"topic": "bench", "items": [f"item-{i}" for i in range(map_items)]},
+    }
     backend = LLMBackend()
-    for _ in range(3):
-        await _in_process_run(plan, backend, model)
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        await _in_process_run(plan, backend, model)
-        samples.append((time.perf_counter() - t0) / nodes * 1000)
-    baseline = statistics.median(samples)
+    counter = itertools.count()
+    tmp = tempfile.TemporaryDirectory(prefix="ca-bench-")
+
+    def langgraph(plan: Plan, checkpointer: str) -> Callable[[], Awaitable[Any]]:
+        async def one() -> Any:
+            n = next(counter)
+            path = Path(tmp.name) / f"lg-{n}.db" if checkpointer == "sqlite" else None
+            result = await run_langgraph(
+                plan,
+                inputs[plan.flow],
+                llm=backend,
+                model_override=model,
+                run_id=f"bench-{n}",
+                checkpointer=checkpointer,  # type: ignore[arg-type]
+                sqlite_path=path,
+            )
+            assert result["status"] == "succeeded", result
+            return result
+
+        return one
+
+    async def in_process() -> None:
+        spec = linear.spec
+        state = initial_state(spec, inputs[linear.flow])
+        for node in spec.nodes:
+            state = {**state, **(await run_llm_node(spec, node, state, llm=backend, model_override=model)).outputs}
+
+    scenario_ms: dict[str, dict[str, float]] = {"linear": {}, "fan_out_join": {}, "map": {}}
+    plans = {"linear": linear, "fan_out_join": fan, "map": mapped}
+    for name, plan in plans.items():
+        scenario_ms[name]["langgraph"] = await _median_ms(langgraph(plan, "memory"), runs)
+        scenario_ms[name]["langgraph_sqlite"] = await _median_ms(langgraph(plan, "sqlite"), runs)
+    scenario_ms["linear"]["in_process"] = await _median_ms(in_process, runs)
+    throughput: dict[str, float] = {}
+    throughput_lg: dict[str, float] = {}
     settings = Settings(llm_override=model, max_concurrency=128)
-    result: dict[str, Any] = {"nodes": nodes, "runs": runs, "model": model, "workers": workers}
-    async with LocalStack(settings, [plan], workers=workers) as stack:
-        assert stack.client is not None
-        for _ in range(3):
-            await _bus_runs(stack.client, plan.flow, 1)
-        per_node = [await _bus_runs(stack.client, plan.flow, 1) / nodes * 1000 for _ in range(runs)]
-        throughput: dict[str, float] = {}
+    async with LocalStack(settings, [linear, fan, mapped], workers=workers) as stack:
+        client = stack.client
+        assert client is not None
+        for name, plan in plans.items():
+
+            async def bus_one(flow: str = plan.flow) -> float:
+                return await _bus_runs(client, flow, 1, inputs[flow])
+
+            scenario_ms[name]["bus"] = await _median_ms(bus_one, runs)
         for k in in_flight:
-            elapsed = await _bus_runs(stack.client, plan.flow, k)
-            throughput[str(k)] = round(k / elapsed, 2)
-    bus_ms = statistics.median(per_node)
-    result["per_node_overhead_ms"] = {"bus": round(bus_ms, 3), "in_process": round(baseline, 3)}
-    result["per_node_p95_ms"] = {"bus": round(sorted(per_node)[int(0.95 * (len(per_node) - 1))], 3)}
-    result["bus_vs_in_process"] = round(bus_ms / baseline, 1) if baseline else None
-    result["throughput_runs_per_s"] = throughput
-    one = throughput.get(str(in_flight[0]))
-    result["throughput_ratio_vs_1"] = {k: round(v / one, 1) for k, v in throughput.items()} if one else {}
-    return result
+            throughput[str(k)] = round(k / await _bus_runs(client, linear.flow, k, inputs[linear.flow]), 1)
+        # Parallelism: a map of 8 items on a model that takes 300 ms per call.
+        slow = settings.model_copy(update={"llm_override": "mock/300ms"})
+    slow_map = compile_plan(load_flow_text(map_flow_yaml("bench_map_slow"), "<bench>"))
+    eight = {"topic": "bench", "items": [f"item-{i}" for i in range(8)]}
+    async with LocalStack(slow, [slow_map], workers=workers) as stack:
+        assert stack.client is not None
+        parallel_map_ms = {"bus": round(await _bus_runs(stack.client, slow_map.flow, 1, eight) * 1000, 1)}
+    t0 = time.perf_counter()
+    await run_langgraph(slow_map, eight, llm=backend, model_override="mock/300ms", run_id="bench-slow-map")
+    parallel_map_ms["langgraph"] = round((time.perf_counter() - t0) * 1000, 1)
+    for k in in_flight:
+        one = langgraph(linear, "memory")
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(k)))
+        throughput_lg[str(k)] = round(k / (time.perf_counter() - t0), 1)
+    tmp.cleanup()
+    per_node = {engine: round(ms / nodes, 3) for engine, ms in scenario_ms["linear"].items()}
+    first = str(in_flight[0])
+    return {
+        "nodes": nodes,
+        "runs": runs,
+        "map_items": map_items,
+        "model": model,
+        "workers": workers,
+        "per_node_overhead_ms": per_node,
+        "run_ms": {name: {e: round(v, 3) for e, v in ms.items()} for name, ms in scenario_ms.items()},
+        "ratios": {
+            "bus_vs_langgraph": round(per_node["bus"] / per_node["langgraph"], 2),
+            "bus_vs_langgraph_sqlite": round(per_node["bus"] / per_node["langgraph_sqlite"], 2),
+        },
+        "map_8_items_300ms_each_ms": parallel_map_ms,
+        "throughput_runs_per_s": throughput,
+        "throughput_langgraph_runs_per_s": throughput_lg,
+        "throughput_ratio_vs_1": {k: round(v / throughput[first], 1) for k, v in throughput.items()},
+    }
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """The benchmark result as a small text table."""
-    overhead = result["per_node_overhead_ms"]
+    """The benchmark result as text tables."""
+    run_ms = result["run_ms"]
     lines = [
-        f"linear flow, {result['nodes']} nodes, model {result['model']}, {result['runs']} runs, "
-        f"{result['workers']} worker(s)",
-        f"{'engine':<14}{'per-node ms (median)':>22}{'ratio':>8}",
-        f"{'in-process':<14}{overhead['in_process']:>22.3f}{1.0:>8.1f}",
-        f"{'bus (durable)':<14}{overhead['bus']:>22.3f}{result['bus_vs_in_process'] or 0:>8.1f}",
+        f"mock model {result['model']}, median of {result['runs']} runs, {result['workers']} worker(s); "
+        f"linear = {result['nodes']} nodes, map = {result['map_items']} items",
         "",
-        f"{'runs in flight':<16}{'runs/s':>10}{'vs 1':>8}",
+        f"{'run time (ms)':<16}" + "".join(f"{e:>18}" for e in ENGINES),
+    ]
+    for name, ms in run_ms.items():
+        lines.append(f"{name:<16}" + "".join(f"{ms.get(e, float('nan')):>18.2f}" for e in ENGINES))
+    per_node = result["per_node_overhead_ms"]
+    lines += [
+        "",
+        f"per-node overhead (linear): bus {per_node['bus']:.3f} ms, langgraph {per_node['langgraph']:.3f} ms, "
+        f"langgraph+sqlite {per_node['langgraph_sqlite']:.3f} ms, node code alone {per_node['in_process']:.3f} ms",
+        f"bus / langgraph = {result['ratios']['bus_vs_langgraph']:.2f}   "
+        f"bus / langgraph+sqlite = {result['ratios']['bus_vs_langgraph_sqlite']:.2f}",
+        f"map of 8 items x mock/300ms: bus {result['map_8_items_300ms_each_ms']['bus']:.0f} ms, "
+        f"langgraph {result['map_8_items_300ms_each_ms']['langgraph']:.0f} ms (sequential would be 2400 ms)",
+        "",
+        f"{'runs in flight':<16}{'bus runs/s':>12}{'vs 1':>8}{'langgraph runs/s':>20}",
     ]
     for k, v in result["throughput_runs_per_s"].items():
-        lines.append(f"{k:<16}{v:>10.1f}{result['throughput_ratio_vs_1'].get(k, 0):>8.1f}")
+        lg = result["throughput_langgraph_runs_per_s"].get(k, float("nan"))
+        lines.append(f"{k:<16}{v:>12.1f}{result['throughput_ratio_vs_1'][k]:>8.1f}{lg:>20.1f}")
     return "\n".join(lines)

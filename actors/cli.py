@@ -282,7 +282,8 @@ def cancel(
 @app.command(name="bench")
 def bench_command(
     nodes: Annotated[int, typer.Option("--nodes", min=1, help="Nodes in the linear flow.")] = 5,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Sequential runs for the per-node figure.")] = 30,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Runs per scenario and engine (median).")] = 30,
+    map_items: Annotated[int, typer.Option("--map-items", min=1, help="Items of the map scenario.")] = 20,
     in_flight: Annotated[
         list[int] | None, typer.Option("--in-flight", help="Runs in flight for throughput (repeatable).")
     ] = None,
@@ -290,12 +291,16 @@ def bench_command(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker actors.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Measure the bus engine against an in-process baseline, in the same process run."""
+    """Measure the bus engine against LangGraph (in memory and with SQLite), in the same process run."""
     from actors.bench import bench, format_table
 
     configure_logging("warning", "auto")
     typer.echo("benchmarking (embedded nats-server, mock model)...", err=True)
-    result = asyncio.run(bench(nodes=nodes, runs=runs, in_flight=in_flight or [1, 10, 100], model=llm, workers=workers))
+    result = asyncio.run(
+        bench(
+            nodes=nodes, runs=runs, map_items=map_items, in_flight=in_flight or [1, 10, 100], model=llm, workers=workers
+        )
+    )
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
 

@@ -28,7 +28,7 @@ from actors.events import Emitter
 from actors.flowlogic import FlowError
 from actors.plan import Plan
 from actors.rendezvous import Rendezvous, digest
-from actors.router import Barriers, Router
+from actors.router import Barriers, Moves, Router
 from actors.runs import FINAL_STATUSES, PlanStore, RunRecord, RunStore, StepStore
 from bus import Bus, RunEnded, decode, subjects, topology
 from configs import START, InputError, Settings, initial_state
@@ -164,7 +164,6 @@ class Scheduler:
             moves = await self._router.start(plan, run_id, state)
         except FlowError as exc:
             return await self._reject(run_id, flow, inputs, str(exc))
-        first = moves.work
         record = RunRecord(
             run_id=run_id,
             flow=flow,
@@ -172,24 +171,13 @@ class Scheduler:
             status="running",
             inputs=inputs,
             state=state,
-            pending=[w.step_id for w in first],
+            pending=[w.step_id for w in moves.work],
             timeout_s=plan.timeout_s,
         )
         if not await self._runs.create(record):
             current = await self._runs.get(run_id)
             return _answer(current or record)
-        await self._events.emit(
-            "run.started",
-            run_id=run_id,
-            flow=flow,
-            data={"plan_version": plan.version, "inputs": inputs},
-            dedup=run_id,
-        )
-        for item in first:
-            await self._bus.publish(subjects.work(flow, item.node), item, msg_id=item.step_id)
-        if moves.finished is not None:  # a flow whose START leads straight to END (or to an empty map)
-            done = RunEnded(kind="finish", run_id=run_id, flow=flow, node=START, state=moves.finished, sender=self._id)
-            await self._bus.publish(subjects.ctl(flow), done, msg_id=f"{run_id}.finish")
+        await self._launch(record, plan, moves)
         self._arm_timeout(record)
         log.info("run.started", flow=flow)
         return _answer(record)
@@ -291,20 +279,29 @@ class Scheduler:
             log.info("scheduler.recovered", runs=len(running))
 
     async def _redrive(self, record: RunRecord) -> None:
-        """Re-publish the first work of a run that has not completed a step yet.
+        """Launch again a running run that has not completed a step yet.
 
         Later work is durable in CA_WORK from the moment a worker publishes it; only the scheduler's
-        own first publish can be lost (a crash between creating the run and publishing). The step-id
-        dedup makes this safe to repeat.
+        own launch can be cut short (a crash between creating the run record and publishing its first
+        work). Events and work items are deduplicated by id, so this is safe to repeat.
         """
         if record.steps:
             return
         plan = await self._plans.get(record.flow, record.plan_version)
-        if plan is None:
-            return
-        moves = await self._router.start(plan, record.run_id, record.state)
+        if plan is not None:
+            await self._launch(record, plan, await self._router.start(plan, record.run_id, record.state))
+
+    async def _launch(self, record: RunRecord, plan: Plan, moves: Moves) -> None:
+        """Announce a new run and publish its first work (or its end, for a flow with nothing to do)."""
+        data = {"plan_version": plan.version, "inputs": record.inputs}
+        await self._events.emit("run.started", run_id=record.run_id, flow=record.flow, data=data, dedup=record.run_id)
         for item in moves.work:
             await self._bus.publish(subjects.work(record.flow, item.node), item, msg_id=item.step_id)
+        if moves.finished is not None:
+            done = RunEnded(
+                kind="finish", run_id=record.run_id, flow=record.flow, node=START, state=moves.finished, sender=self._id
+            )
+            await self._bus.publish(subjects.ctl(record.flow), done, msg_id=f"{record.run_id}.finish")
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

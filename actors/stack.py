@@ -149,8 +149,17 @@ class LocalStack:
         embedded: bool = True,
         workers: int = 1,
         store_dir: Path | None = None,
+        serve_all: bool = False,
     ) -> None:
+        """Args:
+        settings: Settings; `nats_url` is used when `embedded` is False.
+        plans: Flows the scheduler publishes at start.
+        embedded: Start a private nats-server (in `store_dir`, or a temporary directory).
+        workers: Worker actors to run.
+        serve_all: Workers serve every flow published to ``ca_plans``, also later ones, instead of `plans`.
+        """
         self.settings = settings
+        self._serve_all = serve_all
         self._plans = plans
         self._embedded = embedded
         self._workers = workers
@@ -186,7 +195,7 @@ class LocalStack:
         self._tasks.append(asyncio.create_task(scheduler.run(started)))
         await _first(started.wait(), self._tasks[0])
         self._stoppers.append(scheduler.stop)
-        only = frozenset(p.flow for p in self._plans)
+        only = None if self._serve_all else frozenset(p.flow for p in self._plans)
         for bus in worker_buses:
             worker = NodeWorker(
                 bus, s, BusLLMClient(bus, timeout_s=s.llm_timeout_s), actor_id=bus.name, only_flows=only

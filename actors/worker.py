@@ -145,15 +145,15 @@ class NodeWorker:
             structlog.contextvars.unbind_contextvars("run_id", "node", "actor")
 
     async def _step(self, item: WorkItem, delivery: int) -> None:
-        run = await self._runs.get(item.run_id)
+        step_id = item.step_id
+        # Independent reads, one round trip: is the run still on, and did this step already finish?
+        run, result = await asyncio.gather(self._runs.get(item.run_id), self._steps.get(step_id))
         if run is None or run.status != "running":
             log.info("worker.skip", reason="run not running", status=run.status if run else None)
             return
         plan = await self._plans.get(item.flow, item.plan_version)
         if plan is None or item.node not in plan.nodes:
             raise Drop(f"no plan {item.flow}.{item.plan_version} with node {item.node}")
-        step_id = item.step_id
-        result = await self._steps.get(step_id)
         if result is None:
             started = time.time()
             try:
@@ -291,13 +291,16 @@ class NodeWorker:
         return current is not None and current.status == "running"
 
     async def _publish(self, item: WorkItem, moves: Moves) -> None:
-        for work in moves.work:
-            await self._bus.publish(subjects.work(work.flow, work.node), work, msg_id=work.step_id)
+        """Publish what follows the step, all at once (each publish is deduplicated by its step id)."""
+        publishes = [
+            self._bus.publish(subjects.work(work.flow, work.node), work, msg_id=work.step_id) for work in moves.work
+        ]
         if moves.finished is not None:
             done = RunEnded(
                 kind="finish", run_id=item.run_id, flow=item.flow, node=item.node, state=moves.finished, sender=self._id
             )
-            await self._bus.publish(subjects.ctl(item.flow), done, msg_id=f"{item.run_id}.finish")
+            publishes.append(self._bus.publish(subjects.ctl(item.flow), done, msg_id=f"{item.run_id}.finish"))
+        await asyncio.gather(*publishes)
 
     async def _fail(self, plan: Plan, item: WorkItem, started: float, error: str) -> None:
         """The node failed for good: record and announce it, dead-letter the work, then `on_error` or fail."""
