@@ -30,7 +30,7 @@ from actors.llm_backend import LLMBackend
 from actors.node_exec import run_llm_node
 from actors.plan import Plan, compile_plan
 from actors.stack import LocalStack
-from bus import Bus, subjects
+from bus import TERMINAL_EVENTS, Bus, subjects
 from configs import Settings, initial_state, load_flow_text
 
 ENGINES = ("bus", "langgraph", "langgraph_sqlite")
@@ -112,7 +112,9 @@ async def _bus_runs(bus: Bus, flow: str, count: int, inputs: dict[str, Any]) -> 
     run_ids: set[str] = set()
 
     async def on_end(msg: Msg) -> None:
-        ended.add(json.loads(msg.data)["run_id"])
+        event = json.loads(msg.data)
+        if event["kind"] in TERMINAL_EVENTS:
+            ended.add(event["run_id"])
         if run_ids and run_ids <= ended:
             done.set()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -254,7 +255,7 @@ def runs_show(
     nats: NatsUrl = None,
     data_dir: DataDir = Path(".ca-actors"),
 ) -> None:
-    """One run: status, state, every step, pending work and dead-lettered work items."""
+    """One run: status, state, every step and dead-lettered work items."""
     url = console.stack_url(nats, data_dir)
     details = asyncio.run(console.with_client(url, lambda bus: console.show_run(bus, run_id)))
     if details is None:
@@ -331,6 +332,9 @@ def _fmt(value: str) -> LogFormat:
 
 def main() -> None:
     """Console-script entry point."""
+    # langchain_core (under langgraph.checkpoint) warns on import that a default will change; not ours
+    # to fix, and it would print on every `run --engine langgraph` and `bench`.
+    warnings.filterwarnings("ignore", message="The default value of `allowed_objects`")
     app()
 
 

@@ -97,7 +97,7 @@ async def dead_letters(bus: Bus, run_id: str) -> list[DeadLetter]:
 
 
 async def show_run(bus: Bus, run_id: str) -> dict[str, Any] | None:
-    """A run's record with its pending work and dead letters, or None when there is no such run."""
+    """A run's record with its dead letters, or None when there is no such run."""
     record = await RunStore(bus.kv(topology.RUNS)).get(run_id)
     if record is None:
         return None
@@ -105,7 +105,6 @@ async def show_run(bus: Bus, run_id: str) -> dict[str, Any] | None:
     return record.result() | {
         "plan_version": record.plan_version,
         "inputs": record.inputs,
-        "pending": record.pending,
         "created_at": record.created_at,
         "finished_at": record.finished_at,
         "dead_letters": [
@@ -121,8 +120,6 @@ def print_run_details(details: dict[str, Any]) -> None:
     for step in details["steps"]:
         where = f"{step['node']}[{step['iteration']}.{step['index']}]"
         typer.echo(f"  {where:30} {step['status']:10} {step['duration_ms']:>10.1f} ms")
-    if details["pending"]:
-        typer.echo(f"pending: {', '.join(details['pending'])}")
     for letter in details["dead_letters"]:
         typer.echo(f"dead letter: {letter['step_id']}: {letter['error']}")
 

@@ -22,6 +22,9 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[Msg], Awaitable[None]]
 
+# Most messages asked for in one pull request.
+FETCH_BATCH = 32
+
 
 class Retry(Exception):
     """Nak the message: redeliver it after `delay_s`."""
@@ -45,32 +48,42 @@ async def consume(
     stopping: asyncio.Event,
     name: str,
 ) -> None:
-    """Fetch and handle messages until `stopping` is set, then wait for handlers in flight."""
-    free = asyncio.Semaphore(max_concurrency)
+    """Fetch and handle messages until `stopping` is set, then wait for handlers in flight.
+
+    At most `max_concurrency` handlers run at once: a fetch asks for no more messages than there are
+    free slots (and at most `FETCH_BATCH`), so the rest stay on the server for other workers.
+    """
+    free = max_concurrency
+    slot_freed = asyncio.Event()
     inflight: set[asyncio.Task[None]] = set()
+
+    def release(task: asyncio.Task[None]) -> None:
+        nonlocal free
+        inflight.discard(task)
+        free += 1
+        slot_freed.set()
+
     try:
         while not stopping.is_set():
-            await free.acquire()
-            batch = 1
-            while batch < max_concurrency and not free.locked():
-                await free.acquire()
-                batch += 1
+            if free == 0:
+                slot_freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(slot_freed.wait(), timeout=0.5)
+                continue
             try:
-                msgs = await sub.fetch(batch, timeout=0.5)
+                msgs = await sub.fetch(min(free, FETCH_BATCH), timeout=0.5)
             except (NatsTimeoutError, TimeoutError):
-                msgs = []
+                continue
             except Exception as exc:  # noqa: BLE001 - e.g. a reconnect in progress: try again
                 if not stopping.is_set():
                     log.warning("consume.fetch_failed", consumer=name, error=str(exc))
                     await asyncio.sleep(0.5)
-                msgs = []
-            for _ in range(batch - len(msgs)):
-                free.release()
+                continue
             for msg in msgs:
+                free -= 1
                 task = asyncio.create_task(_settle(msg, handler, ack_wait_s, name))
                 inflight.add(task)
-                task.add_done_callback(inflight.discard)
-                task.add_done_callback(lambda _t: free.release())
+                task.add_done_callback(release)
     finally:
         if inflight:
             await asyncio.gather(*inflight, return_exceptions=True)

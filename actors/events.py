@@ -1,4 +1,4 @@
-"""Publishing run events on ``ca.evt.<run>.<kind>`` (durably, in the CA_EVENTS stream)."""
+"""Publishing run events on ``ca.evt.<run>.<kind>`` (stored in the CA_EVENTS stream)."""
 
 from __future__ import annotations
 
@@ -41,5 +41,9 @@ class Emitter:
             causation_id=causation_id,
             sender=self._sender,
         )
-        await self._bus.publish(subjects.event(run_id, kind), event, msg_id=f"evt.{dedup}.{kind}" if dedup else None)
+        # Events do not wait for the stream's ack: they leave in order on this connection, so the stream
+        # stores a step's events before the work items published after them.
+        await self._bus.publish_nowait(
+            subjects.event(run_id, kind), event, msg_id=f"evt.{dedup}.{kind}" if dedup else None
+        )
         log.debug("event", kind=kind, run_id=run_id, node=node)

@@ -27,7 +27,6 @@ from actors.flowlogic import (
     write_outputs,
 )
 from actors.plan import Plan
-from actors.runs import StepStore
 from bus import Branch, WorkItem, step_id
 from configs import END, START, analyze_graph
 from configs.errors import ActorError
@@ -47,7 +46,7 @@ class JoinBarrier(BaseModel):
 
 
 class MapBarrier(BaseModel):
-    """A map waiting for its items."""
+    """A map waiting for its items: the state it was reached with and each finished item's outputs."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -55,7 +54,7 @@ class MapBarrier(BaseModel):
     base: dict[str, Any]
     visits: dict[str, int]
     taken: dict[str, int]
-    done: list[int] = Field(default_factory=list)
+    done: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 @dataclass
@@ -99,9 +98,8 @@ class Barriers:
 
 
 class Router:
-    def __init__(self, barriers: Barriers, steps: StepStore, sender: str) -> None:
+    def __init__(self, barriers: Barriers, sender: str) -> None:
         self._barriers = barriers
-        self._steps = steps
         self._sender = sender
 
     async def start(self, plan: Plan, run_id: str, state: dict[str, Any]) -> Moves:
@@ -115,7 +113,7 @@ class Router:
         moves = Moves()
         spec = plan.spec
         if map_info(spec, item.node) is not None:
-            await self._map_item_done(plan, item, moves)
+            await self._map_item_done(plan, item, outputs, moves)
             return moves
         pairs = [(name, outputs[name]) for name in spec.node(item.node).outputs if name in outputs]
         state = write_outputs(spec, item.state, pairs)
@@ -218,13 +216,14 @@ class Router:
         join = analyze_graph(plan.spec).fanouts[branch.source].join
         await self._enter(plan, run_id, join, state, merged, None, moves)
 
-    async def _map_item_done(self, plan: Plan, item: WorkItem, moves: Moves) -> None:
+    async def _map_item_done(self, plan: Plan, item: WorkItem, outputs: dict[str, Any], moves: Moves) -> None:
         key = step_id(item.run_id, item.node, item.iteration, 0) + ".map"
+        slot = str(item.index)
 
         def done(record: MapBarrier) -> MapBarrier | None:
-            if item.index in record.done:
+            if slot in record.done:
                 return None
-            return record.model_copy(update={"done": sorted([*record.done, item.index])})
+            return record.model_copy(update={"done": {**record.done, slot: outputs}})
 
         record = await self._barriers.update(key, MapBarrier, done)
         spec = plan.spec
@@ -250,13 +249,7 @@ class Router:
             )
         if len(record.done) < record.total:
             return
-        outputs = []
-        for index in range(record.total):
-            result = await self._steps.get(step_id(item.run_id, item.node, item.iteration, index))
-            if result is None:
-                raise ActorError("map item result missing", run_id=item.run_id, node=item.node)
-            outputs.append(result.outputs)
-        after = collect_map(spec, item.node, record.base, outputs)
+        after = collect_map(spec, item.node, record.base, [record.done[str(i)] for i in range(record.total)])
         await self._continue(plan, item.run_id, item.node, after, counters.visited(item.node), None, moves)
 
     def _work(

@@ -1,8 +1,9 @@
-"""Run records, step results and plans in JetStream key-value buckets, updated with compare-and-swap.
+"""Run records and plans in JetStream key-value buckets, updated with compare-and-swap.
 
-A run record (bucket ``ca_runs``) is the checkpoint of a run: status, current state, the steps still
-pending and the steps done. A step result (bucket ``ca_steps``) is written insert-if-absent under the
-step's deterministic id, so a redelivered step reuses the first result instead of applying a second.
+A run record (bucket ``ca_runs``) is the checkpoint of a run: status, current state and every step
+done with its outputs. Appending a step is the compare-and-swap that decides, once, which outputs
+of a step count: a redelivered step finds itself recorded and reuses those outputs instead of
+running (and applying) again.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class StepRecord(BaseModel):
     duration_ms: float
     attempts: int = 1
     error: str | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    worker: str = ""
 
 
 class RunRecord(BaseModel):
@@ -46,7 +49,6 @@ class RunRecord(BaseModel):
     status: RunStatus
     inputs: Any = None
     state: dict[str, Any] = Field(default_factory=dict)
-    pending: list[str] = Field(default_factory=list)
     steps: list[StepRecord] = Field(default_factory=list)
     error: str | None = None
     created_at: float = Field(default_factory=time.time)
@@ -73,15 +75,9 @@ class RunRecord(BaseModel):
             "error": self.error,
         }
 
-
-class StepResult(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    outputs: dict[str, Any]
-    started_at: float
-    finished_at: float
-    attempts: int
-    worker: str
+    def step(self, step_id: str) -> StepRecord | None:
+        """The recorded step with this id, if any."""
+        return next((s for s in self.steps if s.step_id == step_id), None)
 
 
 class RunStore:
@@ -91,11 +87,16 @@ class RunStore:
         self._kv = kv
 
     async def get(self, run_id: str) -> RunRecord | None:
+        found = await self.get_revision(run_id)
+        return found[0] if found else None
+
+    async def get_revision(self, run_id: str) -> tuple[RunRecord, int] | None:
+        """The record and its revision (for a later compare-and-swap), or None."""
         try:
             entry = await self._kv.get(run_id)
         except KeyNotFoundError:
             return None
-        return RunRecord.model_validate_json(entry.value or b"{}")
+        return RunRecord.model_validate_json(entry.value or b"{}"), entry.revision or 0
 
     async def create(self, record: RunRecord) -> bool:
         """Insert a new record; False when the run already exists (a redelivered trigger)."""
@@ -106,11 +107,17 @@ class RunStore:
         return True
 
     async def update(
-        self, run_id: str, change: Callable[[RunRecord], RunRecord | None], *, attempts: int = 50
+        self,
+        run_id: str,
+        change: Callable[[RunRecord], RunRecord | None],
+        *,
+        known: tuple[RunRecord, int] | None = None,
+        attempts: int = 100,
     ) -> RunRecord | None:
         """Apply `change` with compare-and-swap, retrying on conflicts.
 
         `change` gets the current record and returns the new one, or None to leave it as it is.
+        `known` (a record and its revision just read) saves the first read.
 
         Returns:
             The record written, or None when `change` declined or the run does not exist.
@@ -118,17 +125,20 @@ class RunStore:
         Raises:
             ActorError: the record kept changing under us for `attempts` tries.
         """
+        current = known
         for _ in range(attempts):
-            try:
-                entry = await self._kv.get(run_id)
-            except KeyNotFoundError:
-                return None
-            new = change(RunRecord.model_validate_json(entry.value or b"{}"))
+            if current is None:
+                current = await self.get_revision(run_id)
+                if current is None:
+                    return None
+            record, revision = current
+            new = change(record)
             if new is None:
                 return None
             try:
-                await self._kv.update(run_id, new.model_dump_json().encode(), last=entry.revision)
+                await self._kv.update(run_id, new.model_dump_json().encode(), last=revision)
             except KeyWrongLastSequenceError:
+                current = None
                 continue
             return new
         raise ActorError("run record kept changing during update", run_id=run_id)
@@ -141,35 +151,6 @@ class RunStore:
             return []
         records = [r for r in [await self.get(k) for k in keys] if r is not None]
         return sorted(records, key=lambda r: r.created_at, reverse=True)
-
-
-class StepStore:
-    """Step results in the ``ca_steps`` bucket, written once."""
-
-    def __init__(self, kv: KeyValue) -> None:
-        self._kv = kv
-
-    async def get(self, step_id: str) -> StepResult | None:
-        try:
-            entry = await self._kv.get(step_id)
-        except KeyNotFoundError:
-            return None
-        return StepResult.model_validate_json(entry.value or b"{}")
-
-    async def record(self, step_id: str, result: StepResult) -> tuple[StepResult, bool]:
-        """Store `result` unless the step already has one.
-
-        Returns:
-            The result that counts (ours, or the one recorded first) and whether ours was written.
-        """
-        try:
-            await self._kv.create(step_id, result.model_dump_json().encode())
-        except KeyWrongLastSequenceError:
-            existing = await self.get(step_id)
-            if existing is None:
-                raise ActorError("step result vanished", node=step_id) from None
-            return existing, False
-        return result, True
 
 
 class PlanStore:

@@ -6,8 +6,8 @@
 - answers trigger *requests* with ``{"run_id": ...}`` (see `actors.rendezvous`);
 - consumes ``ca.ctl.>`` (durable): a run reached END or a node failed for good;
 - serves ``ca.run.<id>.cmd`` (cancel), enforces ``config.execution.timeout``;
-- on start-up re-drives unfinished runs: re-arms their timeouts and re-publishes their pending work
-  (deduplicated by step id, so nothing runs twice).
+- on start-up re-drives unfinished runs: re-arms their timeouts and re-launches runs whose first
+  work may not have gone out (deduplicated by step id, so nothing runs twice).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from actors.flowlogic import FlowError
 from actors.plan import Plan
 from actors.rendezvous import Rendezvous, digest
 from actors.router import Barriers, Moves, Router
-from actors.runs import FINAL_STATUSES, PlanStore, RunRecord, RunStore, StepStore
+from actors.runs import FINAL_STATUSES, PlanStore, RunRecord, RunStore
 from bus import Bus, RunEnded, decode, subjects, topology
 from configs import START, InputError, Settings, initial_state
 from configs._issues import closest
@@ -55,7 +55,7 @@ class Scheduler:
         self._runs = RunStore(bus.kv(topology.RUNS))
         self._plans = PlanStore(bus.kv(topology.PLANS))
         self._events = Emitter(bus, actor_id)
-        self._router = Router(Barriers(bus.kv(topology.JOINS)), StepStore(bus.kv(topology.STEPS)), actor_id)
+        self._router = Router(Barriers(bus.kv(topology.JOINS)), actor_id)
         self._rendezvous = Rendezvous()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -171,7 +171,6 @@ class Scheduler:
             status="running",
             inputs=inputs,
             state=state,
-            pending=[w.step_id for w in moves.work],
             timeout_s=plan.timeout_s,
         )
         if not await self._runs.create(record):
@@ -221,7 +220,7 @@ class Scheduler:
         def change(rec: RunRecord) -> RunRecord | None:
             if rec.status != "running":
                 return None
-            update: dict[str, Any] = {"status": status, "finished_at": now, "pending": [], "error": error}
+            update: dict[str, Any] = {"status": status, "finished_at": now, "error": error}
             if state is not None:
                 update["state"] = state
             return rec.model_copy(update=update)

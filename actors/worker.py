@@ -22,12 +22,12 @@ from nats.js.kv import KeyValue
 
 from actors.consume import Drop, Retry, consume
 from actors.events import Emitter
-from actors.flowlogic import FlowError, map_info, map_runtime
+from actors.flowlogic import FlowError, map_info, map_runtime, write_outputs
 from actors.llm_types import LLMClient
 from actors.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, run_llm_node
 from actors.plan import Plan
 from actors.router import Barriers, Moves, Router
-from actors.runs import PlanStore, RunRecord, RunStore, StepRecord, StepResult, StepStore
+from actors.runs import PlanStore, RunRecord, RunStore, StepRecord
 from bus import Bus, DeadLetter, RunEnded, WorkItem, decode, subjects, topology
 from configs import Settings
 
@@ -52,10 +52,9 @@ class NodeWorker:
         self._id = actor_id
         self._only = only_flows
         self._runs = RunStore(bus.kv(topology.RUNS))
-        self._steps = StepStore(bus.kv(topology.STEPS))
         self._plans = PlanStore(bus.kv(topology.PLANS))
         self._events = Emitter(bus, actor_id)
-        self._router = Router(Barriers(bus.kv(topology.JOINS)), self._steps, actor_id)
+        self._router = Router(Barriers(bus.kv(topology.JOINS)), actor_id)
         self._serving: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
@@ -146,48 +145,45 @@ class NodeWorker:
 
     async def _step(self, item: WorkItem, delivery: int) -> None:
         step_id = item.step_id
-        # Independent reads, one round trip: is the run still on, and did this step already finish?
-        run, result = await asyncio.gather(self._runs.get(item.run_id), self._steps.get(step_id))
-        if run is None or run.status != "running":
-            log.info("worker.skip", reason="run not running", status=run.status if run else None)
+        found = await self._runs.get_revision(item.run_id)
+        if found is None or found[0].status != "running":
+            log.info("worker.skip", reason="run not running", status=found[0].status if found else None)
             return
         plan = await self._plans.get(item.flow, item.plan_version)
         if plan is None or item.node not in plan.nodes:
             raise Drop(f"no plan {item.flow}.{item.plan_version} with node {item.node}")
-        if result is None:
+        step = found[0].step(step_id)
+        if step is None:
             started = time.time()
             try:
                 outcome = await self._run_node(plan, item, delivery)
             except NodeFailed as exc:
                 await self._fail(plan, item, started, str(exc))
                 return
-            result, _ = await self._steps.record(
-                step_id,
-                StepResult(
-                    outputs=outcome.outputs,
-                    started_at=started,
-                    finished_at=time.time(),
-                    attempts=outcome.attempts,
-                    worker=self._id,
-                ),
+            now = time.time()
+            mine = StepRecord(
+                step_id=step_id,
+                node=item.node,
+                iteration=item.iteration,
+                index=item.index,
+                status="succeeded",
+                started_at=started,
+                finished_at=now,
+                duration_ms=(now - started) * 1000,
+                attempts=outcome.attempts,
+                outputs=outcome.outputs,
+                worker=self._id,
             )
-        try:
-            moves = await self._router.after_step(plan, item, result.outputs)
-        except FlowError as exc:
-            await self._fail(plan, item, result.started_at, str(exc))
+            step = await self._record(plan, item, mine, found)
+            if step is None:
+                return
+        elif step.status == "failed":  # a redelivery after a crash mid-failure: finish the failure path
+            await self._fail(plan, item, step.started_at, step.error or "failed")
             return
-        step = StepRecord(
-            step_id=step_id,
-            node=item.node,
-            iteration=item.iteration,
-            index=item.index,
-            status="succeeded",
-            started_at=result.started_at,
-            finished_at=result.finished_at,
-            duration_ms=(result.finished_at - result.started_at) * 1000,
-            attempts=result.attempts,
-        )
-        if not await self._checkpoint(item, step, moves):
+        try:
+            moves = await self._router.after_step(plan, item, step.outputs)
+        except FlowError as exc:
+            await self._fail(plan, item, step.started_at, str(exc), recorded=step)
             return
         await self._events.emit(
             "node.finished",
@@ -196,15 +192,45 @@ class NodeWorker:
             node=item.node,
             step_id=step_id,
             data={
-                "outputs": result.outputs,
+                "outputs": step.outputs,
                 "duration_ms": round(step.duration_ms, 3),
-                "attempts": result.attempts,
+                "attempts": step.attempts,
                 "iteration": item.iteration,
                 "index": item.index,
             },
             dedup=step_id,
         )
         await self._publish(item, moves)
+
+    async def _record(
+        self, plan: Plan, item: WorkItem, step: StepRecord, known: tuple[RunRecord, int]
+    ) -> StepRecord | None:
+        """Append the step to the run record, once: the step that counts (ours, or one recorded first).
+
+        Also checkpoints the run's main-line state. Returns None when the run is no longer running.
+        """
+        spec = plan.spec
+        main_line = item.branch is None and map_info(spec, item.node) is None
+        pairs = [(name, step.outputs[name]) for name in spec.node(item.node).outputs if name in step.outputs]
+        state = write_outputs(spec, item.state, pairs) if main_line else None
+        counted = step
+
+        def append(rec: RunRecord) -> RunRecord | None:
+            nonlocal counted
+            if rec.status != "running":
+                return None
+            earlier = rec.step(step.step_id)
+            if earlier is not None:
+                counted = earlier
+                return None
+            update: dict[str, Any] = {"steps": [*rec.steps, step]}
+            if state is not None:
+                update["state"] = state
+            return rec.model_copy(update=update)
+
+        if await self._runs.update(item.run_id, append, known=known) is None and counted is step:
+            return None  # not running any more
+        return counted
 
     async def _run_node(self, plan: Plan, item: WorkItem, delivery: int) -> NodeOutcome:
         """Run the node under its retry policy; raises `Retry` to be redelivered, `NodeFailed` when done."""
@@ -273,23 +299,6 @@ class NodeWorker:
             raise Retry(problem, delay_s=backoff_s * 2 ** (delivery - 1))
         raise NodeFailed(f"{problem} (after {delivery} attempt{'s' if delivery > 1 else ''})")
 
-    async def _checkpoint(self, item: WorkItem, step: StepRecord, moves: Moves) -> bool:
-        """Record the step and its consequences in the run record; False when the run is no longer running."""
-
-        def change(rec: RunRecord) -> RunRecord | None:
-            if rec.status != "running" or any(s.step_id == step.step_id for s in rec.steps):
-                return None
-            pending = [p for p in rec.pending if p != step.step_id] + [w.step_id for w in moves.work]
-            update: dict[str, Any] = {"steps": [*rec.steps, step], "pending": pending}
-            if moves.state is not None:
-                update["state"] = moves.state
-            return rec.model_copy(update=update)
-
-        if await self._runs.update(item.run_id, change) is not None:
-            return True
-        current = await self._runs.get(item.run_id)
-        return current is not None and current.status == "running"
-
     async def _publish(self, item: WorkItem, moves: Moves) -> None:
         """Publish what follows the step, all at once (each publish is deduplicated by its step id)."""
         publishes = [
@@ -302,10 +311,15 @@ class NodeWorker:
             publishes.append(self._bus.publish(subjects.ctl(item.flow), done, msg_id=f"{item.run_id}.finish"))
         await asyncio.gather(*publishes)
 
-    async def _fail(self, plan: Plan, item: WorkItem, started: float, error: str) -> None:
-        """The node failed for good: record and announce it, dead-letter the work, then `on_error` or fail."""
+    async def _fail(
+        self, plan: Plan, item: WorkItem, started: float, error: str, *, recorded: StepRecord | None = None
+    ) -> None:
+        """The node failed for good: record and announce it, dead-letter the work, then `on_error` or fail.
+
+        `recorded` is the step when it had succeeded but what follows it could not be decided.
+        """
         now = time.time()
-        step = StepRecord(
+        failed_step = StepRecord(
             step_id=item.step_id,
             node=item.node,
             iteration=item.iteration,
@@ -315,13 +329,30 @@ class NodeWorker:
             finished_at=now,
             duration_ms=(now - started) * 1000,
             error=error,
+            outputs=recorded.outputs if recorded else {},
+            worker=self._id,
         )
-        target = plan.spec.node(item.node).on_error
-        moves = Moves()
-        if target:
-            moves = await self._router.after_failure(plan, item, target, error)
-        if not await self._checkpoint(item, step, moves):
+
+        succeeded_elsewhere = False
+
+        def mark(rec: RunRecord) -> RunRecord | None:
+            nonlocal succeeded_elsewhere
+            if rec.status != "running":
+                return None
+            earlier = rec.step(item.step_id)
+            if earlier is not None and (earlier.status == "failed" or recorded is None):
+                # Already failed (a redelivery: the rest below is idempotent), or a duplicate delivery
+                # of this step succeeded meanwhile, and that one counts.
+                succeeded_elsewhere = earlier.status == "succeeded"
+                return None
+            others = [s for s in rec.steps if s.step_id != item.step_id]
+            return rec.model_copy(update={"steps": [*others, failed_step]})
+
+        await self._runs.update(item.run_id, mark)
+        current = await self._runs.get(item.run_id)
+        if succeeded_elsewhere or current is None or current.status != "running":
             return
+        target = plan.spec.node(item.node).on_error
         log.warning("worker.node_failed", error=error, on_error=target)
         await self._events.emit(
             "node.failed",
@@ -337,7 +368,7 @@ class NodeWorker:
         )
         await self._bus.publish(subjects.dead_letters(item.run_id), dead, msg_id=item.step_id)
         if target:
-            await self._publish(item, moves)
+            await self._publish(item, await self._router.after_failure(plan, item, target, error))
             return
         failed = RunEnded(kind="fail", run_id=item.run_id, flow=item.flow, node=item.node, error=error, sender=self._id)
         await self._bus.publish(subjects.ctl(item.flow), failed, msg_id=f"{item.run_id}.fail")

@@ -95,6 +95,15 @@ class Bus:
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
         await self.js.publish(subject, msg.model_dump_json().encode(), headers=headers)
 
+    async def publish_nowait(self, subject: str, msg: BaseModel, *, msg_id: str | None = None) -> None:
+        """Publish into a stream without waiting for its acknowledgement (events: order kept, no round trip).
+
+        Messages leave in order on this connection, so the stream stores them in publish order; the
+        server still deduplicates by `msg_id`.
+        """
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        await self.nc.publish(subject, msg.model_dump_json().encode(), headers=headers)
+
     async def subscribe(self, subject: str, cb: MsgHandler, *, queue: str = "") -> Subscription:
         """A core NATS subscription, unsubscribed on `close()`."""
         sub = await self.nc.subscribe(subject, queue=queue, cb=cb)

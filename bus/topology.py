@@ -7,9 +7,8 @@
 | CA_CTL        | ``ca.ctl.>``: run reached END / failed   | work queue, Nats-Msg-Id dedup     |
 | CA_EVENTS     | ``ca.evt.>``: what happened in runs      | limits (7 days)                   |
 | ca_plans (KV) | compiled flows, one key per version      |                                   |
-| ca_runs (KV)  | run records: status, state, steps        | compare-and-swap updates          |
+| ca_runs (KV)  | run records: status, state, steps done   | compare-and-swap: exactly once    |
 | CA_DLQ        | ``ca.dlq.<run>``: work that failed       | limits (7 days)                   |
-| ca_steps (KV) | results of finished steps                | insert-if-absent: exactly once    |
 | ca_joins (KV) | fan-out and map barriers                 | compare-and-swap updates          |
 
 The trigger stream does not acknowledge publishes (``no_ack``), so a NATS *request* to
@@ -32,7 +31,6 @@ EVENTS = "CA_EVENTS"
 DLQ = "CA_DLQ"
 PLANS = "ca_plans"
 RUNS = "ca_runs"
-STEPS = "ca_steps"
 JOINS = "ca_joins"
 
 _WEEK_S = 7 * 24 * 3600.0
@@ -97,7 +95,7 @@ async def ensure_topology(js: JetStreamContext, *, dedup_window_s: float) -> dic
             # Exists with another configuration (e.g. an older dedup window): bring it up to date.
             await js.update_stream(config)
     buckets: dict[str, KeyValue] = {}
-    for name, ttl in ((PLANS, None), (RUNS, _WEEK_S), (STEPS, _WEEK_S), (JOINS, _WEEK_S)):
+    for name, ttl in ((PLANS, None), (RUNS, _WEEK_S), (JOINS, _WEEK_S)):
         try:
             buckets[name] = await js.key_value(name)
         except NotFoundError:

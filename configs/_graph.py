@@ -262,6 +262,17 @@ class _Builder:
                 if node in self.maps:
                     self.problems.append(Problem(where, f"{rule} and is a map node; {_BRANCH_RULE}"))
                     ok = False
+                if self.spec.nodes[self.node_index[node]].on_error:
+                    # The other branches wait at the join barrier: a detour out of the branch would
+                    # leave them waiting for ever (or enter the join without its barrier).
+                    self.problems.append(
+                        Problem(
+                            ("nodes", self.node_index[node], "on_error"),
+                            f"{rule} and has on_error; a node inside a fan-out branch cannot take on_error "
+                            "(a failure there fails the run)",
+                        )
+                    )
+                    ok = False
                 others = sorted(self.preds.get(node, set()) - {previous})
                 if others:
                     self.problems.append(

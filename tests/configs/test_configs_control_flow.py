@@ -478,3 +478,23 @@ def test_foreach_node_is_a_map_with_its_own_item_name() -> None:
     )
     graph = analyze_graph(load_flow_text(flow(body, SUMMARY)).spec)
     assert dict(graph.maps) == {"research": MapInfo("research", ("angles",), "angle", 3, "notes")}
+
+
+def test_a_node_inside_a_fan_out_branch_cannot_take_on_error() -> None:
+    ids = "a b c d h"
+    fields = "".join(f'{node}_out: {{type: str, default: ""}}\n' for node in ids.split())
+    nodes = "".join(
+        f'  - {{id: {node}, prompt: "x", outputs: [{node}_out]{", on_error: h" if node == "b" else ""}}}\n'
+        for node in ids.split()
+    )
+    edges = """\
+- {from: START, to: a}
+- {from: a, to: [b, c]}
+- {from: b, to: d}
+- {from: c, to: d}
+- {from: d, to: END}
+- {from: h, to: END}
+"""
+    issue = only_error(flow(f"nodes:\n{nodes}edges:\n{indent(edges, '  ')}", fields))
+    assert issue.path == "nodes[1].on_error"
+    assert "cannot take on_error" in issue.message
