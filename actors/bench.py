@@ -140,8 +140,9 @@ async def bench(
     workers: int = 1,
 ) -> dict[str, Any]:
     """Run every scenario on every engine and return the numbers."""
-    from actors.engine_langgraph import run_langgraph
+    from actors.engines import langgraph_runner
 
+    run_langgraph = langgraph_runner()
     linear = compile_plan(load_flow_text(linear_flow_yaml(nodes), "<bench>"))
     fan = compile_plan(load_flow_text(fan_flow_yaml(), "<bench>"))
     mapped = compile_plan(load_flow_text(map_flow_yaml(), "<bench>"))
@@ -164,7 +165,7 @@ async def bench(
                 llm=backend,
                 model_override=model,
                 run_id=f"bench-{n}",
-                checkpointer=checkpointer,  # type: ignore[arg-type]
+                checkpointer=checkpointer,
                 sqlite_path=path,
             )
             assert result["status"] == "succeeded", result

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -148,12 +147,12 @@ async def _run(
 async def _run_langgraph(
     settings: Settings, plan: Any, inputs: dict[str, Any], *, timeout_s: float | None
 ) -> dict[str, Any]:
-    from actors.engine_langgraph import run_langgraph
+    from actors.engines import langgraph_runner
     from actors.llm_backend import LLMBackend
     from actors.mock_llm import MockScript
 
     script = MockScript.load(settings.mock_script) if settings.mock_script else None
-    return await run_langgraph(
+    return await langgraph_runner()(
         plan, inputs, llm=LLMBackend(script), model_override=settings.llm_override, timeout_s=timeout_s
     )
 
@@ -332,9 +331,6 @@ def _fmt(value: str) -> LogFormat:
 
 def main() -> None:
     """Console-script entry point."""
-    # langchain_core (under langgraph.checkpoint) warns on import that a default will change; not ours
-    # to fix, and it would print on every `run --engine langgraph` and `bench`.
-    warnings.filterwarnings("ignore", message="The default value of `allowed_objects`")
     app()
 
 
