@@ -346,7 +346,11 @@ class NodeWorker:
                 succeeded_elsewhere = earlier.status == "succeeded"
                 return None
             others = [s for s in rec.steps if s.step_id != item.step_id]
-            return rec.model_copy(update={"steps": [*others, failed_step]})
+            update: dict[str, Any] = {"steps": [*others, failed_step]}
+            if recorded is not None and item.branch is None and map_info(plan.spec, item.node) is None:
+                # The step had checkpointed its outputs; failing, it takes them back (it counts as not done).
+                update["state"] = item.state
+            return rec.model_copy(update=update)
 
         await self._runs.update(item.run_id, mark)
         current = await self._runs.get(item.run_id)

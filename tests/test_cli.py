@@ -237,3 +237,36 @@ def test_run_fails_fast_naming_the_missing_provider_key(tmp_path: Path) -> None:
     out = json.loads(result.stdout)
     assert out["status"] == "failed"
     assert "ANTHROPIC_API_KEY" in out["error"]
+
+
+def test_run_with_the_langgraph_engine_gives_the_bus_engine_result() -> None:
+    flow = str(EXAMPLES / "research_team.yaml")
+    bus = cli("run", flow, "-i", "topic=NATS", "--llm", "mock", "--json")
+    langgraph = cli("run", flow, "-i", "topic=NATS", "--llm", "mock", "--json", "--engine", "langgraph")
+    assert bus.returncode == 0, bus.stderr
+    assert langgraph.returncode == 0, langgraph.stderr
+    assert "Warning" not in langgraph.stderr
+    on_bus, in_process = json.loads(bus.stdout), json.loads(langgraph.stdout)
+    assert on_bus["state"] == in_process["state"]
+    key = lambda s: (s["node"], s["iteration"], s["index"])  # noqa: E731
+    assert sorted(map(key, on_bus["steps"])) == sorted(map(key, in_process["steps"]))
+
+
+@pytest.mark.timeout(120)
+def test_runs_show_lists_steps_and_dead_letters(stack_dir: Path, tmp_path: Path) -> None:
+    script = tmp_path / "s.yaml"
+    script.write_text("echo:\n  - {result: [not, a, string]}\n")
+    proc, _ = _start_up(stack_dir, "--llm", "mock", "--mock-script", str(script))
+    children = _children(proc.pid)
+    try:
+        result = cli("trigger", "echo", "-i", "message=hi", "--wait", "--json", "--data-dir", str(stack_dir))
+        out = json.loads(result.stdout)
+        assert out["status"] == "failed"
+        shown = cli("runs", "show", out["run_id"], "--json", "--data-dir", str(stack_dir))
+        details = json.loads(shown.stdout)
+        assert details["steps"][0]["status"] == "failed"
+        assert details["dead_letters"][0]["node"] == "echo"
+        text = cli("runs", "show", out["run_id"], "--data-dir", str(stack_dir)).stdout
+        assert "dead letter:" in text
+    finally:
+        _stop(proc, children)
