@@ -63,8 +63,6 @@ class Moves:
 
     work: list[WorkItem] = field(default_factory=list)
     finished: dict[str, Any] | None = None
-    # The run's state after this step on its main line (None inside a fan-out branch or a map).
-    state: dict[str, Any] | None = None
 
 
 class Barriers:
@@ -121,7 +119,7 @@ class Router:
         if branch is not None:
             branch = branch.model_copy(update={"writes": [*branch.writes, *pairs]})
         counters = Counters(item.visits, item.taken).visited(item.node)
-        await self._continue(plan, item.run_id, item.node, state, counters, branch, moves, cause=item.id)
+        await self._continue(plan, item.run_id, item.node, state, counters, branch, moves)
         return moves
 
     async def after_failure(self, plan: Plan, item: WorkItem, target: str, error: str) -> Moves:
@@ -140,11 +138,8 @@ class Router:
         counters: Counters,
         branch: Branch | None,
         moves: Moves,
-        cause: str | None = None,
     ) -> None:
         spec = plan.spec
-        if branch is None:
-            moves.state = state
         targets, counters = next_targets(spec, node, state, counters)
         graph = analyze_graph(spec)
         if len(targets) > 1:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from nats.aio.msg import Msg
@@ -160,20 +160,7 @@ class NodeWorker:
             except NodeFailed as exc:
                 await self._fail(plan, item, started, str(exc))
                 return
-            now = time.time()
-            mine = StepRecord(
-                step_id=step_id,
-                node=item.node,
-                iteration=item.iteration,
-                index=item.index,
-                status="succeeded",
-                started_at=started,
-                finished_at=now,
-                duration_ms=(now - started) * 1000,
-                attempts=outcome.attempts,
-                outputs=outcome.outputs,
-                worker=self._id,
-            )
+            mine = self._step_record(item, "succeeded", started, attempts=outcome.attempts, outputs=outcome.outputs)
             step = await self._record(plan, item, mine, found)
             if step is None:
                 return
@@ -201,6 +188,23 @@ class NodeWorker:
             dedup=step_id,
         )
         await self._publish(item, moves)
+
+    def _step_record(
+        self, item: WorkItem, status: Literal["succeeded", "failed"], started: float, **details: Any
+    ) -> StepRecord:
+        now = time.time()
+        return StepRecord(
+            step_id=item.step_id,
+            node=item.node,
+            iteration=item.iteration,
+            index=item.index,
+            status=status,
+            started_at=started,
+            finished_at=now,
+            duration_ms=(now - started) * 1000,
+            worker=self._id,
+            **details,
+        )
 
     async def _record(
         self, plan: Plan, item: WorkItem, step: StepRecord, known: tuple[RunRecord, int]
@@ -318,19 +322,8 @@ class NodeWorker:
 
         `recorded` is the step when it had succeeded but what follows it could not be decided.
         """
-        now = time.time()
-        failed_step = StepRecord(
-            step_id=item.step_id,
-            node=item.node,
-            iteration=item.iteration,
-            index=item.index,
-            status="failed",
-            started_at=started,
-            finished_at=now,
-            duration_ms=(now - started) * 1000,
-            error=error,
-            outputs=recorded.outputs if recorded else {},
-            worker=self._id,
+        failed_step = self._step_record(
+            item, "failed", started, error=error, outputs=recorded.outputs if recorded else {}
         )
 
         succeeded_elsewhere = False

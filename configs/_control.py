@@ -96,8 +96,8 @@ def check_cycles(spec: FlowSpec, skip: frozenset[str] = frozenset()) -> list[Pro
         cycle = _cycle_through(node.id, graph)
         if cycle is None or skip.intersection(cycle):
             continue
-        forward = _reach(node.id, graph)
-        backward = _reach(node.id, _reverse(graph))
+        forward = reach(node.id, graph)
+        backward = reach(node.id, _reverse(graph))
         reported |= forward & backward
         where: KeyPath = ("edges", edge_of[node.id], "from") if node.id in edge_of else ("nodes", k, "id")
         problems.append(
@@ -151,7 +151,8 @@ def _cycle_through(origin: str, graph: Mapping[str, set[str]]) -> list[str] | No
     return None
 
 
-def _reach(origin: str, graph: Mapping[str, set[str]]) -> set[str]:
+def reach(origin: str, graph: Mapping[str, set[str]]) -> set[str]:
+    """Every node reachable from `origin` (itself included) in `graph`."""
     seen = {origin}
     queue = deque([origin])
     while queue:

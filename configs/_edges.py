@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 
-from configs._control import check_condition, check_cycles, check_joins
+from configs._control import check_condition, check_cycles, check_joins, reach
 from configs._graph import build_graph
 from configs._issues import closest
 from configs._locs import KeyPath, Problem
@@ -228,12 +227,12 @@ def successors(spec: FlowSpec) -> dict[str, set[str]]:
 
 def _check_reachability(spec: FlowSpec) -> tuple[list[Problem], frozenset[str]]:
     graph = successors(spec)
-    forward = _reach(START, graph)
+    forward = reach(START, graph)
     backward: dict[str, set[str]] = {}
     for source, targets in graph.items():
         for target in targets:
             backward.setdefault(target, set()).add(source)
-    to_end = _reach(END, backward)
+    to_end = reach(END, backward)
     problems: list[Problem] = []
     for index, node in enumerate(spec.nodes):
         if node.id in (START, END):
@@ -248,14 +247,3 @@ def _check_reachability(spec: FlowSpec) -> tuple[list[Problem], frozenset[str]]:
                 )
             )
     return problems, frozenset(node.id for node in spec.nodes if node.id not in to_end)
-
-
-def _reach(origin: str, graph: Mapping[str, set[str]]) -> set[str]:
-    seen = {origin}
-    queue = deque([origin])
-    while queue:
-        for nxt in graph.get(queue.popleft(), set()):
-            if nxt not in seen:
-                seen.add(nxt)
-                queue.append(nxt)
-    return seen
