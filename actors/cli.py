@@ -304,6 +304,11 @@ def bench_command(
     typer.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
 
+Heartbeat = Annotated[
+    float | None, typer.Option("--heartbeat", help="Seconds between heartbeats to the registry (default 2).")
+]
+
+
 @app.command(hidden=True)
 def actor(
     kind: Annotated[str, typer.Argument(help=f"One of {', '.join(ACTOR_KINDS)}.")],
@@ -311,6 +316,7 @@ def actor(
     flows: Annotated[list[Path] | None, typer.Option("--flows")] = None,
     llm: Annotated[str | None, typer.Option("--llm")] = None,
     mock_script: Annotated[Path | None, typer.Option("--mock-script")] = None,
+    heartbeat: Heartbeat = None,
     log_level: LogLevel = "info",
     log_format: LogFmt = "auto",
 ) -> None:
@@ -318,9 +324,109 @@ def actor(
     if kind not in ACTOR_KINDS:
         raise typer.BadParameter(f"unknown actor kind {kind!r}; valid: {', '.join(ACTOR_KINDS)}")
     configure_logging(log_level, _fmt(log_format))
-    settings = Settings.from_env(nats_url=nats, llm_override=llm, mock_script=mock_script)
+    settings = Settings.from_env(nats_url=nats, llm_override=llm, mock_script=mock_script, heartbeat_s=heartbeat)
     actor_kind: ActorKind = kind  # type: ignore[assignment]
     asyncio.run(serve_actor(actor_kind, settings, flows or []))
+
+
+@app.command()
+def agent(
+    nats: Annotated[str, typer.Option("--nats", envvar="CA_NATS_URL", help="The NATS server of the stack.")],
+    flows: Annotated[
+        list[Path] | None, typer.Option("--flows", help="Serve only these flows (files or directories).")
+    ] = None,
+    nodes: Annotated[
+        str | None, typer.Option("--nodes", help="Serve only these nodes, comma-separated flow.node names.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Register under this name (see `agents expect`).")] = None,
+    heartbeat: Heartbeat = None,
+    log_level: LogLevel = "info",
+    log_format: LogFmt = "auto",
+) -> None:
+    """Run a standalone worker on any machine: it registers itself and takes the work of its nodes.
+
+    Without --flows or --nodes it serves every flow the stack knows, including flows published later.
+    `ca-actors agents drain ID` makes it finish its work in flight and exit.
+    """
+    configure_logging(log_level, _fmt(log_format))
+    only = frozenset(n.strip() for n in nodes.split(",") if n.strip()) if nodes else None
+    for node in only or ():
+        if node.count(".") != 1:
+            raise typer.BadParameter(f"--nodes takes flow.node names, got {node!r}")
+    settings = Settings.from_env(nats_url=nats, heartbeat_s=heartbeat)
+    asyncio.run(serve_actor("worker", settings, flows or [], nodes=only, name=name))
+
+
+agents_app = typer.Typer(help="The registry's view of the system: actors, their status and load.")
+app.add_typer(agents_app, name="agents")
+
+
+@agents_app.callback(invoke_without_command=True)
+def agents(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Redraw every second until Ctrl-C.")] = False,
+    nats: NatsUrl = None,
+    data_dir: DataDir = Path(".ca-actors"),
+    heartbeat: Heartbeat = None,
+) -> None:
+    """List actors with status (live, stale, dead, pending), heartbeat age and load."""
+    if ctx.invoked_subcommand is not None:
+        return
+    url = console.stack_url(nats, data_dir)
+    beat = heartbeat or Settings.from_env().heartbeat_s
+    if watch:
+        asyncio.run(console.with_client(url, lambda bus: console.watch_agents(bus, beat)))
+        return
+    rows = asyncio.run(console.with_client(url, lambda bus: console.agent_rows(bus, beat)))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(console.format_agents(rows))
+
+
+@agents_app.command("expect")
+def agents_expect(
+    name: Annotated[str, typer.Argument(help="Name the agent will register under (`ca-actors agent --name`).")],
+    serves: Annotated[list[str] | None, typer.Option("--serves", help="flow.node it will serve (repeatable).")] = None,
+    nats: NatsUrl = None,
+    data_dir: DataDir = Path(".ca-actors"),
+) -> None:
+    """Record an agent you expect: listed as pending until it heartbeats."""
+    url = console.stack_url(nats, data_dir)
+    answer = asyncio.run(console.with_client(url, lambda bus: console.expect_agent(bus, name, serves or [])))
+    typer.echo(json.dumps(answer))
+    raise typer.Exit(0 if "error" not in answer else 1)
+
+
+@agents_app.command("ping")
+def agents_ping(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    nats: NatsUrl = None,
+    data_dir: DataDir = Path(".ca-actors"),
+) -> None:
+    """Ask every live actor to answer at once (the registry also refreshes its view from the answers)."""
+    url = console.stack_url(nats, data_dir)
+    answers = asyncio.run(console.with_client(url, console.ping_agents))
+    if as_json:
+        typer.echo(json.dumps([a.model_dump() for a in answers], indent=2))
+        return
+    for a in sorted(answers, key=lambda a: (a.kind, a.id)):
+        typer.echo(f"{a.kind:12} {a.id:40} {a.host}:{a.pid}  load {a.load.in_flight}/{a.load.max}")
+    typer.echo(f"{len(answers)} actor(s) answered")
+
+
+@agents_app.command("drain")
+def agents_drain(
+    actor_id: Annotated[str, typer.Argument(help="The actor to drain (an id from `ca-actors agents`).")],
+    nats: NatsUrl = None,
+    data_dir: DataDir = Path(".ca-actors"),
+) -> None:
+    """Tell an actor to finish its work in flight, take no new work and exit."""
+    url = console.stack_url(nats, data_dir)
+    answer = asyncio.run(console.with_client(url, lambda bus: console.drain_agent(bus, actor_id)))
+    typer.echo(json.dumps(answer))
+    raise typer.Exit(0 if "error" not in answer else 1)
 
 
 def _fmt(value: str) -> LogFormat:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -14,7 +15,9 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
 
+from actors import registry
 from actors.follow import events, final_record
+from actors.presence import ActorInfo
 from actors.runs import RunRecord, RunStore
 from bus import Bus, DeadLetter, Event, decode, subjects, topology
 
@@ -181,3 +184,55 @@ def print_runs(records: list[RunRecord]) -> None:
         duration = f"{(r.finished_at - r.created_at):.2f}s" if r.finished_at else "-"
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
         typer.echo(f"{r.run_id:24} {r.flow:20} {r.status:10} {len(r.steps):>5} {duration:>10}  {started}")
+
+
+async def agent_rows(bus: Bus, heartbeat_s: float) -> list[dict[str, Any]]:
+    """The rows of ``ca-actors agents`` (read from the registry buckets; no registry needed)."""
+    return registry.listing(
+        await registry.actors(bus), await registry.expected(bus), now=time.time(), heartbeat_s=heartbeat_s
+    )
+
+
+def format_agents(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no actors registered (is a registry running? `ca-actors up` starts one)"
+    lines = [f"{'ID':44} {'KIND':12} {'STATUS':8} {'AGE':>6} {'LOAD':>8}  HOST:PID  SERVES"]
+    for r in rows:
+        age = "-" if r["heartbeat_age_s"] is None else f"{r['heartbeat_age_s']:.1f}s"
+        load = "-" if r["load"] is None else f"{r['load']['in_flight']}/{r['load']['max']}"
+        status = r["status"] + ("*" if r["draining"] else "")
+        where = f"{r['host']}:{r['pid']}" if r["pid"] else "-"
+        serves = ", ".join(r["serves"][:4]) + (f" (+{len(r['serves']) - 4})" if len(r["serves"]) > 4 else "")
+        lines.append(f"{r['id']:44} {r['kind']:12} {status:8} {age:>6} {load:>8}  {where}  {serves}")
+    return "\n".join(lines)
+
+
+async def watch_agents(bus: Bus, heartbeat_s: float) -> None:
+    """Redraw the agents table every second until interrupted."""
+    while True:
+        rows = await agent_rows(bus, heartbeat_s)
+        typer.echo("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S ") + "ca-actors agents\n" + format_agents(rows))
+        await asyncio.sleep(1.0)
+
+
+async def expect_agent(bus: Bus, name: str, serves: list[str]) -> dict[str, Any]:
+    body = json.dumps({"name": name, "serves": serves}).encode()
+    try:
+        reply = await bus.nc.request(subjects.REGISTRY_EXPECT, body, timeout=5)
+    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        return {"error": "no registry answered (`ca-actors up` starts one)"}
+    answer: dict[str, Any] = json.loads(reply.data)
+    return answer
+
+
+async def ping_agents(bus: Bus) -> list[ActorInfo]:
+    return await registry.ping(bus, wait_s=0.5)
+
+
+async def drain_agent(bus: Bus, actor_id: str) -> dict[str, Any]:
+    try:
+        reply = await bus.nc.request(subjects.registry_drain(subjects.actor_token(actor_id)), b"{}", timeout=5)
+    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        return {"error": f"no actor {actor_id} answered"}
+    answer: dict[str, Any] = json.loads(reply.data)
+    return answer

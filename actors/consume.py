@@ -39,6 +39,13 @@ class Drop(Exception):
     """Terminate the message: it can never succeed, do not redeliver it."""
 
 
+class InFlight:
+    """How many messages the handlers of one process are working on (its load, for the registry)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 async def consume(
     sub: JetStreamContext.PullSubscription,
     handler: Handler,
@@ -47,6 +54,7 @@ async def consume(
     ack_wait_s: float,
     stopping: asyncio.Event,
     name: str,
+    in_flight: InFlight | None = None,
 ) -> None:
     """Fetch and handle messages until `stopping` is set, then wait for handlers in flight.
 
@@ -57,10 +65,13 @@ async def consume(
     slot_freed = asyncio.Event()
     inflight: set[asyncio.Task[None]] = set()
 
+    gauge = in_flight or InFlight()
+
     def release(task: asyncio.Task[None]) -> None:
         nonlocal free
         inflight.discard(task)
         free += 1
+        gauge.count -= 1
         slot_freed.set()
 
     try:
@@ -81,6 +92,7 @@ async def consume(
                 continue
             for msg in msgs:
                 free -= 1
+                gauge.count += 1
                 task = asyncio.create_task(_settle(msg, handler, ack_wait_s, name))
                 inflight.add(task)
                 task.add_done_callback(release)

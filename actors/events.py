@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from bus import Bus, Event, EventKind, subjects
+from bus import Bus, Event, EventKind, WorkItem, subjects
+
+if TYPE_CHECKING:
+    from actors.registry import RegistryView
 
 log = structlog.get_logger(__name__)
 
@@ -47,3 +50,20 @@ class Emitter:
             subjects.event(run_id, kind), event, msg_id=f"evt.{dedup}.{kind}" if dedup else None
         )
         log.debug("event", kind=kind, run_id=run_id, node=node)
+
+
+async def warn_if_unserved(registry: RegistryView | None, events: Emitter, work: WorkItem) -> None:
+    """Emit ``node.waiting`` when the registry knows no live worker for the work's node.
+
+    The work item stays queued (durably) either way; this only says why the run is not moving.
+    """
+    if registry is not None and registry.unserved(work.flow, work.node):
+        await events.emit(
+            "node.waiting",
+            run_id=work.run_id,
+            flow=work.flow,
+            node=work.node,
+            step_id=work.step_id,
+            data={"reason": f"no live worker serves {work.flow}.{work.node}; the work stays queued"},
+            dedup=work.step_id,
+        )

@@ -35,14 +35,19 @@ _RETRYABLE = {
 class LLMBackend:
     """Answers `LLMRequest`s; one instance per gateway process."""
 
-    def __init__(self, mock_script: MockScript | None = None) -> None:
+    def __init__(self, mock_script: MockScript | None = None, *, model_override: str | None = None) -> None:
         self._mock_script = mock_script
+        # `--llm` of the stack: the gateway is the one place every request passes, so a worker that
+        # joins later (`ca-actors agent`) gets the stack's model without being told.
+        self._override = model_override
         self._litellm: ModuleType | None = None
         self._import_lock = asyncio.Lock()
 
     async def complete(self, request: LLMRequest) -> LLMReply:
         """Run one completion; provider failures come back as a reply with `ok=False`, never raised."""
         started = time.perf_counter()
+        if self._override and request.model != self._override:
+            request = request.model_copy(update={"model": self._override})
         latency = mock_latency_s(request.model)
         try:
             if latency is not None:

@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 
 from actors.llm_backend import LLMBackend
 from actors.llm_types import LLMReply, LLMRequest
+from actors.presence import Load
 from bus import Bus, subjects
 
 log = structlog.get_logger(__name__)
@@ -24,11 +25,16 @@ class LLMGateway:
     def __init__(self, bus: Bus, backend: LLMBackend, *, max_concurrency: int = 64) -> None:
         self._bus = bus
         self._backend = backend
+        self._max = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self._bus.subscribe(subjects.LLM_COMPLETE, self._on_request, queue=QUEUE)
+
+    def load(self) -> Load:
+        """Requests being answered now, of at most `max_concurrency`."""
+        return Load(in_flight=len(self._tasks), max=self._max)
 
     async def stop(self) -> None:
         """Finish the requests in flight."""

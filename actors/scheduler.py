@@ -24,9 +24,10 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.consume import Drop, consume
-from actors.events import Emitter
+from actors.events import Emitter, warn_if_unserved
 from actors.flowlogic import FlowError
 from actors.plan import Plan
+from actors.registry import RegistryView
 from actors.rendezvous import Rendezvous, digest
 from actors.router import Barriers, Moves, Router
 from actors.runs import FINAL_STATUSES, PlanStore, RunRecord, RunStore
@@ -47,8 +48,17 @@ def make_run_id(stored_at: float, stream_seq: int) -> str:
 
 
 class Scheduler:
-    def __init__(self, bus: Bus, settings: Settings, plans: Sequence[Plan], *, actor_id: str) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        plans: Sequence[Plan],
+        *,
+        actor_id: str,
+        registry: RegistryView | None = None,
+    ) -> None:
         self._bus = bus
+        self._registry = registry
         self._settings = settings
         self._local_plans = list(plans)
         self._id = actor_id
@@ -295,6 +305,7 @@ class Scheduler:
         data = {"plan_version": plan.version, "inputs": record.inputs}
         await self._events.emit("run.started", run_id=record.run_id, flow=record.flow, data=data, dedup=record.run_id)
         for item in moves.work:
+            await warn_if_unserved(self._registry, self._events, item)
             await self._bus.publish(subjects.work(record.flow, item.node), item, msg_id=item.step_id)
         if moves.finished is not None:
             done = RunEnded(

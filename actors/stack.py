@@ -27,6 +27,8 @@ from actors.llm_client import BusLLMClient
 from actors.llm_gateway import LLMGateway
 from actors.mock_llm import MockScript
 from actors.plan import Plan, compile_plan
+from actors.presence import ActorInfo, Load, Presence
+from actors.registry import Registry, RegistryView
 from actors.scheduler import Scheduler
 from actors.worker import NodeWorker
 from bus import Bus, EmbeddedNats, new_id, subjects
@@ -34,8 +36,8 @@ from configs import ConfigError, ConfigIssue, Settings, load_flow
 
 log = structlog.get_logger(__name__)
 
-ActorKind = Literal["scheduler", "worker", "llm-gateway"]
-ACTOR_KINDS: tuple[ActorKind, ...] = ("scheduler", "worker", "llm-gateway")
+ActorKind = Literal["scheduler", "worker", "llm-gateway", "registry"]
+ACTOR_KINDS: tuple[ActorKind, ...] = ("scheduler", "worker", "llm-gateway", "registry")
 
 
 @dataclass
@@ -75,42 +77,79 @@ def load_flows(paths: Iterable[Path]) -> FlowSet:
     return result
 
 
-def _actor_id(kind: str) -> str:
-    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}"
+def _actor_id(kind: str, name: str | None = None) -> str:
+    if name:
+        return subjects.actor_token(name)
+    return subjects.actor_token(f"{kind}-{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}")
 
 
-async def serve_actor(kind: ActorKind, settings: Settings, flows: list[Path]) -> None:
-    """Run one actor in this process until SIGTERM/SIGINT, announcing readiness on ``ca.sys.ready``."""
-    actor_id = _actor_id(kind)
+async def serve_actor(
+    kind: ActorKind,
+    settings: Settings,
+    flows: list[Path],
+    *,
+    nodes: frozenset[str] | None = None,
+    name: str | None = None,
+) -> None:
+    """Run one actor in this process until SIGTERM/SIGINT or a drain, heartbeating to the registry.
+
+    Announces readiness on ``ca.sys.ready`` (for ``ca-actors up``). A drained worker finishes the steps
+    in flight, takes no more, deregisters and returns.
+    """
+    actor_id = _actor_id(kind, name)
     structlog.contextvars.bind_contextvars(actor=actor_id)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Bus(settings.nats_url, name=actor_id, dedup_window_s=settings.dedup_window_s) as bus:
+        info = ActorInfo(id=actor_id, kind=kind, name=name or "")
+        serves: Callable[[], list[str]] | None = None
+        load: Callable[[], Load] | None = None
+        view: RegistryView | None = None
         main: asyncio.Task[Any]
+        stopper: Callable[[], None] = stop.set
+        if kind in ("scheduler", "worker"):
+            view = RegistryView(bus, heartbeat_s=settings.heartbeat_s)
+            await view.start()
         if kind == "scheduler":
             flow_set = load_flows(flows)
             for error in flow_set.errors:
                 log.error("flow.invalid", error=error)
-            scheduler = Scheduler(bus, settings, flow_set.plans, actor_id=actor_id)
+            scheduler = Scheduler(bus, settings, flow_set.plans, actor_id=actor_id, registry=view)
             started = asyncio.Event()
             main = asyncio.create_task(scheduler.run(started))
             await _first(started.wait(), main)
             stopper = scheduler.stop
+            info.serves = [f"trigger.{p.flow}" for p in flow_set.plans]
         elif kind == "worker":
             llm = BusLLMClient(bus, timeout_s=settings.llm_timeout_s)
             only = frozenset(p.flow for p in load_flows(flows).plans) if flows else None
-            worker = NodeWorker(bus, settings, llm, actor_id=actor_id, only_flows=only)
+            worker = NodeWorker(bus, settings, llm, actor_id=actor_id, only_flows=only, only_nodes=nodes, registry=view)
             main = asyncio.create_task(worker.run())
             await _first(worker.wait_ready(), main)
-            stopper = worker.stop
+            stopper, load = worker.stop, worker.load
+
+            def serves_now() -> list[str]:
+                return worker.serving
+
+            serves = serves_now
+        elif kind == "registry":
+            registry = Registry(bus, heartbeat_s=settings.heartbeat_s)
+            started = asyncio.Event()
+            main = asyncio.create_task(registry.run(started))
+            await _first(started.wait(), main)
+            stopper = registry.stop
+            info.serves = ["ca.registry"]
         else:
             script = MockScript.load(settings.mock_script) if settings.mock_script else None
-            gateway = LLMGateway(bus, LLMBackend(script))
+            gateway = LLMGateway(bus, LLMBackend(script, model_override=settings.llm_override))
             await gateway.start()
             main = asyncio.create_task(stop.wait())
-            stopper = stop.set
+            load = gateway.load
+            info.serves = ["ca.llm.complete"]
+        presence = Presence(bus, info, heartbeat_s=settings.heartbeat_s, serves=serves, load=load, on_drain=stop.set)
+        await presence.start()
         ready = {"kind": kind, "id": actor_id, "pid": os.getpid()}
         await bus.nc.publish(subjects.SYS_READY, json.dumps(ready).encode())
         log.info("actor.ready", kind=kind)
@@ -119,6 +158,9 @@ async def serve_actor(kind: ActorKind, settings: Settings, flows: list[Path]) ->
         await main
         if kind == "llm-gateway":
             await gateway.stop()
+        await presence.stop()
+        if view is not None:
+            await view.stop()
     log.info("actor.stopped", kind=kind)
 
 
@@ -188,7 +230,7 @@ class LocalStack:
             await bus.connect()
         sched_bus, gw_bus, *worker_buses = self._buses
         script = MockScript.load(s.mock_script) if s.mock_script else None
-        gateway = LLMGateway(gw_bus, LLMBackend(script))
+        gateway = LLMGateway(gw_bus, LLMBackend(script, model_override=s.llm_override))
         await gateway.start()
         scheduler = Scheduler(sched_bus, s, self._plans, actor_id=sched_bus.name)
         started = asyncio.Event()

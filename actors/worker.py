@@ -20,12 +20,14 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
-from actors.consume import Drop, Retry, consume
-from actors.events import Emitter
+from actors.consume import Drop, InFlight, Retry, consume
+from actors.events import Emitter, warn_if_unserved
 from actors.flowlogic import FlowError, map_info, map_runtime, write_outputs
 from actors.llm_types import LLMClient
 from actors.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, run_llm_node
 from actors.plan import Plan
+from actors.presence import Load
+from actors.registry import RegistryView
 from actors.router import Barriers, Moves, Router
 from actors.runs import PlanStore, RunRecord, RunStore, StepRecord
 from bus import Bus, DeadLetter, RunEnded, WorkItem, decode, subjects, topology
@@ -35,7 +37,7 @@ log = structlog.get_logger(__name__)
 
 
 class NodeWorker:
-    """Serves every node of every published flow (or only `only_flows`)."""
+    """Serves every node of every published flow (or only `only_flows`, or only `only_nodes`: "flow.node")."""
 
     def __init__(
         self,
@@ -45,12 +47,18 @@ class NodeWorker:
         *,
         actor_id: str,
         only_flows: frozenset[str] | None = None,
+        only_nodes: frozenset[str] | None = None,
+        registry: RegistryView | None = None,
     ) -> None:
         self._bus = bus
         self._settings = settings
         self._llm = llm
         self._id = actor_id
         self._only = only_flows
+        self._only_nodes = only_nodes
+        self._registry = registry
+        self.in_flight = InFlight()
+        self._served: set[str] = set()
         self._runs = RunStore(bus.kv(topology.RUNS))
         self._plans = PlanStore(bus.kv(topology.PLANS))
         self._events = Emitter(bus, actor_id)
@@ -61,8 +69,12 @@ class NodeWorker:
 
     @property
     def serving(self) -> list[str]:
-        """Durable consumer names this worker consumes."""
-        return sorted(self._serving)
+        """The nodes this worker consumes, as ``flow.node``."""
+        return sorted(self._served)
+
+    def load(self) -> Load:
+        """Steps in flight now, and the most it would take (all node subscriptions together)."""
+        return Load(in_flight=self.in_flight.count, max=self._settings.max_concurrency * max(len(self._served), 1))
 
     async def run(self) -> None:
         """Serve until `stop()`; then finish the steps in flight."""
@@ -105,6 +117,8 @@ class NodeWorker:
         for node in plan.nodes.values():
             if node.durable in self._serving:
                 continue
+            if self._only_nodes is not None and f"{plan.flow}.{node.id}" not in self._only_nodes:
+                continue
             sub = await self._bus.js.pull_subscribe(
                 node.subject,
                 durable=node.durable,
@@ -126,8 +140,10 @@ class NodeWorker:
                     ack_wait_s=self._settings.ack_wait_s,
                     stopping=self._stopping,
                     name=node.durable,
+                    in_flight=self.in_flight,
                 )
             )
+            self._served.add(f"{plan.flow}.{node.id}")
             log.info("worker.serving", flow=plan.flow, node=node.id)
 
     async def _handle(self, msg: Msg) -> None:
@@ -305,6 +321,8 @@ class NodeWorker:
 
     async def _publish(self, item: WorkItem, moves: Moves) -> None:
         """Publish what follows the step, all at once (each publish is deduplicated by its step id)."""
+        for work in moves.work:
+            await warn_if_unserved(self._registry, self._events, work)
         publishes = [
             self._bus.publish(subjects.work(work.flow, work.node), work, msg_id=work.step_id) for work in moves.work
         ]

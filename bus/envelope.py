@@ -23,6 +23,7 @@ EventKind = Literal[
     "node.finished",
     "node.failed",
     "node.retry",
+    "node.waiting",
 ]
 TERMINAL_EVENTS: frozenset[str] = frozenset({"run.finished", "run.failed", "run.rejected", "run.cancelled"})
 

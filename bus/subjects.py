@@ -22,6 +22,11 @@ CTL_ALL = f"{PREFIX}.ctl.>"
 EVENTS_ALL = f"{PREFIX}.evt.>"
 DLQ_ALL = f"{PREFIX}.dlq.>"
 RUN_CMD_ALL = f"{PREFIX}.run.*.cmd"
+REGISTRY_HEARTBEATS = f"{PREFIX}.registry.hb.*"
+REGISTRY_BYES = f"{PREFIX}.registry.bye.*"
+REGISTRY_PING = f"{PREFIX}.registry.ping"
+REGISTRY_EXPECT = f"{PREFIX}.registry.expect"
+REGISTRY_EVENTS_ALL = f"{PREFIX}.registry.evt.>"
 
 
 def token(value: str, what: str = "token") -> str:
@@ -86,3 +91,36 @@ def run_of_cmd(subject: str) -> str:
 def dead_letters(run_id: str) -> str:
     """Subject of a run's dead-lettered work items."""
     return f"{PREFIX}.dlq.{token(run_id, 'run id')}"
+
+
+def actor_token(value: str) -> str:
+    """`value` made into a valid token (an actor id from a host name may contain dots)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "-", value).strip("-")
+    return cleaned or "actor"
+
+
+def registry_heartbeat(actor_id: str) -> str:
+    """Subject an actor heartbeats on."""
+    return f"{PREFIX}.registry.hb.{token(actor_id, 'actor id')}"
+
+
+def registry_bye(actor_id: str) -> str:
+    """Subject an actor says goodbye on when it stops cleanly."""
+    return f"{PREFIX}.registry.bye.{token(actor_id, 'actor id')}"
+
+
+def registry_drain(actor_id: str) -> str:
+    """Subject that tells one actor to finish its work in flight, take no more and exit."""
+    return f"{PREFIX}.registry.drain.{token(actor_id, 'actor id')}"
+
+
+def registry_event(kind: str) -> str:
+    """Subject of a registry change, e.g. ``ca.registry.evt.actor.stale``."""
+    if not _KIND.match(kind):
+        raise ValueError(f"invalid registry event kind {kind!r}")
+    return f"{PREFIX}.registry.evt.{kind}"
+
+
+def actor_of(subject: str) -> str:
+    """The actor id at the end of a registry subject."""
+    return token(subject.rsplit(".", 1)[-1], "actor id")

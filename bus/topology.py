@@ -10,6 +10,8 @@
 | ca_runs (KV)  | run records: status, state, steps done   | compare-and-swap: exactly once    |
 | CA_DLQ        | ``ca.dlq.<run>``: work that failed       | limits (7 days)                   |
 | ca_joins (KV) | fan-out and map barriers                 | compare-and-swap updates          |
+| ca_registry   | live actors, written by the registry     | values expire after 60 s unrenewed|
+| ca_expected   | actors an operator expects               |                                   |
 
 The trigger stream does not acknowledge publishes (``no_ack``), so a NATS *request* to
 ``ca.trigger.<flow>`` is answered by the scheduler with the run id, not by JetStream with a PubAck.
@@ -32,6 +34,10 @@ DLQ = "CA_DLQ"
 PLANS = "ca_plans"
 RUNS = "ca_runs"
 JOINS = "ca_joins"
+REGISTRY = "ca_registry"
+EXPECTED = "ca_expected"
+# A registry entry not renewed by a heartbeat for this long disappears, even with no registry running.
+REGISTRY_TTL_S = 60.0
 
 _WEEK_S = 7 * 24 * 3600.0
 
@@ -95,7 +101,13 @@ async def ensure_topology(js: JetStreamContext, *, dedup_window_s: float) -> dic
             # Exists with another configuration (e.g. an older dedup window): bring it up to date.
             await js.update_stream(config)
     buckets: dict[str, KeyValue] = {}
-    for name, ttl in ((PLANS, None), (RUNS, _WEEK_S), (JOINS, _WEEK_S)):
+    for name, ttl in (
+        (PLANS, None),
+        (RUNS, _WEEK_S),
+        (JOINS, _WEEK_S),
+        (REGISTRY, REGISTRY_TTL_S),
+        (EXPECTED, None),
+    ):
         try:
             buckets[name] = await js.key_value(name)
         except NotFoundError:

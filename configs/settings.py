@@ -28,6 +28,8 @@ class Settings(BaseModel):
     llm_timeout_s: float = Field(default=120.0, gt=0)
     # Dedup window of the work stream: a re-published work item inside it is dropped by the server.
     dedup_window_s: float = Field(default=600.0, gt=0)
+    # Registry: every actor heartbeats this often; 3 missed beats = stale, 10 = dead.
+    heartbeat_s: float = Field(default=2.0, gt=0)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Self:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,7 @@ from actors.console import trigger_and_wait
 from actors.plan import Plan
 from actors.stack import load_flows
 from bus import Bus, Event, decode, subjects
+from tests.conftest import ROOT
 
 
 def plans(*paths: Path) -> list[Plan]:
@@ -100,3 +105,57 @@ def linear_flow(name: str, nodes: Iterable[str], *, timeout: float | None = None
         f"{fields}\nnodes:\n{node_yaml}\nedges:\n{edges}\nconfig:\n  execution:\n{execution}"
         f"    max_retries: {max_retries}\n"
     )
+
+
+class Actors:
+    """Starts `ca-actors` actor processes (each a real OS process) and waits for each to announce itself."""
+
+    def __init__(self, bus: Bus, url: str, flows: Path, llm: str, heartbeat_s: float = 2.0) -> None:
+        self.bus = bus
+        self.heartbeat_s = heartbeat_s
+        self.url = url
+        self.flows = flows
+        self.llm = llm
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._ready: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+
+    async def listen(self) -> None:
+        async def on_ready(msg: Msg) -> None:
+            await self._ready.put(json.loads(msg.data))
+
+        await self.bus.subscribe(subjects.SYS_READY, on_ready)
+
+    async def start(self, kind: str) -> subprocess.Popen[bytes]:
+        """`ca-actors actor KIND` with this object's flows and model."""
+        cmd = ["actor", kind, "--nats", self.url, "--llm", self.llm, "--flows", str(self.flows)]
+        return await self.spawn(cmd)
+
+    async def start_agent(self, *args: str) -> subprocess.Popen[bytes]:
+        """`ca-actors agent --nats URL ARGS...`."""
+        return await self.spawn(["agent", "--nats", self.url, *args])
+
+    async def spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
+        """Start `ca-actors ARGS` and wait until it announces itself ready."""
+        cmd = [sys.executable, "-m", "actors", *args, "--log-format", "json", "--log-level", "warning"]
+        env = {**os.environ, "CA_ACK_WAIT_S": "1", "CA_MAX_DELIVER": "10", "CA_HEARTBEAT_S": str(self.heartbeat_s)}
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT)  # noqa: ASYNC220 - spawning is instant
+        self.procs.append(proc)
+        async with asyncio.timeout(30):
+            announced = await self._ready.get()
+        assert announced["pid"] == proc.pid
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -4,66 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from nats.aio.msg import Msg
 
 from bus import Bus, EmbeddedNats, subjects
 from tests.conftest import ROOT
-from tests.helpers import EventLog, run_flow
+from tests.helpers import Actors, EventLog, run_flow
 
 FIVE_STEP = ROOT / "tests" / "flows" / "five_step.yaml"
-
-
-class Actors:
-    """Starts `ca-actors actor KIND` processes and waits for each to announce itself."""
-
-    def __init__(self, bus: Bus, url: str, flows: Path, llm: str) -> None:
-        self.bus = bus
-        self.url = url
-        self.flows = flows
-        self.llm = llm
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self._ready: asyncio.Queue[dict[str, object]] = asyncio.Queue()
-
-    async def listen(self) -> None:
-        async def on_ready(msg: Msg) -> None:
-            await self._ready.put(json.loads(msg.data))
-
-        await self.bus.subscribe(subjects.SYS_READY, on_ready)
-
-    async def start(self, kind: str) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "actors", "actor", kind, "--nats", self.url, "--llm", self.llm]
-        cmd += ["--flows", str(self.flows), "--log-format", "json", "--log-level", "warning"]
-        env = {**os.environ, "CA_ACK_WAIT_S": "1", "CA_MAX_DELIVER": "10"}
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT)  # noqa: ASYNC220 - spawning is instant
-        self.procs.append(proc)
-        async with asyncio.timeout(30):
-            announced = await self._ready.get()
-        assert announced["pid"] == proc.pid
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture
