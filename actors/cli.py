@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +37,26 @@ NatsUrl = Annotated[
 ]
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Where `up` keeps NATS data and stack.json.")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="CA_STORE_URL",
+        help="Run history and memory: sqlite:///file.db (default: <data-dir>/store.db), "
+        "postgresql://user@host/db?schema=s, redis://host:6379/0?prefix=p.",
+    ),
+]
 LogFmt = Annotated[str, typer.Option("--log-format", help="auto (console on a terminal), console or json.")]
+
+
+def flow_store(plan: Any) -> str | None:
+    """The seed's ``config.storage: {backend: sqlite, path: ...}`` of a flow, as a store URL."""
+    storage = plan.spec.config.storage
+    if isinstance(storage, dict) and storage.get("path") and storage.get("backend", "sqlite") == "sqlite":
+        return f"sqlite:///{Path(str(storage['path'])).resolve()}"
+    if isinstance(storage, dict) and isinstance(storage.get("url"), str):
+        return str(storage["url"])
+    return None
 
 
 def parse_inputs(pairs: list[str] | None, raw_json: str | None) -> dict[str, Any]:
@@ -96,6 +116,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     nats: Annotated[str | None, typer.Option("--nats", help="Use this NATS server instead of an embedded one.")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after this many seconds.")] = None,
+    store: StoreUrl = None,
     engine: Annotated[
         str,
         typer.Option(
@@ -119,7 +140,12 @@ def run(
     plan = flow_set.plans[0]
     if mock_script is not None and llm is None:
         llm = "mock"
-    settings = Settings.from_env(llm_override=llm, mock_script=mock_script, **({"nats_url": nats} if nats else {}))
+    settings = Settings.from_env(
+        llm_override=llm,
+        mock_script=mock_script,
+        store_url=store or flow_store(plan),
+        **({"nats_url": nats} if nats else {}),
+    )
     values = parse_inputs(inputs, input_json)
     if engine == "langgraph":
         result = asyncio.run(_run_langgraph(settings, plan, values, timeout_s=timeout))
@@ -173,6 +199,7 @@ def up(
     ] = "auto",
     mock_script: Annotated[Path | None, typer.Option("--mock-script", help="Outputs for the mock model.")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Once ready, run the demo flow and print its result.")] = False,
+    store: StoreUrl = None,
     log_level: LogLevel = "info",
     log_format: LogFmt = "auto",
 ) -> None:
@@ -186,7 +213,11 @@ def up(
     model, why = choose_llm(llm)
     typer.echo(f"LLM: {model or 'each flow’s own models'} ({why})")
     settings = Settings.from_env(
-        data_dir=data_dir, llm_override=model, mock_script=mock_script, **({"nats_url": nats} if nats else {})
+        data_dir=data_dir,
+        llm_override=model,
+        mock_script=mock_script,
+        store_url=store,
+        **({"nats_url": nats} if nats else {}),
     )
     log_args = ("--log-level", log_level, "--log-format", log_format)
     supervisor = Supervisor(settings, flows, embedded=nats is None, workers=workers, demo=demo, log_args=log_args)
@@ -235,9 +266,20 @@ def runs(
     limit: Annotated[int, typer.Option("--limit", help="Show at most this many runs (newest first).")] = 20,
     nats: NatsUrl = None,
     data_dir: DataDir = Path(".ca-actors"),
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Read the run history from this store instead of the running stack."),
+    ] = None,
 ) -> None:
-    """List recent runs of a running stack (newest first)."""
+    """List recent runs (newest first): of the running stack, or from a store's run history."""
     if ctx.invoked_subcommand is not None:
+        return
+    if store:
+        history = asyncio.run(console.store_runs(store, limit))
+        if as_json:
+            typer.echo(json.dumps([h.model_dump(mode="json") for h in history], indent=2))
+        else:
+            console.print_history(history)
         return
     url = console.stack_url(nats, data_dir)
     records = asyncio.run(console.with_client(url, console.list_runs))[:limit]
@@ -264,6 +306,67 @@ def runs_show(
         typer.echo(json.dumps(details, indent=2, default=str))
     else:
         console.print_run_details(details)
+
+
+memory_app = typer.Typer(help="Long-term memory of flows: list scopes, show records, clear them.")
+app.add_typer(memory_app, name="memory")
+
+
+def _store_url(store: str | None, data_dir: Path) -> str:
+    return Settings.from_env(data_dir=data_dir, store_url=store).store()
+
+
+@memory_app.command("list")
+def memory_list(
+    flow: Annotated[str | None, typer.Option("--flow", help="Only this flow's memory.")] = None,
+    scope: Annotated[str | None, typer.Option("--scope", help="node, workflow or agent.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    store: StoreUrl = None,
+    data_dir: DataDir = Path(".ca-actors"),
+) -> None:
+    """Memory scopes (keys) that hold records, with their record counts."""
+    keys = asyncio.run(console.memory_keys(_store_url(store, data_dir), flow, scope))
+    if as_json:
+        typer.echo(json.dumps(keys, indent=2))
+        return
+    for key, count in keys.items():
+        typer.echo(f"{count:>6}  {key}")
+    if not keys:
+        typer.echo("no memory yet")
+
+
+@memory_app.command("show")
+def memory_show(
+    key: Annotated[str, typer.Argument(help="A scope key from `ca-actors memory list`.")],
+    limit: Annotated[int, typer.Option("--limit", help="Newest records to show.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    store: StoreUrl = None,
+    data_dir: DataDir = Path(".ca-actors"),
+) -> None:
+    """The newest records of one memory scope."""
+    records = asyncio.run(console.memory_records(_store_url(store, data_dir), key, limit))
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    for r in records:
+        typer.echo(
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.created_at))}  {r.node or '-':16} {r.content}"
+        )
+
+
+@memory_app.command("clear")
+def memory_clear(
+    flow: Annotated[str | None, typer.Option("--flow", help="Clear this flow's memory.")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Clear this scope key (or prefix).")] = None,
+    store: StoreUrl = None,
+    data_dir: DataDir = Path(".ca-actors"),
+) -> None:
+    """Delete memory records: a flow's, or those under a scope key prefix."""
+    if not flow and not key:
+        raise typer.BadParameter("give --flow or --key")
+    prefix = key or f"flow/{flow}/"
+    deleted = asyncio.run(console.memory_clear(_store_url(store, data_dir), prefix))
+    typer.echo(f"deleted {deleted} record(s) under {prefix}")
 
 
 @app.command()
@@ -317,6 +420,7 @@ def actor(
     llm: Annotated[str | None, typer.Option("--llm")] = None,
     mock_script: Annotated[Path | None, typer.Option("--mock-script")] = None,
     heartbeat: Heartbeat = None,
+    store: StoreUrl = None,
     log_level: LogLevel = "info",
     log_format: LogFmt = "auto",
 ) -> None:
@@ -324,7 +428,9 @@ def actor(
     if kind not in ACTOR_KINDS:
         raise typer.BadParameter(f"unknown actor kind {kind!r}; valid: {', '.join(ACTOR_KINDS)}")
     configure_logging(log_level, _fmt(log_format))
-    settings = Settings.from_env(nats_url=nats, llm_override=llm, mock_script=mock_script, heartbeat_s=heartbeat)
+    settings = Settings.from_env(
+        nats_url=nats, llm_override=llm, mock_script=mock_script, heartbeat_s=heartbeat, store_url=store
+    )
     actor_kind: ActorKind = kind  # type: ignore[assignment]
     asyncio.run(serve_actor(actor_kind, settings, flows or []))
 

@@ -14,6 +14,7 @@ import typer
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
+from store import MemoryRecord, RunHistory, open_store
 
 from actors import registry
 from actors.follow import events, final_record
@@ -236,3 +237,46 @@ async def drain_agent(bus: Bus, actor_id: str) -> dict[str, Any]:
         return {"error": f"no actor {actor_id} answered"}
     answer: dict[str, Any] = json.loads(reply.data)
     return answer
+
+
+async def store_runs(url: str, limit: int) -> list[RunHistory]:
+    async with open_store(url) as store:
+        return await store.list_runs(limit=limit)
+
+
+def print_history(history: list[RunHistory]) -> None:
+    if not history:
+        typer.echo("no runs recorded")
+        return
+    typer.echo(f"{'RUN':24} {'FLOW':20} {'STATUS':10} {'STEPS':>5} {'DURATION':>10}  STARTED")
+    for h in history:
+        duration = f"{h.duration_ms / 1000:.2f}s" if h.duration_ms is not None else "-"
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h.created_at))
+        typer.echo(f"{h.run_id:24} {h.flow:20} {h.status:10} {len(h.steps):>5} {duration:>10}  {started}")
+
+
+def _scope_matches(key: str, flow: str | None, scope: str | None) -> bool:
+    parts = key.split("/")
+    if flow is not None and parts[:2] != ["flow", flow]:
+        return False
+    if scope is not None:
+        kind = "agent" if parts[0] == "agent" else (parts[2] if len(parts) > 2 else "")
+        return kind == scope
+    return True
+
+
+async def memory_keys(url: str, flow: str | None, scope: str | None) -> dict[str, int]:
+    """Scope keys with their record counts."""
+    async with open_store(url) as store:
+        keys = [k for k in await store.memory_keys() if _scope_matches(k, flow, scope)]
+        return {k: len(await store.memories(k, limit=100_000)) for k in sorted(keys)}
+
+
+async def memory_records(url: str, key: str, limit: int) -> list[MemoryRecord]:
+    async with open_store(url) as store:
+        return await store.memories(key, limit=limit)
+
+
+async def memory_clear(url: str, prefix: str) -> int:
+    async with open_store(url) as store:
+        return await store.clear_memories(prefix)

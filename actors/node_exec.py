@@ -19,6 +19,7 @@ from configs import (
     NodeSpec,
     OutputError,
     output_json_schema,
+    placeholders,
     render,
     resolve_path,
     validate_output,
@@ -75,7 +76,8 @@ def choose_model(spec: FlowSpec, node: NodeSpec, override: str | None, default: 
 
 def prompt_variables(node: NodeSpec, state: Mapping[str, Any], runtime: Mapping[str, Any]) -> dict[str, Any]:
     """Bare names a node's prompt may use besides state fields: its ``inputs`` and runtime names."""
-    extra = {name: resolve_path(state, path) for name, path in node.inputs.items()}
+    extra: dict[str, Any] = {"memory": ""}
+    extra.update({name: resolve_path(state, path) for name, path in node.inputs.items()})
     extra.update(runtime)
     return extra
 
@@ -135,6 +137,9 @@ async def run_llm_node(
     """
     extra = prompt_variables(node, state, runtime or {})
     prompt = render(node.prompt, state, extra)
+    if extra["memory"] and not any(p.path[:1] == ("memory",) for p in placeholders(node.prompt)):
+        # Memory without a {memory} placeholder goes after the prompt (the seed's implicit context).
+        prompt += f"\n\nWhat you remember from earlier runs:\n{extra['memory']}"
     schema = output_json_schema(spec, node)
     choice = choose_model(spec, node, model_override)
     messages = [

@@ -21,10 +21,12 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import structlog
+from store import Store, connect_store
 
 from actors.llm_backend import LLMBackend
 from actors.llm_client import BusLLMClient
 from actors.llm_gateway import LLMGateway
+from actors.memory_actor import MemoryActor
 from actors.mock_llm import MockScript
 from actors.plan import Plan, compile_plan
 from actors.presence import ActorInfo, Load, Presence
@@ -36,8 +38,8 @@ from configs import ConfigError, ConfigIssue, Settings, load_flow
 
 log = structlog.get_logger(__name__)
 
-ActorKind = Literal["scheduler", "worker", "llm-gateway", "registry"]
-ACTOR_KINDS: tuple[ActorKind, ...] = ("scheduler", "worker", "llm-gateway", "registry")
+ActorKind = Literal["scheduler", "worker", "llm-gateway", "registry", "memory"]
+ACTOR_KINDS: tuple[ActorKind, ...] = ("scheduler", "worker", "llm-gateway", "registry", "memory")
 
 
 @dataclass
@@ -134,6 +136,14 @@ async def serve_actor(
                 return worker.serving
 
             serves = serves_now
+        elif kind == "memory":
+            store = await connect_store(settings.store())
+            memory = MemoryActor(bus, store, settings)
+            started = asyncio.Event()
+            main = asyncio.create_task(memory.run(started))
+            await _first(started.wait(), main)
+            stopper = memory.stop
+            info.serves = ["ca.memory"]
         elif kind == "registry":
             registry = Registry(bus, heartbeat_s=settings.heartbeat_s)
             started = asyncio.Event()
@@ -158,6 +168,8 @@ async def serve_actor(
         await main
         if kind == "llm-gateway":
             await gateway.stop()
+        if kind == "memory":
+            await store.close()
         await presence.stop()
         if view is not None:
             await view.stop()
@@ -213,6 +225,7 @@ class LocalStack:
         self._stoppers: list[Callable[[], None]] = []
         self.url = settings.nats_url
         self.client: Bus | None = None
+        self._store: Store | None = None
 
     async def start(self) -> Self:
         if self._embedded:
@@ -232,10 +245,16 @@ class LocalStack:
         script = MockScript.load(s.mock_script) if s.mock_script else None
         gateway = LLMGateway(gw_bus, LLMBackend(script, model_override=s.llm_override))
         await gateway.start()
+        self._store = await connect_store(s.store())
+        memory = MemoryActor(gw_bus, self._store, s)
+        memory_started = asyncio.Event()
+        self._tasks.append(asyncio.create_task(memory.run(memory_started)))
+        await _first(memory_started.wait(), self._tasks[-1])
+        self._stoppers.append(memory.stop)
         scheduler = Scheduler(sched_bus, s, self._plans, actor_id=sched_bus.name)
         started = asyncio.Event()
         self._tasks.append(asyncio.create_task(scheduler.run(started)))
-        await _first(started.wait(), self._tasks[0])
+        await _first(started.wait(), self._tasks[-1])
         self._stoppers.append(scheduler.stop)
         only = None if self._serve_all else frozenset(p.flow for p in self._plans)
         for bus in worker_buses:
@@ -261,6 +280,9 @@ class LocalStack:
         for bus in self._buses:
             await bus.close()
         self._buses.clear()
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
         if self._server is not None:
             await self._server.close()
             self._server = None

@@ -1,10 +1,11 @@
 """``ca-actors up``: the local stack as separate OS processes, started, watched and stopped together.
 
 The supervisor starts an embedded ``nats-server`` (unless given ``--nats``), then one scheduler, the
-registry, N node workers and one LLM gateway, each in its own process (``ca-actors actor KIND``). It prints ``ready``
-once every actor has announced itself on ``ca.sys.ready``, restarts an actor that dies, and on
-SIGINT/SIGTERM stops the actors (SIGTERM, then SIGKILL after a grace period) and the server. Children
-also get SIGTERM from the kernel if the supervisor itself is killed, so nothing is left orphaned.
+registry, the memory actor, N node workers and one LLM gateway, each in its own process
+(``ca-actors actor KIND``). It prints ``ready`` once every actor has announced itself on
+``ca.sys.ready``, restarts an actor that dies, and on SIGINT/SIGTERM stops the actors (SIGTERM, then
+SIGKILL after a grace period) and the server. Children also get SIGTERM from the kernel if the
+supervisor itself is killed, so nothing is left orphaned.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ class Supervisor:
     def _command(self, kind: str) -> list[str]:
         cmd = [sys.executable, "-m", "actors", "actor", kind, "--nats", self.settings.nats_url, *self.log_args]
         cmd += ["--heartbeat", str(self.settings.heartbeat_s)]
+        if kind == "memory":
+            cmd += ["--store", self.settings.store()]
         if kind == "scheduler":
             cmd += ["--flows", str(self.flows)]
         if self.settings.llm_override:
@@ -111,7 +114,9 @@ class Supervisor:
                 await server.start()
                 self.settings = self.settings.model_copy(update={"nats_url": server.url})
             async with Bus(self.settings.nats_url, name="supervisor") as bus:
-                names = ["scheduler", "registry", "llm-gateway"] + [f"worker-{i}" for i in range(1, self.workers + 1)]
+                names = ["scheduler", "registry", "memory", "llm-gateway"] + [
+                    f"worker-{i}" for i in range(1, self.workers + 1)
+                ]
                 ready: asyncio.Queue[dict[str, object]] = asyncio.Queue()
 
                 async def on_ready(msg: Msg) -> None:
@@ -133,7 +138,7 @@ class Supervisor:
                 typer.echo(f"NATS: {self.settings.nats_url}")
                 typer.echo(f"flows: {flows}")
                 typer.echo(
-                    f"ca-actors ready in {time.perf_counter() - t0:.2f}s: scheduler, registry, llm-gateway, "
+                    f"ca-actors ready in {time.perf_counter() - t0:.2f}s: scheduler, registry, memory, llm-gateway, "
                     f"{self.workers} worker(s) (Ctrl-C to stop)",
                 )
                 if self.demo:

@@ -24,14 +24,25 @@ from actors.consume import Drop, InFlight, Retry, consume
 from actors.events import Emitter, warn_if_unserved
 from actors.flowlogic import FlowError, map_info, map_runtime, write_outputs
 from actors.llm_types import LLMClient
-from actors.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, run_llm_node
+from actors.memory import (
+    MemoryClient,
+    MemoryRequest,
+    MemoryUnavailable,
+    MemoryWrite,
+    memory_policy,
+    memory_text,
+    record_content,
+    record_id,
+    scope_key,
+)
+from actors.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, prompt_variables, run_llm_node
 from actors.plan import Plan
 from actors.presence import Load
 from actors.registry import RegistryView
 from actors.router import Barriers, Moves, Router
 from actors.runs import PlanStore, RunRecord, RunStore, StepRecord
 from bus import Bus, DeadLetter, RunEnded, WorkItem, decode, subjects, topology
-from configs import Settings
+from configs import Settings, render
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +68,7 @@ class NodeWorker:
         self._only = only_flows
         self._only_nodes = only_nodes
         self._registry = registry
+        self._memory = MemoryClient(bus)
         self.in_flight = InFlight()
         self._served: set[str] = set()
         self._runs = RunStore(bus.kv(topology.RUNS))
@@ -184,6 +196,11 @@ class NodeWorker:
             await self._fail(plan, item, step.started_at, step.error or "failed")
             return
         try:
+            await self._remember(plan, item, step, delivery)
+        except NodeFailed as exc:
+            await self._fail(plan, item, step.started_at, str(exc), recorded=step)
+            return
+        try:
             moves = await self._router.after_step(plan, item, step.outputs)
         except FlowError as exc:
             await self._fail(plan, item, step.started_at, str(exc), recorded=step)
@@ -221,6 +238,43 @@ class NodeWorker:
             worker=self._id,
             **details,
         )
+
+    async def _remember(self, plan: Plan, item: WorkItem, step: StepRecord, delivery: int) -> None:
+        """Write the node's memory (once per step: the record id comes from the step id)."""
+        spec = plan.spec
+        node = spec.node(item.node)
+        policy = memory_policy(spec, node)
+        if policy is None or not policy.write:
+            return
+        content, data = record_content(step.outputs, policy.write)
+        record = MemoryWrite(
+            id=record_id(item.step_id),
+            scope_key=scope_key(spec, node, policy, item.state),
+            flow=item.flow,
+            node=item.node,
+            content=content,
+            data=data,
+            max_items=policy.max_items,
+            ttl_days=policy.ttl_days,
+        )
+        try:
+            await self._memory.write(record)
+        except MemoryUnavailable as exc:
+            await self._memory_trouble(item, delivery, exc)
+
+    async def _memory_trouble(self, item: WorkItem, delivery: int, exc: MemoryUnavailable) -> None:
+        """Memory is down: say so, and try the step again later; after max_deliver tries the node fails."""
+        await self._events.emit(
+            "node.retry",
+            run_id=item.run_id,
+            flow=item.flow,
+            node=item.node,
+            step_id=item.step_id,
+            data={"attempt": delivery, "error": str(exc), "kind": "memory"},
+        )
+        if delivery < self._settings.max_deliver:
+            raise Retry(str(exc), delay_s=min(2.0 ** (delivery - 1), 30.0)) from exc
+        raise NodeFailed(f"memory unavailable after {delivery} attempts: {exc}") from exc
 
     async def _record(
         self, plan: Plan, item: WorkItem, step: StepRecord, known: tuple[RunRecord, int]
@@ -265,6 +319,18 @@ class NodeWorker:
             runtime.update(map_runtime(spec, item.node, item.item, item.index))
         if item.error is not None:
             runtime["error"] = item.error
+        memory = memory_policy(spec, node)
+        if memory is not None:
+            request = MemoryRequest(
+                scope_key=scope_key(spec, node, memory, item.state),
+                mode=memory.read,
+                query=render(node.prompt, item.state, prompt_variables(node, item.state, runtime)),
+                limit=memory.limit,
+            )
+            try:
+                runtime["memory"] = memory_text(await self._memory.read(request))
+            except MemoryUnavailable as exc:
+                await self._memory_trouble(item, delivery, exc)
         await self._events.emit(
             "node.started",
             run_id=item.run_id,

@@ -30,6 +30,12 @@ class Settings(BaseModel):
     dedup_window_s: float = Field(default=600.0, gt=0)
     # Registry: every actor heartbeats this often; 3 missed beats = stale, 10 = dead.
     heartbeat_s: float = Field(default=2.0, gt=0)
+    # Where run history and long-term memory live (`--store`); None: SQLite under `data_dir`.
+    store_url: str | None = None
+
+    def store(self) -> str:
+        """The store URL in effect."""
+        return self.store_url or f"sqlite:///{(self.data_dir / 'store.db').resolve()}"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Self:

@@ -1,0 +1,166 @@
+"""Long-term memory per node, agent or workflow, served over the bus by the memory actor.
+
+A node with memory gets, before it runs, the records of its scope in its prompt (``{memory}``, or
+appended after the prompt when it has no such placeholder); after it runs, its configured output
+fields are written as a new record. Node workers reach memory only through ``ca.memory.*`` requests,
+so a worker on another machine needs no database driver; the memory actor owns the store.
+
+YAML (seed form, then the extension):
+
+    memory: {enabled: true, default_scope: node}          # flow level (or config.memory), or per node
+    memory: {scope: workflow, key: "{state.user_id}", read: recent|all|search, limit: 5,
+             write: [summary], max_items: 100, ttl_days: 30}
+
+Scope keys: ``flow/<flow>/node/<node>/<key>``, ``flow/<flow>/workflow/<key>``, ``agent/<agent>/<key>``
+(an agent's memory follows it across flows; the agent is the node's ``name`` or id).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from pydantic import BaseModel, ConfigDict, Field
+
+from bus import Bus, subjects
+from configs import FlowSpec, NodeSpec, render
+from configs.errors import CaActorsError
+
+Scope = Literal["node", "agent", "workflow"]
+ReadMode = Literal["recent", "all", "search"]
+
+
+class MemoryUnavailable(CaActorsError):
+    """The memory actor or its store could not serve a request (a later attempt may succeed)."""
+
+
+class MemoryPolicy(BaseModel):
+    """How one node uses memory, resolved from node, flow and config settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scope: Scope = "node"
+    key: str = ""
+    read: ReadMode = "recent"
+    limit: int = 5
+    write: tuple[str, ...] = ()
+    max_items: int | None = 100
+    ttl_days: float | None = None
+
+
+def _as_dict(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return {"enabled": value}
+    if isinstance(value, dict):
+        return value
+    return None
+
+
+def memory_policy(spec: FlowSpec, node: NodeSpec) -> MemoryPolicy | None:
+    """The node's memory policy, or None when memory is off for it."""
+    flow_level = {**(_as_dict(spec.config.memory) or {}), **(_as_dict(spec.memory) or {})}
+    node_level = _as_dict(node.memory)
+    if node_level is not None and node_level.get("enabled", True) is False:
+        return None
+    if node_level is None and not flow_level.get("enabled", False):
+        return None
+    merged = {**flow_level, **(node_level or {})}
+    scope = merged.get("scope") or merged.get("default_scope") or "node"
+    write = merged.get("write") or node.outputs
+    return MemoryPolicy(
+        scope=scope,
+        key=str(merged.get("key", "")),
+        read=merged.get("read", "recent"),
+        limit=int(merged.get("limit", 5)),
+        write=tuple(write),
+        max_items=merged.get("max_items", 100),
+        ttl_days=merged.get("ttl_days"),
+    )
+
+
+def scope_key(spec: FlowSpec, node: NodeSpec, policy: MemoryPolicy, state: Mapping[str, Any]) -> str:
+    """The store key of the node's memory for this state (the policy's key template rendered)."""
+    key = render(policy.key, state) if policy.key else "default"
+    key = key.replace("/", "_") or "default"
+    if policy.scope == "workflow":
+        return f"flow/{spec.flow.name}/workflow/{key}"
+    if policy.scope == "agent":
+        return f"agent/{node.name or node.id}/{key}"
+    return f"flow/{spec.flow.name}/node/{node.id}/{key}"
+
+
+def memory_text(records: list[dict[str, Any]]) -> str:
+    """Records as prompt text, oldest first."""
+    return "\n".join(f"- {r['content']}" for r in reversed(records))
+
+
+def record_content(outputs: Mapping[str, Any], fields: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """What a node writes to memory: readable text and the raw values of the fields."""
+    data = {f: outputs[f] for f in fields if f in outputs}
+    text = "; ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in data.items())
+    return text, data
+
+
+class MemoryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scope_key: str
+    mode: ReadMode = "recent"
+    query: str = ""
+    limit: int = 5
+
+
+class MemoryWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    scope_key: str
+    flow: str
+    node: str | None = None
+    content: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    max_items: int | None = None
+    ttl_days: float | None = None
+
+
+def record_id(step_id: str) -> str:
+    """A memory record's id from the step that wrote it, so a redelivered step writes it once."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ca-actors:memory:{step_id}"))
+
+
+class MemoryClient:
+    """Memory over the bus, for node workers."""
+
+    def __init__(self, bus: Bus, *, timeout_s: float = 10.0) -> None:
+        self._bus = bus
+        self._timeout_s = timeout_s
+
+    async def _ask(self, subject: str, body: BaseModel) -> dict[str, Any]:
+        try:
+            reply = await self._bus.nc.request(subject, body.model_dump_json().encode(), timeout=self._timeout_s)
+        except NoRespondersError:
+            raise MemoryUnavailable("no memory actor is running (`ca-actors up` starts one)") from None
+        except (NatsTimeoutError, TimeoutError):
+            raise MemoryUnavailable(f"the memory actor did not answer within {self._timeout_s:g}s") from None
+        answer: dict[str, Any] = json.loads(reply.data)
+        if "error" in answer:
+            raise MemoryUnavailable(str(answer["error"]))
+        return answer
+
+    async def read(self, request: MemoryRequest) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = (await self._ask(subjects.MEMORY_READ, request))["records"]
+        return records
+
+    async def write(self, record: MemoryWrite) -> None:
+        await self._ask(subjects.MEMORY_WRITE, record)
+
+
+def expires(ttl_days: float | None) -> float | None:
+    return time.time() + ttl_days * 86400 if ttl_days else None
