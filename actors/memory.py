@@ -28,7 +28,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import BaseModel, ConfigDict, Field
 
 from bus import Bus, subjects
-from configs import FlowSpec, NodeSpec, render
+from configs import FlowSpec, MemorySpec, NodeSpec, render
 from configs.errors import CaActorsError
 
 Scope = Literal["node", "agent", "workflow"]
@@ -53,32 +53,30 @@ class MemoryPolicy(BaseModel):
     ttl_days: float | None = None
 
 
-def _as_dict(value: Any) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return {"enabled": value}
-    if isinstance(value, dict):
-        return value
-    return None
+def _given(spec: MemorySpec | None) -> dict[str, Any]:
+    """The keys a memory block actually sets (so a node only overrides what it says)."""
+    return {} if spec is None else {k: getattr(spec, k) for k in spec.model_fields_set}
 
 
 def memory_policy(spec: FlowSpec, node: NodeSpec) -> MemoryPolicy | None:
-    """The node's memory policy, or None when memory is off for it."""
-    flow_level = {**(_as_dict(spec.config.memory) or {}), **(_as_dict(spec.memory) or {})}
-    node_level = _as_dict(node.memory)
-    if node_level is not None and node_level.get("enabled", True) is False:
+    """The node's memory policy, or None when memory is off for it.
+
+    Flow-level settings (``config.memory``, then top-level ``memory``) apply to every node; a node's
+    own ``memory`` overrides them key by key, and ``memory: false`` turns it off for that node.
+    """
+    flow_level = {**_given(spec.config.memory), **_given(spec.memory)}
+    node_level = _given(node.memory)
+    merged = {**flow_level, **node_level}
+    # A node that configures memory without saying `enabled` means it on, whatever the flow says.
+    enabled = node_level.get("enabled", True) if node_level else flow_level.get("enabled", True)
+    if not merged or not enabled:
         return None
-    if node_level is None and not flow_level.get("enabled", False):
-        return None
-    merged = {**flow_level, **(node_level or {})}
-    scope = merged.get("scope") or merged.get("default_scope") or "node"
     write = merged.get("write") or node.outputs
     return MemoryPolicy(
-        scope=scope,
-        key=str(merged.get("key", "")),
+        scope=merged.get("scope") or merged.get("default_scope") or "node",
+        key=merged.get("key", ""),
         read=merged.get("read", "recent"),
-        limit=int(merged.get("limit", 5)),
+        limit=merged.get("limit", 5),
         write=tuple(write),
         max_items=merged.get("max_items", 100),
         ttl_days=merged.get("ttl_days"),

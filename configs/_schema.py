@@ -116,6 +116,28 @@ class RetrySpec(_Spec):
     on: list[FailureKind] = Field(default_factory=lambda: list(FAILURE_KINDS))
 
 
+class MemorySpec(_Spec):
+    """Long-term memory (seed: `enabled`, `default_scope`; extension: scope, key, read, limit, write, retention)."""
+
+    enabled: bool = True
+    default_scope: Literal["node", "agent", "workflow"] | None = None
+    scope: Literal["node", "agent", "workflow"] | None = None
+    key: str = ""
+    read: Literal["recent", "all", "search"] = "recent"
+    limit: int = Field(default=5, ge=1)
+    write: list[str] | None = None
+    max_items: int | None = Field(default=100, ge=1)
+    ttl_days: float | None = Field(default=None, gt=0)
+
+
+def _memory_flag(value: Any) -> Any:
+    # `memory: true` / `memory: false` is the seed's short form.
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
+MemoryField = Annotated[MemorySpec | None, BeforeValidator(_memory_flag)]
+
+
 class NodeSpec(_Spec):
     """One node: a prompt, the state fields it writes (`outputs`), and how its answer looks."""
 
@@ -128,7 +150,7 @@ class NodeSpec(_Spec):
     inputs: dict[str, str] = Field(default_factory=dict)
     llm: LLMSpec | None = None
     tools: list[str | dict[str, Any]] = Field(default_factory=list)
-    memory: Any = None
+    memory: MemoryField = None
     code: Any = None
     sandbox: Any = None
     kind: str | None = None
@@ -259,7 +281,7 @@ class RuntimeConfig(_Spec):
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     observability: Any = None
     storage: Any = None
-    memory: Any = None
+    memory: MemoryField = None
     budget: Any = None
     ab_test: Any = None
     gates: Any = None
@@ -278,7 +300,7 @@ class FlowSpec(_Spec):
     config: RuntimeConfig = Field(default_factory=RuntimeConfig)
     triggers: Any = None
     budget: Any = None
-    memory: Any = None
+    memory: MemoryField = None
 
     def node(self, node_id: str) -> NodeSpec:
         """Return the node with id `node_id`.

@@ -235,3 +235,23 @@ async def test_memory_and_run_history_are_visible_from_the_command_line(settings
     cleared = await asyncio.to_thread(_cli, "memory", "clear", "--flow", "chat", "--store", url)
     assert "deleted 4 record(s)" in cleared.stdout
     assert json.loads((await asyncio.to_thread(_cli, "memory", "list", "--json", "--store", url)).stdout) == {}
+
+
+def test_memory_settings_merge_flow_and_node_levels_and_bad_values_are_located() -> None:
+    from actors.memory import memory_policy
+    from configs import ConfigError, load_flow_text
+
+    text = CHAT.replace("MAX", "10") + "config:\n  memory: {enabled: true, default_scope: workflow, limit: 3}\n"
+    spec = load_flow_text(text).spec
+    respond = memory_policy(spec, spec.node("respond"))
+    feel = memory_policy(spec, spec.node("feel"))
+    assert respond is not None
+    assert (respond.scope, respond.limit, respond.max_items) == ("node", 5, 10)
+    assert feel is not None
+    assert (feel.scope, feel.limit, feel.write) == ("node", 3, ("mood",))
+    plain = load_flow_text(text.replace("    memory: {scope: node}\n", "    memory: false\n")).spec
+    assert memory_policy(plain, plain.node("feel")) is None
+    with pytest.raises(ConfigError) as info:
+        load_flow_text(CHAT.replace("MAX", "10").replace("read: recent", "read: lately"), "m.yaml")
+    assert "m.yaml:" in str(info.value)
+    assert "nodes[0].memory.read" in str(info.value)
