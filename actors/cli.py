@@ -116,6 +116,12 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     nats: Annotated[str | None, typer.Option("--nats", help="Use this NATS server instead of an embedded one.")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Give up after this many seconds.")] = None,
+    record: Annotated[
+        Path | None, typer.Option("--record", help="Record every LLM exchange to this cassette (YAML).")
+    ] = None,
+    replay: Annotated[
+        Path | None, typer.Option("--replay", help="Answer LLM calls from this cassette only (offline, free).")
+    ] = None,
     store: StoreUrl = None,
     engine: Annotated[
         str,
@@ -140,9 +146,13 @@ def run(
     plan = flow_set.plans[0]
     if mock_script is not None and llm is None:
         llm = "mock"
+    if record is not None and replay is not None:
+        raise typer.BadParameter("--record and --replay exclude each other")
     settings = Settings.from_env(
         llm_override=llm,
         mock_script=mock_script,
+        record=record,
+        replay=replay,
         store_url=store or flow_store(plan),
         **({"nats_url": nats} if nats else {}),
     )
@@ -174,12 +184,10 @@ async def _run_langgraph(
     settings: Settings, plan: Any, inputs: dict[str, Any], *, timeout_s: float | None
 ) -> dict[str, Any]:
     from actors.engines import langgraph_runner
-    from actors.llm_backend import LLMBackend
-    from actors.mock_llm import MockScript
+    from actors.stack import backend_for
 
-    script = MockScript.load(settings.mock_script) if settings.mock_script else None
     return await langgraph_runner()(
-        plan, inputs, llm=LLMBackend(script), model_override=settings.llm_override, timeout_s=timeout_s
+        plan, inputs, llm=backend_for(settings), model_override=settings.llm_override, timeout_s=timeout_s
     )
 
 

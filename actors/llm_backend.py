@@ -16,7 +16,8 @@ from typing import Any
 
 import structlog
 
-from actors.llm_types import LLMReply, LLMRequest, Usage
+from actors.cassette import Cassette
+from actors.llm_types import LLMReply, LLMRequest, ToolCall, Usage
 from actors.mock_llm import MockScript, mock_latency_s, mock_output
 
 log = structlog.get_logger(__name__)
@@ -35,8 +36,19 @@ _RETRYABLE = {
 class LLMBackend:
     """Answers `LLMRequest`s; one instance per gateway process."""
 
-    def __init__(self, mock_script: MockScript | None = None, *, model_override: str | None = None) -> None:
+    def __init__(
+        self,
+        mock_script: MockScript | None = None,
+        *,
+        model_override: str | None = None,
+        cassette: Cassette | None = None,
+        retries: int = 2,
+        backoff_s: float = 0.5,
+    ) -> None:
         self._mock_script = mock_script
+        self._cassette = cassette
+        self._retries = retries
+        self._backoff_s = backoff_s
         # `--llm` of the stack: the gateway is the one place every request passes, so a worker that
         # joins later (`ca-actors agent`) gets the stack's model without being told.
         self._override = model_override
@@ -44,21 +56,51 @@ class LLMBackend:
         self._import_lock = asyncio.Lock()
 
     async def complete(self, request: LLMRequest) -> LLMReply:
-        """Run one completion; provider failures come back as a reply with `ok=False`, never raised."""
+        """Run one completion; provider failures come back as a reply with `ok=False`, never raised.
+
+        Transient provider errors are retried with exponential back-off, then each of the request's
+        `fallbacks` is tried in turn; with a cassette, replies are recorded or replayed.
+        """
         started = time.perf_counter()
         if self._override and request.model != self._override:
-            request = request.model_copy(update={"model": self._override})
+            request = request.model_copy(update={"model": self._override, "fallbacks": []})
+        if self._cassette is not None and self._cassette.mode == "replay":
+            reply = self._cassette.replay(request)
+        else:
+            reply = await self._with_fallbacks(request)
+            if self._cassette is not None:
+                self._cassette.record(request, reply)
+        return reply.model_copy(update={"latency_ms": (time.perf_counter() - started) * 1000})
+
+    async def _with_fallbacks(self, request: LLMRequest) -> LLMReply:
+        reply = LLMReply(ok=False, model=request.model, error="no model to ask")
+        for n, model in enumerate([request.model, *request.fallbacks]):
+            attempt_request = request if n == 0 else request.model_copy(update={"model": model})
+            for attempt in range(self._retries + 1):
+                reply = await self._once(attempt_request)
+                if reply.ok or not reply.retryable:
+                    break
+                if attempt < self._retries:
+                    await asyncio.sleep(self._backoff_s * 2**attempt)
+            if reply.ok:
+                return reply
+            if request.fallbacks:
+                log.warning("llm.fallback", model=model, error=reply.error, node=request.node)
+        if request.fallbacks:
+            tried = ", ".join([request.model, *request.fallbacks])
+            return reply.model_copy(update={"error": f"every model failed ({tried}); last: {reply.error}"})
+        return reply
+
+    async def _once(self, request: LLMRequest) -> LLMReply:
         latency = mock_latency_s(request.model)
         try:
             if latency is not None:
-                reply = await self._mock(request, latency)
-            else:
-                reply = await self._litellm_complete(request)
+                return await self._mock(request, latency)
+            return await self._litellm_complete(request)
         except Exception as exc:  # noqa: BLE001 - every provider failure becomes an error reply
             name = type(exc).__name__
             log.warning("llm.error", model=request.model, node=request.node, error=f"{name}: {exc}")
-            reply = LLMReply(ok=False, model=request.model, error=f"{name}: {exc}", retryable=name in _RETRYABLE)
-        return reply.model_copy(update={"latency_ms": (time.perf_counter() - started) * 1000})
+            return LLMReply(ok=False, model=request.model, error=f"{name}: {exc}", retryable=name in _RETRYABLE)
 
     async def _mock(self, request: LLMRequest, latency_s: float) -> LLMReply:
         if latency_s:
@@ -69,12 +111,21 @@ class LLMBackend:
             scripted = self._mock_script.next_output(
                 request.run_id, request.node, request.state, request.extra, request.index
             )
+        tokens_in = sum(len(m.content.split()) for m in request.messages)
+        if isinstance(scripted, dict) and isinstance(scripted.get("tool_calls"), list):
+            # A scripted tool-calling turn: {"tool_calls": [{"name": ..., "arguments": {...}}]}.
+            calls = [
+                ToolCall(
+                    id=f"call_{request.attempt}_{i}", name=str(c["name"]), arguments=dict(c.get("arguments") or {})
+                )
+                for i, c in enumerate(scripted["tool_calls"])
+            ]
+            return LLMReply(ok=True, tool_calls=calls, model=request.model, usage=Usage(prompt_tokens=tokens_in))
         if scripted is not None:
             value: Any = scripted
         else:
             value = mock_output(request.output_schema or {"type": "string"}, node=request.node, prompt=prompt)
         content = value if isinstance(value, str) and request.output_schema is None else json.dumps(value)
-        tokens_in = sum(len(m.content.split()) for m in request.messages)
         usage = Usage(prompt_tokens=tokens_in, completion_tokens=len(content.split()))
         return LLMReply(ok=True, content=content, model=request.model, usage=usage)
 
@@ -89,9 +140,16 @@ class LLMBackend:
         litellm = await self._module()
         kwargs: dict[str, Any] = {
             "model": request.model,
-            "messages": [m.model_dump() for m in request.messages],
+            "messages": [m.wire() for m in request.messages],
             "num_retries": 0,
         }
+        if request.tools:
+            kwargs["tools"] = request.tools
+        if request.output_schema is not None and _supports_schema(litellm, request.model):
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": provider_schema(request.model, request.output_schema)},
+            }
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
         if request.max_tokens is not None:
@@ -121,7 +179,12 @@ class LLMBackend:
                     "or choose another model (e.g. --llm mock, or a local ollama_chat/<model>)",
                 )
         response = await litellm.acompletion(**kwargs)
-        content = response.choices[0].message.content or ""
+        message = response.choices[0].message
+        content = message.content or ""
+        calls = [
+            ToolCall(id=str(c.id), name=str(c.function.name), arguments=_arguments(c.function.arguments))
+            for c in (getattr(message, "tool_calls", None) or [])
+        ]
         usage = getattr(response, "usage", None)
         try:
             cost = float(litellm.completion_cost(completion_response=response))
@@ -130,6 +193,7 @@ class LLMBackend:
         return LLMReply(
             ok=True,
             content=content,
+            tool_calls=calls,
             model=str(getattr(response, "model", request.model)),
             usage=Usage(
                 prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
@@ -137,6 +201,42 @@ class LLMBackend:
             ),
             cost_usd=cost,
         )
+
+
+def _arguments(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        parsed = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        return {"_unparsed": str(raw)}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def _supports_schema(litellm: ModuleType, model: str) -> bool:
+    try:
+        return bool(litellm.supports_response_schema(model=model))
+    except Exception:  # noqa: BLE001 - an unknown model: instruct and parse instead
+        return False
+
+
+_GEMINI_DROP = {"additionalProperties", "$defs", "definitions", "$schema", "title", "default"}
+
+
+def provider_schema(model: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The output schema as the provider accepts it: Gemini/Vertex refuse some JSON Schema keywords."""
+    if not model.startswith(("gemini", "vertex_ai")):
+        return schema
+
+    def clean(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: clean(v) for k, v in node.items() if k not in _GEMINI_DROP}
+        if isinstance(node, list):
+            return [clean(v) for v in node]
+        return node
+
+    cleaned: dict[str, Any] = clean(schema)
+    return cleaned
 
 
 def _import_litellm() -> ModuleType:

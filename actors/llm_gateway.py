@@ -7,6 +7,7 @@ Several gateways may run: NATS spreads requests over the queue group.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
@@ -14,7 +15,8 @@ from nats.aio.msg import Msg
 from actors.llm_backend import LLMBackend
 from actors.llm_types import LLMReply, LLMRequest
 from actors.presence import Load
-from bus import Bus, subjects
+from bus import Bus, Event, EventKind, subjects
+from configs.errors import BusError
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +36,25 @@ class LLMGateway:
 
     def load(self) -> Load:
         """Requests being answered now, of at most `max_concurrency`."""
-        return Load(in_flight=len(self._tasks), max=self._max)
+        return Load(in_flight=min(len(self._tasks), self._max), max=self._max)
+
+    async def _event(self, kind: EventKind, request: LLMRequest, data: dict[str, Any]) -> None:
+        """LLM calls of a run are events of that run (the observability issue makes them MLflow spans)."""
+        if not request.run_id or not request.flow:
+            return
+        event = Event(
+            kind=kind,
+            run_id=request.run_id,
+            flow=request.flow,
+            node=request.node or None,
+            step_id=request.step_id or None,
+            data=data,
+            sender=self._bus.name,
+        )
+        try:
+            await self._bus.publish_nowait(subjects.event(request.run_id, kind), event)
+        except (ValueError, BusError) as exc:
+            log.warning("llm_gateway.event_failed", error=str(exc))
 
     async def stop(self) -> None:
         """Finish the requests in flight."""
@@ -42,12 +62,15 @@ class LLMGateway:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _on_request(self, msg: Msg) -> None:
-        # A subscription's callbacks run one at a time: hand each request to its own task.
-        await self._slots.acquire()
-        task = asyncio.create_task(self._answer(msg))
+        # A subscription's callbacks run one at a time: hand each request to its own task at once
+        # (waiting for a slot here would hold up every later request behind a busy one).
+        task = asyncio.create_task(self._answer_when_free(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _t: self._slots.release())
+
+    async def _answer_when_free(self, msg: Msg) -> None:
+        async with self._slots:
+            await self._answer(msg)
 
     async def _answer(self, msg: Msg) -> None:
         try:
@@ -55,7 +78,23 @@ class LLMGateway:
         except ValueError as exc:
             reply = LLMReply(ok=False, error=f"bad LLM request: {exc}")
         else:
+            await self._event("llm.called", request, {"model": request.model, "attempt": request.attempt})
             reply = await self._backend.complete(request)
+            await self._event(
+                "llm.finished",
+                request,
+                {
+                    "model": reply.model or request.model,
+                    "ok": reply.ok,
+                    "tokens_in": reply.usage.prompt_tokens,
+                    "tokens_out": reply.usage.completion_tokens,
+                    "cost_usd": reply.cost_usd,
+                    "latency_ms": round(reply.latency_ms, 3),
+                    "cache_hit": reply.cache_hit,
+                    "tool_calls": [c.name for c in reply.tool_calls],
+                    "error": reply.error,
+                },
+            )
         if msg.reply:
             try:
                 await msg.respond(reply.model_dump_json().encode())

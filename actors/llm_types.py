@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class ToolCall(BaseModel):
+    """A model asking for one tool call (OpenAI wire shape, arguments already parsed)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    # An assistant turn that asked for tools, and a tool turn answering one of them.
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        """The message in the OpenAI chat format litellm takes."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                }
+                for c in self.tool_calls
+            ]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
 
 
 class LLMRequest(BaseModel):
@@ -22,6 +56,11 @@ class LLMRequest(BaseModel):
     model: str
     messages: list[ChatMessage]
     output_schema: dict[str, Any] | None = None
+    # Tools the model may call (OpenAI function specs); empty: a plain completion.
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    # Models to try, in order, when `model` keeps failing.
+    fallbacks: list[str] = Field(default_factory=list)
+    flow: str = ""
     temperature: float | None = None
     max_tokens: int | None = None
     api_base: str | None = None
@@ -36,6 +75,18 @@ class LLMRequest(BaseModel):
     # Prompt variables, so the mock model's scripted outputs can be templates ("note about {item}").
     state: dict[str, Any] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    def cache_key(self) -> str:
+        """Identity of the exchange for record/replay: what the model sees, nothing about the run."""
+        body = {
+            "model": self.model,
+            "messages": [m.wire() for m in self.messages],
+            "output_schema": self.output_schema,
+            "tools": self.tools,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
 
 
 class Usage(BaseModel):
@@ -52,6 +103,7 @@ class LLMReply(BaseModel):
 
     ok: bool
     content: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
     model: str = ""
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
@@ -60,6 +112,8 @@ class LLMReply(BaseModel):
     retryable: bool = False
     # No gateway answered at all: not the provider's fault, so it does not use up a node's retries.
     unreachable: bool = False
+    # Served from a cassette (`--replay`) instead of a provider.
+    cache_hit: bool = False
 
 
 class LLMClient(Protocol):

@@ -15,13 +15,13 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from store import MemoryRecord, RunHistory, Store, StoreError
 
 from actors.consume import Drop, Retry, consume
 from actors.memory import MemoryRequest, MemoryWrite, expires
 from actors.runs import RunStore
 from bus import Bus, Event, decode, subjects, topology
 from configs import Settings
+from store import MemoryRecord, RunHistory, Store, StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -95,19 +95,19 @@ class MemoryActor:
             await self._answer(msg, {"error": f"bad memory write: {exc}"})
             return
         try:
-            # The record id comes from the step: a redelivered step's write is claimed already.
-            if await self._store.claim("memory-write", write.id, ttl_s=7 * 86400):
-                await self._store.add_memory(
-                    MemoryRecord(
-                        id=write.id,
-                        scope_key=write.scope_key,
-                        flow=write.flow,
-                        node=write.node,
-                        content=write.content,
-                        data=write.data,
-                        expires_at=expires(write.ttl_days),
-                    )
+            # The record id comes from the step and `add_memory` replaces by id: a redelivered step's
+            # write lands once, and a write cut short by an outage is simply done again.
+            await self._store.add_memory(
+                MemoryRecord(
+                    id=write.id,
+                    scope_key=write.scope_key,
+                    flow=write.flow,
+                    node=write.node,
+                    content=write.content,
+                    data=write.data,
+                    expires_at=expires(write.ttl_days),
                 )
+            )
             older = time.time() - write.ttl_days * 86400 if write.ttl_days else None
             if write.max_items is not None or older is not None:
                 await self._store.trim_memories(write.scope_key, max_items=write.max_items, older_than=older)

@@ -6,13 +6,18 @@ an in-process engine.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from actors.llm_types import ChatMessage, LLMClient, LLMReply, LLMRequest
+from actors.llm_types import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
+from actors.tools import Tool, ToolContext, ToolError, get_tool, openai_tool_spec, run_tool
 from configs import (
     FlowSpec,
     LLMSpec,
@@ -114,6 +119,10 @@ def _system_prompt(spec: FlowSpec, node: NodeSpec, schema: Mapping[str, Any]) ->
     )
 
 
+EventCallback = Callable[[str, dict[str, Any]], Awaitable[None]]
+DEFAULT_MAX_TOOL_CALLS = 10
+
+
 async def run_llm_node(
     spec: FlowSpec,
     node: NodeSpec,
@@ -128,11 +137,18 @@ async def run_llm_node(
     index: int = 0,
     timeout_s: float | None = None,
     on_retry: Callable[[int, str], Awaitable[None]] | None = None,
+    tool_context: ToolContext | None = None,
+    on_event: EventCallback | None = None,
 ) -> NodeOutcome:
-    """Run one ``llm`` node: up to ``1 + max_retries`` attempts, feeding validation errors back.
+    """Run one node: an ``llm`` node, or an agent when it has ``tools``.
+
+    An agent may call its tools (at most ``max_tool_calls`` times, default 10) before it answers; each
+    call is announced through `on_event` (``tool.called`` / ``tool.finished``). The answer gets up to
+    ``1 + max_retries`` attempts, the validation error fed back each time.
 
     Raises:
-        NodeFailed: the model kept answering outside the schema, or failed for good.
+        NodeFailed: the model kept answering outside the schema, a tool failed (``on_error: fail``),
+            or the model failed for good.
         LLMUnavailable: the model could not be reached; the step may be tried again later.
     """
     extra = prompt_variables(node, state, runtime or {})
@@ -142,26 +158,35 @@ async def run_llm_node(
         prompt += f"\n\nWhat you remember from earlier runs:\n{extra['memory']}"
     schema = output_json_schema(spec, node)
     choice = choose_model(spec, node, model_override)
+    tools = node_tools(node)
+    specs = [openai_tool_spec(tool) for tool, _ in tools.values()]
+    max_calls = node.max_tool_calls if node.max_tool_calls is not None else DEFAULT_MAX_TOOL_CALLS
     messages = [
         ChatMessage(role="system", content=_system_prompt(spec, node, schema)),
         ChatMessage(role="user", content=prompt),
     ]
     problem = ""
-    for attempt in range(max_retries + 1):
+    attempt = 0
+    calls_made = 0
+    for turn in itertools.count():
+        offer = specs if calls_made < max_calls else []
         request = LLMRequest(
             model=choice.model,
             messages=messages,
             output_schema=schema,
+            tools=offer,
+            fallbacks=list(choice.llm.fallbacks) if choice.llm else [],
             temperature=choice.llm.temperature if choice.llm else None,
             max_tokens=choice.llm.max_tokens if choice.llm else None,
             api_base=choice.llm.api_base if choice.llm else None,
             api_key_env=choice.llm.api_key_env if choice.llm else None,
             timeout_s=(choice.llm.timeout if choice.llm and choice.llm.timeout else timeout_s),
             run_id=run_id,
+            flow=spec.flow.name,
             node=node.id,
             step_id=step_id,
             index=index,
-            attempt=attempt,
+            attempt=turn,
             state=dict(state),
             extra=extra,
         )
@@ -170,12 +195,33 @@ async def run_llm_node(
             if reply.retryable:
                 raise LLMUnavailable(reply.error or "LLM call failed", unreachable=reply.unreachable)
             raise NodeFailed(f"LLM call to {choice.model} failed: {reply.error}")
+        if reply.tool_calls and offer:
+            messages.append(ChatMessage(role="assistant", content=reply.content, tool_calls=reply.tool_calls))
+            for call in reply.tool_calls:
+                calls_made += 1
+                result = await _call_tool(node, tools, call, tool_context, on_event)
+                messages.append(
+                    ChatMessage(
+                        role="tool",
+                        content=json.dumps(result, ensure_ascii=False, default=str),
+                        tool_call_id=call.id,
+                        name=call.name,
+                    )
+                )
+            if calls_made >= max_calls:
+                messages.append(
+                    ChatMessage(role="user", content=f"You have used all {max_calls} tool calls: answer now.")
+                )
+            continue
         try:
             outputs = validate_output(spec, node, parse_content(reply.content))
         except (ValueError, OutputError) as exc:
             problem = str(exc)
-            if on_retry is not None and attempt < max_retries:
-                await on_retry(attempt + 1, problem)
+            attempt += 1
+            if attempt > max_retries:
+                break
+            if on_retry is not None:
+                await on_retry(attempt, problem)
             messages = [
                 *messages,
                 ChatMessage(role="assistant", content=reply.content),
@@ -187,3 +233,58 @@ async def run_llm_node(
             continue
         return NodeOutcome(outputs=outputs, attempts=attempt + 1, model=reply.model or choice.model, prompt=prompt)
     raise NodeFailed(f"node '{node.id}' gave no valid output after {max_retries + 1} attempts: {problem}")
+
+
+def default_tool_context(workspace: Path | None = None, allowed_hosts: str = "") -> ToolContext:
+    """Tools confined to ``.ca-actors/workspace`` (or `workspace`), reaching only `allowed_hosts` (comma-separated)."""
+    root = workspace or Path(".ca-actors") / "workspace"
+    root.mkdir(parents=True, exist_ok=True)
+    hosts = frozenset(h.strip() for h in allowed_hosts.split(",") if h.strip())
+    return ToolContext(workspace=root.resolve(), allowed_hosts=hosts, env=dict(os.environ))
+
+
+def node_tools(node: NodeSpec) -> dict[str, tuple[Tool, str]]:
+    """The node's tools by name, with their ``on_error`` (fail | continue).
+
+    Raises:
+        NodeFailed: a tool name is unknown (the message suggests the closest one).
+    """
+    found: dict[str, tuple[Tool, str]] = {}
+    for entry in node.tools:
+        name = entry if isinstance(entry, str) else str(entry.get("name", ""))
+        on_error = "fail" if isinstance(entry, str) else str(entry.get("on_error", "fail"))
+        try:
+            found[name] = (get_tool(name), on_error)
+        except ToolError as exc:
+            raise NodeFailed(f"node '{node.id}': {exc}") from exc
+    return found
+
+
+async def _call_tool(
+    node: NodeSpec,
+    tools: Mapping[str, tuple[Tool, str]],
+    call: ToolCall,
+    context: ToolContext | None,
+    on_event: EventCallback | None,
+) -> Any:
+    if on_event is not None:
+        await on_event("tool.called", {"tool": call.name, "arguments": call.arguments, "call_id": call.id})
+    started = time.perf_counter()
+    entry = tools.get(call.name)
+    try:
+        if entry is None:
+            raise ToolError(f"the model asked for tool {call.name!r}, which node '{node.id}' does not have")
+        result = await run_tool(entry[0], call.arguments, context or default_tool_context())
+        error = None
+    except ToolError as exc:
+        error = str(exc)
+        result = {"error": error}
+    took = round((time.perf_counter() - started) * 1000, 3)
+    if on_event is not None:
+        data = {"tool": call.name, "call_id": call.id, "duration_ms": took, "error": error}
+        if error is None:
+            data["result"] = result
+        await on_event("tool.finished", data)
+    if error is not None and (entry is None or entry[1] != "continue"):
+        raise NodeFailed(f"tool {call.name} failed: {error}")
+    return result

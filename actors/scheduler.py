@@ -31,7 +31,7 @@ from actors.registry import RegistryView
 from actors.rendezvous import Rendezvous, digest
 from actors.router import Barriers, Moves, Router
 from actors.runs import FINAL_STATUSES, PlanStore, RunRecord, RunStore
-from bus import Bus, RunEnded, decode, subjects, topology
+from bus import Bus, EventKind, RunEnded, decode, subjects, topology
 from configs import START, InputError, Settings, initial_state
 from configs._issues import closest
 
@@ -107,7 +107,8 @@ class Scheduler:
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=self._settings.ack_wait_s,
-                max_deliver=self._settings.max_deliver,
+                # Unlimited: the handlers are idempotent, and a control message must never be dropped.
+                max_deliver=-1,
             ),
         )
         self._bus.track(sub)
@@ -145,9 +146,12 @@ class Scheduler:
 
     async def _start_run(self, run_id: str, subject: str, data: bytes) -> dict[str, Any]:
         existing = await self._runs.get(run_id)
-        if existing is not None:  # a redelivered trigger: make sure its first work went out
+        if existing is not None:  # a redelivered trigger: make sure its first work (or its end) went out
             if existing.status == "running":
+                self._arm_timeout(existing)
                 await self._redrive(existing)
+            else:
+                await self._announce_end(existing)
             return _answer(existing)
         flow = subject.split(".")[-1]
         plan = await self._plans.latest(flow)
@@ -197,8 +201,7 @@ class Scheduler:
             run_id=run_id, flow=flow, status="rejected", inputs=inputs, error=problem, finished_at=time.time()
         )
         await self._runs.create(record)
-        safe_flow = flow if _is_token(flow) else "unknown"
-        await self._events.emit("run.rejected", run_id=run_id, flow=safe_flow, data={"error": problem}, dedup=run_id)
+        await self._announce_end(record)
         return _answer(record)
 
     # --- outcomes ---------------------------------------------------------------------------------
@@ -240,15 +243,36 @@ class Scheduler:
         if timer is not None:
             timer.cancel()
         if record is None:
+            # Already final (a redelivered finish/fail, or a crash after the status change): say so
+            # again, so the final event is never lost; its id makes a repeat a no-op in the stream.
+            current = await self._runs.get(run_id)
+            if current is not None and current.status in FINAL_STATUSES:
+                await self._announce_end(current)
             return None
-        duration_ms = round((now - record.created_at) * 1000, 3)
-        kind = {"succeeded": "run.finished", "failed": "run.failed", "cancelled": "run.cancelled"}[status]
-        data: dict[str, Any] = {"status": status, "duration_ms": duration_ms, "state": record.state}
-        if error:
-            data["error"] = error
-        await self._events.emit(kind, run_id=run_id, flow=record.flow, node=node, data=data, dedup=run_id)  # type: ignore[arg-type]
-        log.info(kind, run_id=run_id, flow=record.flow, duration_ms=duration_ms, error=error)
+        await self._announce_end(record, node=node)
         return record
+
+    async def _announce_end(self, record: RunRecord, node: str | None = None) -> None:
+        """Emit the event of a final run record (deduplicated by run id)."""
+        now = record.finished_at or time.time()
+        if record.status == "rejected":
+            await self._events.emit(
+                "run.rejected",
+                run_id=record.run_id,
+                flow=_flow_token(record.flow),
+                data={"error": record.error},
+                dedup=record.run_id,
+            )
+            return
+        duration_ms = round((now - record.created_at) * 1000, 3)
+        kind: EventKind = {"succeeded": "run.finished", "failed": "run.failed", "cancelled": "run.cancelled"}[
+            record.status
+        ]  # type: ignore[assignment]  # the final statuses other than rejected
+        data: dict[str, Any] = {"status": record.status, "duration_ms": duration_ms, "state": record.state}
+        if record.error:
+            data["error"] = record.error
+        await self._events.emit(kind, run_id=record.run_id, flow=record.flow, node=node, data=data, dedup=record.run_id)
+        log.info(kind, run_id=record.run_id, flow=record.flow, duration_ms=duration_ms, error=record.error)
 
     def _arm_timeout(self, record: RunRecord) -> None:
         if record.timeout_s is None or record.run_id in self._timers:
@@ -326,9 +350,9 @@ def _answer(record: RunRecord) -> dict[str, Any]:
     return answer
 
 
-def _is_token(value: str) -> bool:
+def _flow_token(flow: str) -> str:
+    """`flow` when it can stand in a subject (events carry it), else "unknown"."""
     try:
-        subjects.token(value)
+        return subjects.token(flow)
     except ValueError:
-        return False
-    return True
+        return "unknown"

@@ -21,8 +21,8 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import structlog
-from store import Store, connect_store
 
+from actors.cassette import Cassette
 from actors.llm_backend import LLMBackend
 from actors.llm_client import BusLLMClient
 from actors.llm_gateway import LLMGateway
@@ -35,6 +35,7 @@ from actors.scheduler import Scheduler
 from actors.worker import NodeWorker
 from bus import Bus, EmbeddedNats, new_id, subjects
 from configs import ConfigError, ConfigIssue, Settings, load_flow
+from store import Store, connect_store
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +78,17 @@ def load_flows(paths: Iterable[Path]) -> FlowSet:
         result.warnings += loaded.warnings
         result.plans.append(compile_plan(loaded))
     return result
+
+
+def backend_for(settings: Settings) -> LLMBackend:
+    """The LLM engine the settings ask for: mock script, `--llm` override, cassette."""
+    script = MockScript.load(settings.mock_script) if settings.mock_script else None
+    cassette = None
+    if settings.replay is not None:
+        cassette = Cassette(settings.replay, "replay")
+    elif settings.record is not None:
+        cassette = Cassette(settings.record, "record")
+    return LLMBackend(script, model_override=settings.llm_override, cassette=cassette)
 
 
 def _actor_id(kind: str, name: str | None = None) -> str:
@@ -152,8 +164,7 @@ async def serve_actor(
             stopper = registry.stop
             info.serves = ["ca.registry"]
         else:
-            script = MockScript.load(settings.mock_script) if settings.mock_script else None
-            gateway = LLMGateway(bus, LLMBackend(script, model_override=settings.llm_override))
+            gateway = LLMGateway(bus, backend_for(settings))
             await gateway.start()
             main = asyncio.create_task(stop.wait())
             load = gateway.load
@@ -242,8 +253,7 @@ class LocalStack:
             self._buses.append(bus)
             await bus.connect()
         sched_bus, gw_bus, *worker_buses = self._buses
-        script = MockScript.load(s.mock_script) if s.mock_script else None
-        gateway = LLMGateway(gw_bus, LLMBackend(script, model_override=s.llm_override))
+        gateway = LLMGateway(gw_bus, backend_for(s))
         await gateway.start()
         self._store = await connect_store(s.store())
         memory = MemoryActor(gw_bus, self._store, s)

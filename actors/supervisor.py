@@ -142,7 +142,12 @@ class Supervisor:
                     f"{self.workers} worker(s) (Ctrl-C to stop)",
                 )
                 if self.demo:
-                    await self._run_demo(bus, {p.flow for p in flow_set.plans})
+                    demo = asyncio.create_task(self._run_demo(bus, {p.flow for p in flow_set.plans}))
+                    stop = asyncio.create_task(self._stop.wait())
+                    await asyncio.wait({demo, stop}, return_when=asyncio.FIRST_COMPLETED)
+                    for task in (demo, stop):
+                        task.cancel()
+                    await asyncio.gather(demo, stop, return_exceptions=True)
                 await self._watch(ready)
             return 0
         finally:
@@ -188,6 +193,11 @@ class Supervisor:
                 await asyncio.wait_for(self._stop.wait(), timeout=0.5)
             for name, proc in list(self._children.items()):
                 if proc.poll() is None or self._stop.is_set():
+                    continue
+                if proc.returncode == 0:
+                    # A clean exit is a drained actor (`ca-actors agents drain`): it stays gone.
+                    log.info("actor.exited", actor=name)
+                    del self._children[name]
                     continue
                 # Back off when an actor keeps dying, so a broken one does not spin the machine.
                 last = restarts.get(name, 0.0)

@@ -35,13 +35,20 @@ from actors.memory import (
     record_id,
     scope_key,
 )
-from actors.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, prompt_variables, run_llm_node
+from actors.node_exec import (
+    LLMUnavailable,
+    NodeFailed,
+    NodeOutcome,
+    default_tool_context,
+    prompt_variables,
+    run_llm_node,
+)
 from actors.plan import Plan
 from actors.presence import Load
 from actors.registry import RegistryView
 from actors.router import Barriers, Moves, Router
 from actors.runs import PlanStore, RunRecord, RunStore, StepRecord
-from bus import Bus, DeadLetter, RunEnded, WorkItem, decode, subjects, topology
+from bus import Bus, DeadLetter, EventKind, RunEnded, WorkItem, decode, subjects, topology
 from configs import Settings, render
 
 log = structlog.get_logger(__name__)
@@ -69,6 +76,9 @@ class NodeWorker:
         self._only_nodes = only_nodes
         self._registry = registry
         self._memory = MemoryClient(bus)
+        self._tool_context = default_tool_context(
+            settings.tool_workspace or settings.data_dir / "workspace", settings.allowed_hosts
+        )
         self.in_flight = InFlight()
         self._served: set[str] = set()
         self._runs = RunStore(bus.kv(topology.RUNS))
@@ -95,6 +105,7 @@ class NodeWorker:
         try:
             await self._follow_plans(watcher)
         finally:
+            self._stopping.set()
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py's KeyWatcher is untyped
             await asyncio.gather(*self._serving.values(), return_exceptions=True)
@@ -119,9 +130,12 @@ class NodeWorker:
             if entry.operation is not None or not entry.value:
                 continue
             flow = entry.key.removesuffix(".latest")
-            plan = await self._plans.get(flow, entry.value.decode())
-            if plan is not None:
-                await self._serve(plan)
+            try:
+                plan = await self._plans.get(flow, entry.value.decode())
+                if plan is not None:
+                    await self._serve(plan)
+            except Exception:
+                log.exception("worker.serve_failed", flow=flow)
 
     async def _serve(self, plan: Plan) -> None:
         if self._only is not None and plan.flow not in self._only:
@@ -139,7 +153,9 @@ class NodeWorker:
                     ack_policy=AckPolicy.EXPLICIT,
                     deliver_policy=DeliverPolicy.ALL,
                     ack_wait=self._settings.ack_wait_s,
-                    max_deliver=self._settings.max_deliver,
+                    # Unlimited on the server (a message at its limit would sit in the stream for ever);
+                    # the worker itself fails the step after `max_deliver` deliveries.
+                    max_deliver=-1,
                     max_ack_pending=-1,
                 ),
             )
@@ -166,8 +182,21 @@ class NodeWorker:
         if not isinstance(item, WorkItem):
             raise Drop(f"unexpected {item.kind} message on {msg.subject}")
         structlog.contextvars.bind_contextvars(run_id=item.run_id, node=item.node, actor=self._id)
+        delivery = msg.metadata.num_delivered or 1
         try:
-            await self._step(item, msg.metadata.num_delivered or 1)
+            await self._step(item, delivery)
+        except (Retry, Drop, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            if delivery < self._settings.max_deliver:
+                raise
+            # Out of deliveries on an unexpected error (store, KV, a bug): fail the node loudly rather
+            # than leave the work in the stream and the run running for ever.
+            log.exception("worker.step_crashed", delivery=delivery)
+            plan = await self._plans.get(item.flow, item.plan_version)
+            if plan is None:
+                raise Drop(f"no plan {item.flow}.{item.plan_version}") from exc
+            await self._fail(plan, item, time.time(), f"{type(exc).__name__}: {exc} (after {delivery} deliveries)")
         finally:
             structlog.contextvars.unbind_contextvars("run_id", "node", "actor")
 
@@ -189,16 +218,18 @@ class NodeWorker:
                 await self._fail(plan, item, started, str(exc))
                 return
             mine = self._step_record(item, "succeeded", started, attempts=outcome.attempts, outputs=outcome.outputs)
+            try:
+                # Memory before the step counts as done: a step is never failed after its successors
+                # went out; a redelivery rewrites the same record (its id comes from the step id).
+                await self._remember(plan, item, mine, delivery)
+            except NodeFailed as exc:
+                await self._fail(plan, item, started, str(exc))
+                return
             step = await self._record(plan, item, mine, found)
             if step is None:
                 return
         elif step.status == "failed":  # a redelivery after a crash mid-failure: finish the failure path
             await self._fail(plan, item, step.started_at, step.error or "failed")
-            return
-        try:
-            await self._remember(plan, item, step, delivery)
-        except NodeFailed as exc:
-            await self._fail(plan, item, step.started_at, str(exc), recorded=step)
             return
         try:
             moves = await self._router.after_step(plan, item, step.outputs)
@@ -341,6 +372,12 @@ class NodeWorker:
             causation_id=item.id,
         )
 
+        async def on_event(kind: str, data: dict[str, Any]) -> None:
+            event_kind: EventKind = kind  # type: ignore[assignment]  # node code emits tool.* kinds only
+            await self._events.emit(
+                event_kind, run_id=item.run_id, flow=item.flow, node=item.node, step_id=item.step_id, data=data
+            )
+
         async def on_retry(attempt: int, problem: str) -> None:
             await self._events.emit(
                 "node.retry",
@@ -364,6 +401,8 @@ class NodeWorker:
             index=item.index,
             timeout_s=node.timeout_s or self._settings.llm_timeout_s,
             on_retry=on_retry,
+            tool_context=self._tool_context,
+            on_event=on_event,
         )
         try:
             return await asyncio.wait_for(call, timeout=node.timeout_s) if node.timeout_s else await call

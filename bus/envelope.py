@@ -24,6 +24,10 @@ EventKind = Literal[
     "node.failed",
     "node.retry",
     "node.waiting",
+    "tool.called",
+    "tool.finished",
+    "llm.called",
+    "llm.finished",
 ]
 TERMINAL_EVENTS: frozenset[str] = frozenset({"run.finished", "run.failed", "run.rejected", "run.cancelled"})
 

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from configs.errors import BusError
 
@@ -44,14 +44,24 @@ def free_port(preferred: int | None = None) -> int:
         return int(s.getsockname()[1])
 
 
+def _load_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+
+
+# Resolved here, in the parent: `preexec_fn` runs between fork and exec, where importing or loading a
+# library can deadlock on a lock another thread of the parent held at fork time.
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
 def die_with_parent() -> None:
     """``preexec_fn`` for children: on Linux, get SIGTERM when the parent dies, so nothing is orphaned."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class EmbeddedNats:

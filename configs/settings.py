@@ -25,11 +25,18 @@ class Settings(BaseModel):
     # Model that replaces every node's model (`--llm`); None keeps the flow's own models.
     llm_override: str | None = None
     mock_script: Path | None = None
+    # Record every LLM exchange to this cassette, or serve them back from it (offline, free).
+    record: Path | None = None
+    replay: Path | None = None
     llm_timeout_s: float = Field(default=120.0, gt=0)
     # Dedup window of the work stream: a re-published work item inside it is dropped by the server.
     dedup_window_s: float = Field(default=600.0, gt=0)
     # Registry: every actor heartbeats this often; 3 missed beats = stale, 10 = dead.
     heartbeat_s: float = Field(default=2.0, gt=0)
+    # Tools: file tools are confined to this directory (default `<data_dir>/workspace`); HTTP tools
+    # reach only these hosts (comma-separated, "*" for any).
+    tool_workspace: Path | None = None
+    allowed_hosts: str = ""
     # Where run history and long-term memory live (`--store`); None: SQLite under `data_dir`.
     store_url: str | None = None
 

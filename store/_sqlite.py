@@ -116,7 +116,7 @@ class SqliteStore:
         try:
             async with store._op("connect") as conn:
                 await conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-                await conn.execute("PRAGMA journal_mode = WAL")
+                await _set_wal(conn)
                 await conn.execute("PRAGMA synchronous = NORMAL")
                 await conn.create_function("ca_lower", 1, _lower, deterministic=True)
             await store._migrate()
@@ -372,3 +372,16 @@ class SqliteStore:
         )
         rows = await self._rows("ab_results", sql, (experiment, *params))
         return [ABResult.model_validate_json(row[0]) for row in rows]
+
+
+async def _set_wal(conn: Any) -> None:
+    """Switch a file to WAL. Several openers of a fresh file race for it, and SQLite answers "locked"
+    to the losers at once (the busy timeout does not apply to this switch): try again briefly."""
+    for attempt in range(50):
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            await asyncio.sleep(0.02 * (attempt + 1))

@@ -143,14 +143,14 @@ async def test_provider_errors_become_error_replies_that_say_whether_a_retry_may
 ) -> None:
     fake.script(answer)
 
-    reply = await LLMBackend().complete(_request(fake))
+    reply = await LLMBackend(retries=0).complete(_request(fake))
 
     assert not reply.ok
     assert reply.retryable is retryable
     assert reply.error is not None
     assert reply.error.startswith(f"{exception}:")
     assert answer.message in reply.error
-    # Retries belong to the worker (it redelivers the step): litellm and the OpenAI SDK must not retry.
+    # Retries belong to the gateway (off here) and the worker: litellm and the OpenAI SDK must not retry.
     assert len(fake.requests) == 1
     assert fake.pending == 0
 

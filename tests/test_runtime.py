@@ -84,7 +84,7 @@ async def test_event_payloads_are_json_objects_carrying_their_kind(settings: Set
         await asyncio.sleep(0.1)
     run_id = result["run_id"]
     kinds = [body["kind"] for subject, body in seen]
-    assert kinds == ["run.started", "node.started", "node.finished", "run.finished"]
+    assert kinds == ["run.started", "node.started", "llm.called", "llm.finished", "node.finished", "run.finished"]
     for subject, body in seen:
         assert subject == f"ca.evt.{run_id}.{body['kind']}"
         assert body["run_id"] == run_id

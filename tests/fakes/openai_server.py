@@ -50,7 +50,14 @@ class ErrorReply:
         return {"error": {"message": self.message, "type": self.type, "param": None, "code": self.code}}
 
 
-Scripted = str | ErrorReply
+@dataclass(frozen=True)
+class ToolCallsReply:
+    """An assistant turn that calls tools: [(name, arguments), ...] in the OpenAI ``tool_calls`` format."""
+
+    calls: tuple[tuple[str, dict[str, Any]], ...]
+
+
+Scripted = str | ErrorReply | ToolCallsReply
 
 
 @dataclass(frozen=True)
@@ -300,6 +307,21 @@ def _handler_class(state: _State, chunk_chars: int) -> type[BaseHTTPRequestHandl
                         include_usage=bool(options.get("include_usage")),
                     )
                 )
+                return
+            if isinstance(answer, ToolCallsReply):
+                body_out = completion_body("", model=model, number=number, prompt_tokens=prompt_tokens)
+                message = body_out["choices"][0]["message"]
+                message["content"] = None
+                message["tool_calls"] = [
+                    {
+                        "id": f"call_{number}_{i}",
+                        "type": "function",
+                        "function": {"name": n, "arguments": json.dumps(a)},
+                    }
+                    for i, (n, a) in enumerate(answer.calls)
+                ]
+                body_out["choices"][0]["finish_reason"] = "tool_calls"
+                self._send_json(200, body_out)
                 return
             self._send_json(200, completion_body(answer, model=model, number=number, prompt_tokens=prompt_tokens))
 

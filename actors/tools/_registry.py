@@ -1,0 +1,32 @@
+"""The registry of built-in tools: a dict by name, looked up with a suggestion on typos."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from ._base import Tool, ToolError
+from ._calc import CALCULATOR
+from ._data import DATA_TOOLS
+from ._files import FILE_TOOLS
+from ._system import SYSTEM_TOOLS
+from ._web import WEB_TOOLS
+
+_ALL: tuple[Tool, ...] = (*WEB_TOOLS, *FILE_TOOLS, *DATA_TOOLS, CALCULATOR, *SYSTEM_TOOLS)
+
+BUILTIN_TOOLS: Mapping[str, Tool] = MappingProxyType({tool.name: tool for tool in _ALL})
+
+
+def get_tool(name: str) -> Tool:
+    """The built-in tool called ``name``.
+
+    Raises:
+        ToolError: the name is unknown; the message names the closest valid name and lists them all.
+    """
+    try:
+        return BUILTIN_TOOLS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, BUILTIN_TOOLS, n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ToolError(f"unknown tool {name!r}{hint}; built-in tools: {', '.join(sorted(BUILTIN_TOOLS))}") from None

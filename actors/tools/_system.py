@@ -1,0 +1,92 @@
+"""System tools: ``datetime_now`` and ``env_vars`` (secrets redacted)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import fnmatch
+import re
+import zoneinfo
+from collections.abc import Mapping
+from typing import Any
+
+from ._base import FunctionTool, ToolContext, ToolError, object_schema
+
+REDACTED = "***redacted***"
+# Names that hold secrets. PASSWD and CREDENTIAL go beyond the issue's KEY|SECRET|TOKEN|PASSWORD on purpose.
+_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+# A password inside a URL (postgres://user:pw@host) leaks through names like DATABASE_URL.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*:)[^@\s/]+@")
+MAX_ENV_VARS = 500
+
+
+def _zone(name: str) -> dt.tzinfo:
+    """The IANA time zone called ``name``; a ToolError suggesting close names when unknown."""
+    if name.upper() in ("UTC", "Z"):
+        return dt.UTC
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; use an IANA name such as 'Europe/Paris'"
+        raise ToolError(f"unknown time zone {name!r}{hint}") from exc
+
+
+async def _datetime_now(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """The current time in a time zone (UTC by default)."""
+    zone_name = str(args.get("timezone", "UTC"))
+    now = dt.datetime.now(_zone(zone_name))
+    return {
+        "iso": now.isoformat(),
+        "timezone": zone_name,
+        "utc_offset": now.strftime("%z"),
+        "date": now.date().isoformat(),
+        "time": now.time().replace(microsecond=0).isoformat(),
+        "weekday": now.strftime("%A"),
+        "unix": round(now.timestamp(), 3),
+    }
+
+
+def redact(name: str, value: str) -> str:
+    """The value of environment variable ``name`` as the tools may show it.
+
+    Returns:
+        ``REDACTED`` when the name suggests a secret; otherwise the value with URL passwords masked.
+    """
+    if _SECRET_NAME.search(name):
+        return REDACTED
+    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{REDACTED}@", value)
+
+
+async def _env_vars(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
+    """Environment variables whose names match a glob pattern, secrets redacted."""
+    pattern = str(args.get("pattern", "*"))
+    names = sorted(name for name in ctx.env if fnmatch.fnmatchcase(name, pattern))
+    shown = {name: redact(name, ctx.env[name]) for name in names[:MAX_ENV_VARS]}
+    return {"pattern": pattern, "variables": shown, "truncated": len(names) > MAX_ENV_VARS}
+
+
+DATETIME_NOW = FunctionTool(
+    name="datetime_now",
+    description="The current date and time, in UTC or in an IANA time zone such as 'Europe/Paris'.",
+    parameters=object_schema(
+        {"timezone": {"type": "string", "description": "IANA time zone name (default 'UTC')."}},
+    ),
+    fn=_datetime_now,
+    timeout_s=5.0,
+)
+
+ENV_VARS = FunctionTool(
+    name="env_vars",
+    description=(
+        "Read environment variables whose names match a glob pattern (case-sensitive, e.g. 'PYTHON*'). "
+        "Values of names containing KEY, SECRET, TOKEN or PASSWORD are redacted."
+    ),
+    parameters=object_schema(
+        {"pattern": {"type": "string", "description": "Glob pattern for the names (default '*')."}},
+    ),
+    fn=_env_vars,
+    timeout_s=5.0,
+)
+
+SYSTEM_TOOLS = (DATETIME_NOW, ENV_VARS)

@@ -1,0 +1,246 @@
+"""Agent nodes with tools, gateway retries and fallbacks, structured outputs, record and replay."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from actors.cassette import Cassette
+from actors.llm_backend import LLMBackend, provider_schema
+from actors.llm_types import ChatMessage, LLMRequest
+from actors.stack import LocalStack
+from configs import Settings
+from tests.fakes.openai_server import ErrorReply, FakeOpenAI, ToolCallsReply, serve
+from tests.helpers import EventLog, plans, run_flow, write_flow, write_script
+
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+pytestmark = pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
+
+KEY_ENV = "CA_TEST_AGENT_KEY"
+
+AGENT = """
+schema_version: "1.0"
+flow: {name: helper}
+state:
+  fields:
+    question: {type: str, required: true}
+    answer: {type: str, default: ""}
+nodes:
+  - id: solve
+    prompt: "Answer with the help of your tools: {state.question}"
+    tools: TOOLS
+    max_tool_calls: MAX
+    outputs: [answer]
+    output_schema: {type: object, fields: [{name: answer, type: str}]}
+edges: [{from: START, to: solve}, {from: solve, to: END}]
+"""
+
+
+def agent_flow(tmp_path: Path, tools: str = "[calculator, datetime_now]", max_calls: int = 10, extra: str = "") -> Path:
+    return write_flow(tmp_path / "agent.yaml", AGENT.replace("TOOLS", tools).replace("MAX", str(max_calls)) + extra)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    yield from serve(default_content='{"answer": "default"}')
+
+
+async def test_an_agent_node_calls_two_tools_before_it_answers(settings: Settings, tmp_path: Path) -> None:
+    script = write_script(
+        tmp_path / "s.yaml",
+        {
+            "solve": [
+                {"tool_calls": [{"name": "calculator", "arguments": {"expression": "6*7"}}]},
+                {"tool_calls": [{"name": "datetime_now", "arguments": {}}]},
+                {"answer": "it is 42"},
+            ]
+        },
+    )
+    s = settings.model_copy(update={"llm_override": "mock", "mock_script": script})
+    async with LocalStack(s, plans(agent_flow(tmp_path)), embedded=False) as stack:
+        assert stack.client is not None
+        log = await EventLog().start(stack.client)
+        result = await run_flow(stack.client, "helper", {"question": "what is six times seven?"})
+    assert result["status"] == "succeeded", result
+    assert result["state"]["answer"] == "it is 42"
+    called = [e.data["tool"] for e in log.of("tool.called")]
+    assert called == ["calculator", "datetime_now"]
+    finished = log.of("tool.finished")
+    assert finished[0].data["result"]["result"] == 42
+    assert finished[0].data["error"] is None
+    assert len(log.of("llm.called")) == 3
+    assert [e.data["tool_calls"] for e in log.of("llm.finished")] == [["calculator"], ["datetime_now"], []]
+
+
+async def test_a_failing_tool_fails_the_node_unless_on_error_continue(settings: Settings, tmp_path: Path) -> None:
+    bad_call = {"tool_calls": [{"name": "calculator", "arguments": {"expression": "__import__('os')"}}]}
+    script = write_script(tmp_path / "s.yaml", {"solve": [bad_call, {"answer": "carried on"}]})
+    s = settings.model_copy(update={"llm_override": "mock", "mock_script": script})
+    strict = agent_flow(tmp_path, "[calculator]")
+    async with LocalStack(s, plans(strict), embedded=False) as stack:
+        assert stack.client is not None
+        failed = await run_flow(stack.client, "helper", {"question": "q"})
+    assert failed["status"] == "failed"
+    assert "tool calculator failed" in failed["error"]
+    lenient = agent_flow(tmp_path, "[{name: calculator, on_error: continue}]")
+    async with LocalStack(s, plans(lenient), embedded=False) as stack:
+        assert stack.client is not None
+        carried = await run_flow(stack.client, "helper", {"question": "q2"})
+    assert carried["status"] == "succeeded"
+    assert carried["state"]["answer"] == "carried on"
+
+
+async def test_tool_calls_are_bounded_by_max_tool_calls(settings: Settings, tmp_path: Path) -> None:
+    again = {"tool_calls": [{"name": "calculator", "arguments": {"expression": "1+1"}}]}
+    script = write_script(tmp_path / "s.yaml", {"solve": [again, again, again, {"answer": "enough"}]})
+    s = settings.model_copy(update={"llm_override": "mock", "mock_script": script})
+    async with LocalStack(s, plans(agent_flow(tmp_path, "[calculator]", max_calls=2)), embedded=False) as stack:
+        assert stack.client is not None
+        log = await EventLog().start(stack.client)
+        result = await run_flow(stack.client, "helper", {"question": "q"})
+    assert result["status"] == "succeeded"
+    assert len(log.of("tool.called")) == 2, "the third tool call was not offered"
+
+
+def _request(fake: FakeOpenAI, **kw: object) -> LLMRequest:
+    fields: dict[str, object] = {
+        "model": "openai/gpt-4o-mini",
+        "messages": [ChatMessage(role="user", content="Say hello.")],
+        "api_base": fake.api_base,
+        "api_key_env": KEY_ENV,
+        "timeout_s": 10.0,
+    }
+    fields.update(kw)
+    return LLMRequest.model_validate(fields)
+
+
+async def test_transient_errors_are_retried_then_fallbacks_are_tried(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    backend = LLMBackend(backoff_s=0.01)
+    fake.script(ErrorReply.server_error(), "second time lucky")
+    retried = await backend.complete(_request(fake))
+    assert retried.ok
+    assert retried.content == "second time lucky"
+    fake.script(ErrorReply.unauthorized(), "from the fallback")
+    fell_back = await backend.complete(_request(fake, fallbacks=["openai/gpt-4o"]))
+    assert fell_back.ok
+    assert fell_back.content == "from the fallback"
+    assert [r.model for r in fake.requests[2:]] == ["gpt-4o-mini", "gpt-4o"]
+    fake.script(ErrorReply.unauthorized(), ErrorReply.unauthorized())
+    both = await backend.complete(_request(fake, fallbacks=["openai/gpt-4o"]))
+    assert not both.ok
+    assert "every model failed (openai/gpt-4o-mini, openai/gpt-4o)" in (both.error or "")
+
+
+async def test_the_output_schema_goes_to_the_provider_as_a_json_schema_response_format(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    reply = await LLMBackend().complete(_request(fake, output_schema=schema))
+    assert reply.ok
+    sent = fake.requests[-1].body["response_format"]
+    assert sent["type"] == "json_schema"
+    assert sent["json_schema"]["schema"]["properties"] == schema["properties"]
+
+
+def test_gemini_gets_a_schema_without_the_keywords_it_refuses() -> None:
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"a": {"type": "object", "additionalProperties": False, "properties": {}}},
+    }
+    cleaned = provider_schema("gemini/gemini-2.5-flash", schema)
+    assert "additionalProperties" not in json.dumps(cleaned)
+    assert provider_schema("openai/gpt-4o-mini", schema) == schema
+
+
+async def test_tool_calls_travel_in_the_openai_wire_format(
+    settings: Settings, tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    fake.script(ToolCallsReply(calls=(("calculator", {"expression": "2**10"}),)), '{"answer": "1024"}')
+    flow = agent_flow(
+        tmp_path,
+        "[calculator]",
+        extra=f"config:\n  llm: {{model: openai/gpt-4o-mini, api_base: '{fake.api_base}', api_key_env: {KEY_ENV}}}\n",
+    )
+    async with LocalStack(settings.model_copy(update={"llm_override": None}), plans(flow), embedded=False) as stack:
+        assert stack.client is not None
+        result = await run_flow(stack.client, "helper", {"question": "2 to the 10th?"})
+    assert result["state"]["answer"] == "1024"
+    first, second = fake.requests
+    assert first.body["tools"][0]["function"]["name"] == "calculator"
+    tool_turn = second.messages[-1]
+    assert tool_turn["role"] == "tool"
+    assert json.loads(tool_turn["content"])["result"] == 1024
+    assert second.messages[-2]["tool_calls"][0]["function"]["name"] == "calculator"
+
+
+async def test_a_recorded_cassette_replays_offline_and_refuses_unknown_requests(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-secret-value")
+    path = tmp_path / "cassette.yaml"
+    fake.script("recorded answer")
+    request = _request(fake)
+    other = _request(fake, messages=[ChatMessage(role="user", content="Something else")])
+    recorded = await LLMBackend(cassette=Cassette(path, "record")).complete(request)
+    assert recorded.ok
+    text = path.read_text()
+    assert "recorded answer" in text
+    assert "sk-secret-value" not in text
+    fake.close()
+    replayer = LLMBackend(cassette=Cassette(path, "replay"))
+    replayed = await replayer.complete(request)
+    assert replayed.ok
+    assert replayed.content == "recorded answer"
+    assert replayed.cache_hit
+    unknown = await replayer.complete(other)
+    assert not unknown.ok
+    assert not unknown.retryable
+    assert "not in cassette" in (unknown.error or "")
+    assert "Something else" in (unknown.error or "")
+
+
+def test_run_records_then_replays_a_whole_flow_from_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, SEEDS
+
+    cassette = tmp_path / "c.yaml"
+
+    def run(*args: str) -> dict[str, object]:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "actors",
+                "run",
+                str(SEEDS / "article_writer.yaml"),
+                "-i",
+                "topic=nats",
+                "--json",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        result: dict[str, object] = json.loads(out.stdout)
+        return result
+
+    first = run("--llm", "mock", "--record", str(cassette))
+    again = run("--llm", "mock", "--replay", str(cassette))
+    assert again["state"] == first["state"]
+    assert ROOT.exists()
