@@ -14,13 +14,13 @@ import typer
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
-from store import MemoryRecord, RunHistory, open_store
 
 from actors import registry
 from actors.follow import events, final_record
 from actors.presence import ActorInfo
 from actors.runs import RunRecord, RunStore
 from bus import Bus, DeadLetter, Event, decode, subjects, topology
+from store import MemoryRecord, RunHistory, open_store
 
 T = TypeVar("T")
 

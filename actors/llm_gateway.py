@@ -12,10 +12,12 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 
+from actors.budget import Budgets
 from actors.llm_backend import LLMBackend
 from actors.llm_types import LLMReply, LLMRequest
 from actors.presence import Load
-from bus import Bus, Event, EventKind, subjects
+from bus import Bus, Event, EventKind, subjects, topology
+from configs import BudgetSpec
 from configs.errors import BusError
 
 log = structlog.get_logger(__name__)
@@ -28,6 +30,7 @@ class LLMGateway:
         self._bus = bus
         self._backend = backend
         self._max = max_concurrency
+        self._budgets = Budgets(bus.kv(topology.BUDGETS))
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -37,6 +40,20 @@ class LLMGateway:
     def load(self) -> Load:
         """Requests being answered now, of at most `max_concurrency`."""
         return Load(in_flight=min(len(self._tasks), self._max), max=self._max)
+
+    async def _complete_within_budget(self, request: LLMRequest) -> LLMReply:
+        if not request.budget or not request.run_id:
+            return await self._backend.complete(request)
+        spec = BudgetSpec.model_validate(request.budget)
+        reservation = await self._budgets.reserve(request, spec)
+        if isinstance(reservation, str):
+            log.warning("llm_gateway.budget_refused", run_id=request.run_id, node=request.node, reason=reservation)
+            return LLMReply(
+                ok=False, model=request.model, error=f"budget exceeded: {reservation}", budget_exceeded=True
+            )
+        reply = await self._backend.complete(request)
+        await self._budgets.settle(reservation, reply)
+        return reply
 
     async def _event(self, kind: EventKind, request: LLMRequest, data: dict[str, Any]) -> None:
         """LLM calls of a run are events of that run (the observability issue makes them MLflow spans)."""
@@ -79,7 +96,7 @@ class LLMGateway:
             reply = LLMReply(ok=False, error=f"bad LLM request: {exc}")
         else:
             await self._event("llm.called", request, {"model": request.model, "attempt": request.attempt})
-            reply = await self._backend.complete(request)
+            reply = await self._complete_within_budget(request)
             await self._event(
                 "llm.finished",
                 request,

@@ -61,6 +61,8 @@ class LLMRequest(BaseModel):
     # Models to try, in order, when `model` keeps failing.
     fallbacks: list[str] = Field(default_factory=list)
     flow: str = ""
+    # The flow's `budget:` (BudgetSpec fields), enforced by the gateway before the call.
+    budget: dict[str, Any] | None = None
     temperature: float | None = None
     max_tokens: int | None = None
     api_base: str | None = None
@@ -114,6 +116,8 @@ class LLMReply(BaseModel):
     unreachable: bool = False
     # Served from a cassette (`--replay`) instead of a provider.
     cache_hit: bool = False
+    # Refused before the call: it would pass the run's or the flow's budget.
+    budget_exceeded: bool = False
 
 
 class LLMClient(Protocol):

@@ -39,6 +39,10 @@ class NodeFailed(CaActorsError):
     """The node cannot produce a valid output: the run fails with this error."""
 
 
+class BudgetExceeded(CaActorsError):
+    """The gateway refused the call: it would pass the run's or the flow's budget."""
+
+
 class LLMUnavailable(CaActorsError):
     """The LLM call failed in a way a later attempt may fix (provider busy, gateway down)."""
 
@@ -159,6 +163,8 @@ async def run_llm_node(
     schema = output_json_schema(spec, node)
     choice = choose_model(spec, node, model_override)
     tools = node_tools(node)
+    limits = spec.budget or spec.config.budget
+    budget = limits.model_dump(exclude={"model_config"}) if limits is not None else None
     specs = [openai_tool_spec(tool) for tool, _ in tools.values()]
     max_calls = node.max_tool_calls if node.max_tool_calls is not None else DEFAULT_MAX_TOOL_CALLS
     messages = [
@@ -183,6 +189,7 @@ async def run_llm_node(
             timeout_s=(choice.llm.timeout if choice.llm and choice.llm.timeout else timeout_s),
             run_id=run_id,
             flow=spec.flow.name,
+            budget=budget,
             node=node.id,
             step_id=step_id,
             index=index,
@@ -192,6 +199,8 @@ async def run_llm_node(
         )
         reply: LLMReply = await llm.complete(request)
         if not reply.ok:
+            if reply.budget_exceeded:
+                raise BudgetExceeded(reply.error or "budget exceeded")
             if reply.retryable:
                 raise LLMUnavailable(reply.error or "LLM call failed", unreachable=reply.unreachable)
             raise NodeFailed(f"LLM call to {choice.model} failed: {reply.error}")

@@ -36,6 +36,7 @@ from actors.memory import (
     scope_key,
 )
 from actors.node_exec import (
+    BudgetExceeded,
     LLMUnavailable,
     NodeFailed,
     NodeOutcome,
@@ -412,6 +413,19 @@ class NodeWorker:
             kind, problem = "llm_error", str(exc)
         except TimeoutError:
             kind, problem = "timeout", f"node '{item.node}' took longer than timeout_s={node.timeout_s:g}"
+        except BudgetExceeded as exc:
+            limits = spec.budget or spec.config.budget
+            if limits is not None and limits.on_exceed == "pause" and delivery < self._settings.max_deliver:
+                await self._events.emit(
+                    "node.waiting",
+                    run_id=item.run_id,
+                    flow=item.flow,
+                    node=item.node,
+                    step_id=item.step_id,
+                    data={"reason": f"paused: {exc}", "budget": True},
+                )
+                raise Retry(str(exc), delay_s=60.0) from exc
+            raise NodeFailed(str(exc)) from exc
         if kind in on and delivery < min(max_attempts, self._settings.max_deliver):
             await self._events.emit(
                 "node.retry",

@@ -12,6 +12,7 @@
 | ca_joins (KV) | fan-out and map barriers                 | compare-and-swap updates          |
 | ca_registry   | live actors, written by the registry     | values expire after 60 s unrenewed|
 | ca_expected   | actors an operator expects               |                                   |
+| ca_budgets    | LLM spend per run and per flow per day   | compare-and-swap reservations     |
 
 The trigger stream does not acknowledge publishes (``no_ack``), so a NATS *request* to
 ``ca.trigger.<flow>`` is answered by the scheduler with the run id, not by JetStream with a PubAck.
@@ -35,6 +36,7 @@ PLANS = "ca_plans"
 RUNS = "ca_runs"
 JOINS = "ca_joins"
 REGISTRY = "ca_registry"
+BUDGETS = "ca_budgets"
 EXPECTED = "ca_expected"
 # A registry entry not renewed by a heartbeat for this long disappears, even with no registry running.
 REGISTRY_TTL_S = 60.0
@@ -107,6 +109,7 @@ async def ensure_topology(js: JetStreamContext, *, dedup_window_s: float) -> dic
         (JOINS, _WEEK_S),
         (REGISTRY, REGISTRY_TTL_S),
         (EXPECTED, None),
+        (BUDGETS, 2 * 24 * 3600.0),
     ):
         try:
             buckets[name] = await js.key_value(name)

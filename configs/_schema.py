@@ -130,6 +130,20 @@ class MemorySpec(_Spec):
     ttl_days: float | None = Field(default=None, gt=0)
 
 
+class BudgetSpec(_Spec):
+    """Spending limits, checked by the LLM gateway *before* each call (its estimated cost is reserved).
+
+    Per run: `max_cost_usd`, `max_tokens`; per flow and UTC day: `daily_max_cost_usd`, `daily_max_tokens`.
+    `on_exceed: fail` fails the node (and the run); `pause` holds the step until the budget allows it.
+    """
+
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    daily_max_cost_usd: float | None = Field(default=None, gt=0)
+    daily_max_tokens: int | None = Field(default=None, gt=0)
+    on_exceed: Literal["fail", "pause"] = "fail"
+
+
 def _memory_flag(value: Any) -> Any:
     # `memory: true` / `memory: false` is the seed's short form.
     return {"enabled": value} if isinstance(value, bool) else value
@@ -282,7 +296,7 @@ class RuntimeConfig(_Spec):
     observability: Any = None
     storage: Any = None
     memory: MemoryField = None
-    budget: Any = None
+    budget: BudgetSpec | None = None
     ab_test: Any = None
     gates: Any = None
     logging: Any = None
@@ -299,7 +313,7 @@ class FlowSpec(_Spec):
     edges: list[EdgeSpec]
     config: RuntimeConfig = Field(default_factory=RuntimeConfig)
     triggers: Any = None
-    budget: Any = None
+    budget: BudgetSpec | None = None
     memory: MemoryField = None
 
     def node(self, node_id: str) -> NodeSpec:

@@ -244,3 +244,63 @@ def test_run_records_then_replays_a_whole_flow_from_the_command_line(tmp_path: P
     again = run("--llm", "mock", "--replay", str(cassette))
     assert again["state"] == first["state"]
     assert ROOT.exists()
+
+
+BUDGETED = """
+schema_version: "1.0"
+flow: {name: budgeted}
+state:
+  fields:
+    topic: {type: str, required: true}
+    a: {type: str, default: ""}
+nodes:
+  - {id: a, prompt: "Write about {topic}", outputs: [a], output_schema: {type: object, fields: [{name: a, type: str}]}}
+edges: [{from: START, to: a}, {from: a, to: END}]
+config:
+  budget: BUDGET
+"""
+
+
+async def test_a_call_that_would_pass_the_budget_is_refused_before_it_is_made(
+    settings: Settings, tmp_path: Path, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    flow = write_flow(
+        tmp_path / "b.yaml",
+        BUDGETED.replace("BUDGET", "{max_cost_usd: 0.0000001}")
+        + f"  llm: {{model: openai/gpt-4o-mini, api_base: '{fake.api_base}', api_key_env: {KEY_ENV}}}\n",
+    )
+    async with LocalStack(settings.model_copy(update={"llm_override": None}), plans(flow), embedded=False) as stack:
+        assert stack.client is not None
+        log = await EventLog().start(stack.client)
+        result = await run_flow(stack.client, "budgeted", {"topic": "t"})
+    assert result["status"] == "failed"
+    assert "budget exceeded" in result["error"]
+    assert "max_cost_usd" in result["error"]
+    assert fake.requests == [], "nothing was sent to the provider"
+    assert log.of("llm.finished")[0].data["ok"] is False
+
+
+async def test_spending_is_counted_and_a_paused_run_waits_with_a_clear_event(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from actors.budget import Budgets
+    from bus import topology
+
+    generous = write_flow(tmp_path / "g.yaml", BUDGETED.replace("BUDGET", "{max_tokens: 100000}"))
+    async with LocalStack(settings.model_copy(update={"llm_override": "mock"}), plans(generous), embedded=False) as st:
+        assert st.client is not None
+        ok = await run_flow(st.client, "budgeted", {"topic": "t"})
+        spend = await Budgets(st.client.kv(topology.BUDGETS)).spend(f"run.{ok['run_id']}")
+    assert ok["status"] == "succeeded"
+    assert spend.tokens > 0
+    assert spend.reserved_tokens == 0, "the reservation was replaced by the real use"
+    paused = write_flow(tmp_path / "p.yaml", BUDGETED.replace("BUDGET", "{max_tokens: 1, on_exceed: pause}"))
+    async with LocalStack(settings.model_copy(update={"llm_override": "mock"}), plans(paused), embedded=False) as st:
+        assert st.client is not None
+        log = await EventLog().start(st.client)
+        reply = json.loads((await st.client.nc.request("ca.trigger.budgeted", b'{"topic": "t"}', timeout=10)).data)
+        waiting = await log.wait_for("node.waiting", run_id=reply["run_id"])
+        record = json.loads((await st.client.kv("ca_runs").get(reply["run_id"])).value or b"{}")
+    assert waiting.data["reason"].startswith("paused: budget exceeded")
+    assert record["status"] == "running"

@@ -516,7 +516,7 @@ def test_extension_keys_are_kept_without_warnings() -> None:
     loaded = load_flow_text(
         flow("""\
         triggers: [{kind: cron, every: 1h}]
-        budget: {max_usd: 1}
+        budget: {max_cost_usd: 1}
         nodes:
           - id: write
             prompt: "x {memory}"
