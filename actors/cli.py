@@ -453,6 +453,16 @@ def agent(
         str | None, typer.Option("--nodes", help="Serve only these nodes, comma-separated flow.node names.")
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Register under this name (see `agents expect`).")] = None,
+    serve_tools: Annotated[
+        bool,
+        typer.Option("--serve-tools", help="Also run tools that flows pin to this agent (`tools: [{name, actor}]`)."),
+    ] = False,
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", help="Directory the file tools are confined to.")
+    ] = None,
+    allowed_hosts: Annotated[
+        str | None, typer.Option("--allowed-hosts", help="Hosts the HTTP tools may reach, comma-separated.")
+    ] = None,
     heartbeat: Heartbeat = None,
     log_level: LogLevel = "info",
     log_format: LogFmt = "auto",
@@ -467,8 +477,10 @@ def agent(
     for node in only or ():
         if node.count(".") != 1:
             raise typer.BadParameter(f"--nodes takes flow.node names, got {node!r}")
-    settings = Settings.from_env(nats_url=nats, heartbeat_s=heartbeat)
-    asyncio.run(serve_actor("worker", settings, flows or [], nodes=only, name=name))
+    settings = Settings.from_env(
+        nats_url=nats, heartbeat_s=heartbeat, tool_workspace=workspace, allowed_hosts=allowed_hosts
+    )
+    asyncio.run(serve_actor("worker", settings, flows or [], nodes=only, name=name, serve_tools=serve_tools))
 
 
 agents_app = typer.Typer(help="The registry's view of the system: actors, their status and load.")

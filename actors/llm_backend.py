@@ -8,9 +8,11 @@ is also the in-process `LLMClient` of `ca-actors run --engine` variants that byp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
+from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
 
@@ -44,11 +46,14 @@ class LLMBackend:
         cassette: Cassette | None = None,
         retries: int = 2,
         backoff_s: float = 0.5,
+        provider_concurrency: int = 8,
+        requests_per_s: float | None = None,
     ) -> None:
         self._mock_script = mock_script
         self._cassette = cassette
         self._retries = retries
         self._backoff_s = backoff_s
+        self._limits = ProviderLimits(provider_concurrency, requests_per_s)
         # `--llm` of the stack: the gateway is the one place every request passes, so a worker that
         # joins later (`ca-actors agent`) gets the stack's model without being told.
         self._override = model_override
@@ -96,7 +101,8 @@ class LLMBackend:
         try:
             if latency is not None:
                 return await self._mock(request, latency)
-            return await self._litellm_complete(request)
+            async with self._limits.slot(request.model):
+                return await self._litellm_complete(request)
         except Exception as exc:  # noqa: BLE001 - every provider failure becomes an error reply
             name = type(exc).__name__
             log.warning("llm.error", model=request.model, node=request.node, error=f"{name}: {exc}")
@@ -201,6 +207,29 @@ class LLMBackend:
             ),
             cost_usd=cost,
         )
+
+
+class ProviderLimits:
+    """At most `concurrency` calls at once, and `per_s` calls a second, to each provider."""
+
+    def __init__(self, concurrency: int, per_s: float | None) -> None:
+        self._concurrency = concurrency
+        self._interval = 1.0 / per_s if per_s else 0.0
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._next: dict[str, float] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, model: str) -> AsyncIterator[None]:
+        provider = model.split("/", 1)[0] if "/" in model else "openai"
+        semaphore = self._slots.setdefault(provider, asyncio.Semaphore(self._concurrency))
+        async with semaphore:
+            if self._interval:
+                now = time.monotonic()
+                start = max(now, self._next.get(provider, now))
+                self._next[provider] = start + self._interval
+                if start > now:
+                    await asyncio.sleep(start - now)
+            yield
 
 
 def _arguments(raw: Any) -> dict[str, Any]:

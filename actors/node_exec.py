@@ -124,6 +124,8 @@ def _system_prompt(spec: FlowSpec, node: NodeSpec, schema: Mapping[str, Any]) ->
 
 
 EventCallback = Callable[[str, dict[str, Any]], Awaitable[None]]
+# Runs a tool on another actor: (actor name, tool name, arguments) -> result; raises ToolError.
+RemoteTools = Callable[[str, str, Mapping[str, Any]], Awaitable[Any]]
 DEFAULT_MAX_TOOL_CALLS = 10
 
 
@@ -143,6 +145,7 @@ async def run_llm_node(
     on_retry: Callable[[int, str], Awaitable[None]] | None = None,
     tool_context: ToolContext | None = None,
     on_event: EventCallback | None = None,
+    remote_tools: RemoteTools | None = None,
 ) -> NodeOutcome:
     """Run one node: an ``llm`` node, or an agent when it has ``tools``.
 
@@ -165,7 +168,7 @@ async def run_llm_node(
     tools = node_tools(node)
     limits = spec.budget or spec.config.budget
     budget = limits.model_dump(exclude={"model_config"}) if limits is not None else None
-    specs = [openai_tool_spec(tool) for tool, _ in tools.values()]
+    specs = [openai_tool_spec(t.tool) for t in tools.values()]
     max_calls = node.max_tool_calls if node.max_tool_calls is not None else DEFAULT_MAX_TOOL_CALLS
     messages = [
         ChatMessage(role="system", content=_system_prompt(spec, node, schema)),
@@ -208,7 +211,7 @@ async def run_llm_node(
             messages.append(ChatMessage(role="assistant", content=reply.content, tool_calls=reply.tool_calls))
             for call in reply.tool_calls:
                 calls_made += 1
-                result = await _call_tool(node, tools, call, tool_context, on_event)
+                result = await _call_tool(node, tools, call, tool_context, on_event, remote_tools)
                 messages.append(
                     ChatMessage(
                         role="tool",
@@ -252,29 +255,42 @@ def default_tool_context(workspace: Path | None = None, allowed_hosts: str = "")
     return ToolContext(workspace=root.resolve(), allowed_hosts=hosts, env=dict(os.environ))
 
 
-def node_tools(node: NodeSpec) -> dict[str, tuple[Tool, str]]:
-    """The node's tools by name, with their ``on_error`` (fail | continue).
+@dataclass(frozen=True)
+class NodeTool:
+    tool: Tool
+    on_error: str = "fail"
+    # The actor (``ca-actors agent --name NAME --serve-tools``) the tool must run on; None: here.
+    actor: str | None = None
+
+
+def node_tools(node: NodeSpec) -> dict[str, NodeTool]:
+    """The node's tools by name: seed form (a name, or ``{name, on_error}``) plus ``actor:``.
 
     Raises:
         NodeFailed: a tool name is unknown (the message suggests the closest one).
     """
-    found: dict[str, tuple[Tool, str]] = {}
+    found: dict[str, NodeTool] = {}
     for entry in node.tools:
         name = entry if isinstance(entry, str) else str(entry.get("name", ""))
-        on_error = "fail" if isinstance(entry, str) else str(entry.get("on_error", "fail"))
         try:
-            found[name] = (get_tool(name), on_error)
+            tool = get_tool(name)
         except ToolError as exc:
             raise NodeFailed(f"node '{node.id}': {exc}") from exc
+        if isinstance(entry, str):
+            found[name] = NodeTool(tool)
+        else:
+            actor = entry.get("actor")
+            found[name] = NodeTool(tool, str(entry.get("on_error", "fail")), str(actor) if actor else None)
     return found
 
 
 async def _call_tool(
     node: NodeSpec,
-    tools: Mapping[str, tuple[Tool, str]],
+    tools: Mapping[str, NodeTool],
     call: ToolCall,
     context: ToolContext | None,
     on_event: EventCallback | None,
+    remote: RemoteTools | None,
 ) -> Any:
     if on_event is not None:
         await on_event("tool.called", {"tool": call.name, "arguments": call.arguments, "call_id": call.id})
@@ -283,7 +299,12 @@ async def _call_tool(
     try:
         if entry is None:
             raise ToolError(f"the model asked for tool {call.name!r}, which node '{node.id}' does not have")
-        result = await run_tool(entry[0], call.arguments, context or default_tool_context())
+        if entry.actor is None:
+            result = await run_tool(entry.tool, call.arguments, context or default_tool_context())
+        elif remote is None:
+            raise ToolError(f"tool {call.name} runs on actor {entry.actor!r}, which needs the bus engine")
+        else:
+            result = await remote(entry.actor, call.name, call.arguments)
         error = None
     except ToolError as exc:
         error = str(exc)
@@ -291,9 +312,11 @@ async def _call_tool(
     took = round((time.perf_counter() - started) * 1000, 3)
     if on_event is not None:
         data = {"tool": call.name, "call_id": call.id, "duration_ms": took, "error": error}
+        if entry is not None and entry.actor is not None:
+            data["actor"] = entry.actor
         if error is None:
             data["result"] = result
         await on_event("tool.finished", data)
-    if error is not None and (entry is None or entry[1] != "continue"):
+    if error is not None and (entry is None or entry.on_error != "continue"):
         raise NodeFailed(f"tool {call.name} failed: {error}")
     return result

@@ -32,6 +32,7 @@ from actors.plan import Plan, compile_plan
 from actors.presence import ActorInfo, Load, Presence
 from actors.registry import Registry, RegistryView
 from actors.scheduler import Scheduler
+from actors.tool_host import ToolHost
 from actors.worker import NodeWorker
 from bus import Bus, EmbeddedNats, new_id, subjects
 from configs import ConfigError, ConfigIssue, Settings, load_flow
@@ -88,7 +89,13 @@ def backend_for(settings: Settings) -> LLMBackend:
         cassette = Cassette(settings.replay, "replay")
     elif settings.record is not None:
         cassette = Cassette(settings.record, "record")
-    return LLMBackend(script, model_override=settings.llm_override, cassette=cassette)
+    return LLMBackend(
+        script,
+        model_override=settings.llm_override,
+        cassette=cassette,
+        provider_concurrency=settings.llm_provider_concurrency,
+        requests_per_s=settings.llm_requests_per_s,
+    )
 
 
 def _actor_id(kind: str, name: str | None = None) -> str:
@@ -104,6 +111,7 @@ async def serve_actor(
     *,
     nodes: frozenset[str] | None = None,
     name: str | None = None,
+    serve_tools: bool = False,
 ) -> None:
     """Run one actor in this process until SIGTERM/SIGINT or a drain, heartbeating to the registry.
 
@@ -143,6 +151,9 @@ async def serve_actor(
             main = asyncio.create_task(worker.run())
             await _first(worker.wait_ready(), main)
             stopper, load = worker.stop, worker.load
+            if serve_tools:
+                await ToolHost(bus, actor_id, worker.tool_context).start()
+                info.capabilities = ["tools"]
 
             def serves_now() -> list[str]:
                 return worker.serving

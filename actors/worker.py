@@ -49,6 +49,8 @@ from actors.presence import Load
 from actors.registry import RegistryView
 from actors.router import Barriers, Moves, Router
 from actors.runs import PlanStore, RunRecord, RunStore, StepRecord
+from actors.tool_host import RemoteToolClient
+from actors.tools import ToolContext
 from bus import Bus, DeadLetter, EventKind, RunEnded, WorkItem, decode, subjects, topology
 from configs import Settings, render
 
@@ -77,6 +79,7 @@ class NodeWorker:
         self._only_nodes = only_nodes
         self._registry = registry
         self._memory = MemoryClient(bus)
+        self._remote_tools = RemoteToolClient(bus)
         self._tool_context = default_tool_context(
             settings.tool_workspace or settings.data_dir / "workspace", settings.allowed_hosts
         )
@@ -89,6 +92,10 @@ class NodeWorker:
         self._serving: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
+
+    @property
+    def tool_context(self) -> ToolContext:
+        return self._tool_context
 
     @property
     def serving(self) -> list[str]:
@@ -404,6 +411,7 @@ class NodeWorker:
             on_retry=on_retry,
             tool_context=self._tool_context,
             on_event=on_event,
+            remote_tools=self._remote_tools,
         )
         try:
             return await asyncio.wait_for(call, timeout=node.timeout_s) if node.timeout_s else await call

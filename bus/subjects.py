@@ -129,3 +129,13 @@ def registry_event(kind: str) -> str:
 def actor_of(subject: str) -> str:
     """The actor id at the end of a registry subject."""
     return token(subject.rsplit(".", 1)[-1], "actor id")
+
+
+def tool_call(actor: str, tool: str) -> str:
+    """Request subject of a tool that must run on one actor (``tools: [{name, actor}]``)."""
+    return f"{PREFIX}.tool.{token(actor, 'actor name')}.{token(tool, 'tool name')}"
+
+
+def tools_of(actor: str) -> str:
+    """Wildcard of every tool one actor serves."""
+    return f"{PREFIX}.tool.{token(actor, 'actor name')}.*"

@@ -29,6 +29,9 @@ class Settings(BaseModel):
     record: Path | None = None
     replay: Path | None = None
     llm_timeout_s: float = Field(default=120.0, gt=0)
+    # Per provider (the part of the model name before "/"): calls at once, and calls per second.
+    llm_provider_concurrency: int = Field(default=8, ge=1)
+    llm_requests_per_s: float | None = Field(default=None, gt=0)
     # Dedup window of the work stream: a re-published work item inside it is dropped by the server.
     dedup_window_s: float = Field(default=600.0, gt=0)
     # Registry: every actor heartbeats this often; 3 missed beats = stale, 10 = dead.

@@ -304,3 +304,69 @@ async def test_spending_is_counted_and_a_paused_run_waits_with_a_clear_event(
         record = json.loads((await st.client.kv("ca_runs").get(reply["run_id"])).value or b"{}")
     assert waiting.data["reason"].startswith("paused: budget exceeded")
     assert record["status"] == "running"
+
+
+@pytest.mark.timeout(120)
+async def test_a_tool_pinned_to_an_actor_runs_on_that_actor(settings: Settings, tmp_path: Path) -> None:
+    from tests.helpers import Actors
+
+    box = tmp_path / "box-workspace"
+    box.mkdir()
+    (box / "secret.txt").write_text("only on the box")
+    script = write_script(
+        tmp_path / "s.yaml",
+        {"solve": [{"tool_calls": [{"name": "file_read", "arguments": {"path": "secret.txt"}}]}, {"answer": "read"}]},
+    )
+    flow = agent_flow(tmp_path, "[{name: file_read, actor: box}]")
+    s = settings.model_copy(update={"llm_override": "mock", "mock_script": script})
+    async with LocalStack(s, plans(flow), embedded=False) as stack:
+        assert stack.client is not None
+        actors = Actors(stack.client, s.nats_url, flow, "mock")
+        await actors.listen()
+        try:
+            log = await EventLog().start(stack.client)
+            missing = await run_flow(stack.client, "helper", {"question": "before the box is up"})
+            await actors.start_agent("--name", "box", "--serve-tools", "--workspace", str(box), "--nodes", "x.none")
+            result = await run_flow(stack.client, "helper", {"question": "now"})
+        finally:
+            actors.stop_all()
+    assert missing["status"] == "failed"
+    assert "--serve-tools" in missing["error"]
+    assert result["status"] == "succeeded"
+    finished = [e for e in log.of("tool.finished") if e.run_id == result["run_id"]]
+    assert finished[0].data["actor"] == "box"
+    assert finished[0].data["result"]["content"] == "only on the box"
+
+
+async def test_provider_limits_bound_concurrency_and_space_out_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from actors.llm_backend import ProviderLimits
+
+    limits = ProviderLimits(concurrency=2, per_s=None)
+    inside = peak = 0
+
+    async def call(model: str) -> None:
+        nonlocal inside, peak
+        async with limits.slot(model):
+            inside += 1
+            peak = max(peak, inside)
+            await asyncio.sleep(0.01)
+            inside -= 1
+
+    await asyncio.gather(*(call("openai/gpt-4o-mini") for _ in range(6)))
+    assert peak == 2
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def record(delay: float) -> None:
+        slept.append(delay)
+        await real_sleep(0)
+
+    spaced = ProviderLimits(concurrency=10, per_s=10.0)
+    monkeypatch.setattr(asyncio, "sleep", record)
+    for _ in range(3):
+        async with spaced.slot("anthropic/claude"):
+            pass
+    assert len(slept) == 2
+    assert all(0.05 < d <= 0.2 for d in slept)
