@@ -276,11 +276,12 @@ def node_tools(node: NodeSpec) -> dict[str, NodeTool]:
             tool = get_tool(name)
         except ToolError as exc:
             raise NodeFailed(f"node '{node.id}': {exc}") from exc
+        # Keyed by the name the model calls (a LangChain tool `langchain:x` is called `langchain_x`).
         if isinstance(entry, str):
-            found[name] = NodeTool(tool)
+            found[tool.name] = NodeTool(tool)
         else:
             actor = entry.get("actor")
-            found[name] = NodeTool(tool, str(entry.get("on_error", "fail")), str(actor) if actor else None)
+            found[tool.name] = NodeTool(tool, str(entry.get("on_error", "fail")), str(actor) if actor else None)
     return found
 
 

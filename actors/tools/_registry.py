@@ -10,6 +10,7 @@ from ._base import Tool, ToolError
 from ._calc import CALCULATOR
 from ._data import DATA_TOOLS
 from ._files import FILE_TOOLS
+from ._langchain import PREFIX, langchain_tool
 from ._system import SYSTEM_TOOLS
 from ._web import WEB_TOOLS
 
@@ -19,11 +20,13 @@ BUILTIN_TOOLS: Mapping[str, Tool] = MappingProxyType({tool.name: tool for tool i
 
 
 def get_tool(name: str) -> Tool:
-    """The built-in tool called ``name``.
+    """The built-in tool called ``name``, or the allow-listed LangChain tool ``langchain:<name>``.
 
     Raises:
         ToolError: the name is unknown; the message names the closest valid name and lists them all.
     """
+    if name.startswith(PREFIX):
+        return langchain_tool(name)
     try:
         return BUILTIN_TOOLS[name]
     except KeyError:
