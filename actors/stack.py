@@ -33,6 +33,7 @@ from actors.presence import ActorInfo, Load, Presence
 from actors.registry import Registry, RegistryView
 from actors.scheduler import Scheduler
 from actors.tool_host import ToolHost
+from actors.tools import tool_names
 from actors.worker import NodeWorker
 from bus import Bus, EmbeddedNats, new_id, subjects
 from configs import ConfigError, ConfigIssue, Settings, load_flow
@@ -69,7 +70,7 @@ def load_flows(paths: Iterable[Path]) -> FlowSet:
     result = FlowSet()
     for file in flow_files(paths):
         try:
-            loaded = load_flow(file)
+            loaded = load_flow(file, tools=tool_names())
         except ConfigError as exc:
             result.errors.append(str(exc))
             continue

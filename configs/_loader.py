@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,11 +41,12 @@ class LoadedFlow:
     source: str
 
 
-def load_flow(path: str | Path) -> LoadedFlow:
+def load_flow(path: str | Path, *, tools: Collection[str] | None = None) -> LoadedFlow:
     """Read, parse and validate a flow file.
 
     Args:
         path: The YAML file.
+        tools: Tool names nodes may use (None: not checked here).
 
     Returns:
         The flow and its warnings.
@@ -59,15 +60,16 @@ def load_flow(path: str | Path) -> LoadedFlow:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(file, 1, 1, "", f"cannot read the file: {exc}")]) from None
-    return load_flow_text(text, file)
+    return load_flow_text(text, file, tools=tools)
 
 
-def load_flow_text(text: str, file: str = "<string>") -> LoadedFlow:
+def load_flow_text(text: str, file: str = "<string>", *, tools: Collection[str] | None = None) -> LoadedFlow:
     """Parse and validate a flow given as YAML text.
 
     Args:
         text: The YAML text.
         file: Name used in issues.
+        tools: Tool names nodes may use (None: not checked here).
 
     Returns:
         The flow and its warnings.
@@ -91,7 +93,7 @@ def load_flow_text(text: str, file: str = "<string>") -> LoadedFlow:
     except ValidationError as exc:
         problems += [Problem(path, message) for path, message in error_messages(exc, data)]
     if spec is not None:
-        problems += check_flow(spec)
+        problems += check_flow(spec, tools=tools)
     issues = [_issue(problem, file, where, data) for problem in problems]
     errors = sorted((i for i in issues if i.severity == "error"), key=_order)
     warnings = sorted((i for i in issues if i.severity == "warning"), key=_order)

@@ -7,7 +7,7 @@ turns key paths into lines and columns. Edge and graph checks live in `_edges`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -26,11 +26,12 @@ from configs._types import annotation
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def check_flow(spec: FlowSpec) -> list[Problem]:
+def check_flow(spec: FlowSpec, *, tools: Collection[str] | None = None) -> list[Problem]:
     """Return every problem of a parsed flow (errors and warnings).
 
     Args:
         spec: The flow, as parsed by the pydantic models.
+        tools: Tool names nodes may use (None: not checked).
 
     Returns:
         Problems in the order of the checks: header, state, nodes, edges, graph.
@@ -50,6 +51,8 @@ def check_flow(spec: FlowSpec) -> list[Problem]:
     problems += check_reducers(spec, state_types)
     problems += check_foreach(spec, state_types)
     problems += check_on_error(spec)
+    if tools is not None:
+        problems += _check_tools(spec, tools)
     maps = map_runtime_names(state_types, build_graph(spec)[0])
     handlers = error_targets(spec)
     for index, node in enumerate(spec.nodes):
@@ -60,6 +63,23 @@ def check_flow(spec: FlowSpec) -> list[Problem]:
         _check_inputs(index, node, scope, problems)
         _check_prompt(index, node, scope, problems)
     problems += check_edges(spec, state_types)
+    return problems
+
+
+def _check_tools(spec: FlowSpec, tools: Collection[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    for index, node in enumerate(spec.nodes):
+        for k, entry in enumerate(node.tools):
+            name = entry if isinstance(entry, str) else str(entry.get("name", ""))
+            path: KeyPath = (
+                ("nodes", index, "tools", k) if isinstance(entry, str) else ("nodes", index, "tools", k, "name")
+            )
+            if name not in tools:
+                problems.append(
+                    Problem(
+                        path, f"unknown tool {name!r}; valid tools: {', '.join(sorted(tools))}", closest(name, tools)
+                    )
+                )
     return problems
 
 

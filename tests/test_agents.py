@@ -370,3 +370,15 @@ async def test_provider_limits_bound_concurrency_and_space_out_calls(monkeypatch
             pass
     assert len(slept) == 2
     assert all(0.05 < d <= 0.2 for d in slept)
+
+
+def test_unknown_tool_names_are_located_errors_with_a_suggestion(tmp_path: Path) -> None:
+    from actors.stack import load_flows
+
+    flow = agent_flow(tmp_path, "[calculator, {name: web_serch}]")
+    flow_set = load_flows([flow])
+    assert flow_set.plans == []
+    [error] = flow_set.errors
+    assert f"{flow}:" in error
+    assert "nodes[0].tools[1].name: unknown tool 'web_serch'" in error
+    assert "did you mean 'web_search'" in error

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ._base import FunctionTool, Tool, ToolContext, ToolError, object_schema, openai_tool_spec, run_tool, validate_args
 from ._html import html_to_text
-from ._registry import BUILTIN_TOOLS, get_tool
+from ._registry import BUILTIN_TOOLS, get_tool, tool_names
 
 __all__ = [
     "BUILTIN_TOOLS",
@@ -25,5 +25,6 @@ __all__ = [
     "object_schema",
     "openai_tool_spec",
     "run_tool",
+    "tool_names",
     "validate_args",
 ]

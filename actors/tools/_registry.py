@@ -10,7 +10,7 @@ from ._base import Tool, ToolError
 from ._calc import CALCULATOR
 from ._data import DATA_TOOLS
 from ._files import FILE_TOOLS
-from ._langchain import PREFIX, langchain_tool
+from ._langchain import LANGCHAIN_FACTORIES, PREFIX, langchain_tool
 from ._system import SYSTEM_TOOLS
 from ._web import WEB_TOOLS
 
@@ -33,3 +33,8 @@ def get_tool(name: str) -> Tool:
         close = difflib.get_close_matches(name, BUILTIN_TOOLS, n=1, cutoff=0.5)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ToolError(f"unknown tool {name!r}{hint}; built-in tools: {', '.join(sorted(BUILTIN_TOOLS))}") from None
+
+
+def tool_names() -> frozenset[str]:
+    """Every name a flow may list under ``tools:`` (built-in and allow-listed LangChain tools)."""
+    return frozenset(BUILTIN_TOOLS) | {PREFIX + name for name in LANGCHAIN_FACTORIES}
