@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from types import ModuleType
@@ -106,7 +107,8 @@ class LLMBackend:
         except Exception as exc:  # noqa: BLE001 - every provider failure becomes an error reply
             name = type(exc).__name__
             log.warning("llm.error", model=request.model, node=request.node, error=f"{name}: {exc}")
-            return LLMReply(ok=False, model=request.model, error=f"{name}: {exc}", retryable=name in _RETRYABLE)
+            retryable = name in _RETRYABLE and not _permanent(exc)
+            return LLMReply(ok=False, model=request.model, error=f"{name}: {exc}", retryable=retryable)
 
     async def _mock(self, request: LLMRequest, latency_s: float) -> LLMReply:
         if latency_s:
@@ -162,6 +164,10 @@ class LLMBackend:
             kwargs["max_tokens"] = request.max_tokens
         if request.api_base:
             kwargs["api_base"] = request.api_base
+            if request.model.startswith(("ollama/", "ollama_chat/")):
+                # litellm looks up Ollama model facts (tool support, prices) at OLLAMA_API_BASE, not at the
+                # request's api_base: without this it asks localhost and falls back to prompt-based tools.
+                os.environ.setdefault("OLLAMA_API_BASE", request.api_base)
         if request.timeout_s:
             kwargs["timeout"] = request.timeout_s
         if request.api_key_env:
@@ -232,6 +238,18 @@ class ProviderLimits:
             yield
 
 
+# Messages of errors no retry can fix, whatever exception class litellm wraps them in (it reports any
+# Ollama HTTP error, a model that is not pulled included, as a connection error).
+_PERMANENT = re.compile(r"model .{0,80} not found|status code:? ?40[0134]\b|invalid api key", re.IGNORECASE)
+
+
+def _permanent(exc: Exception) -> bool:
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429):
+        return True
+    return bool(_PERMANENT.search(str(exc)))
+
+
 def _arguments(raw: Any) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
@@ -243,6 +261,8 @@ def _arguments(raw: Any) -> dict[str, Any]:
 
 
 def _supports_schema(litellm: ModuleType, model: str) -> bool:
+    if model.startswith(("ollama/", "ollama_chat/")):
+        return True  # Ollama takes a JSON schema as `format` (structured outputs); litellm maps it
     try:
         return bool(litellm.supports_response_schema(model=model))
     except Exception:  # noqa: BLE001 - an unknown model: instruct and parse instead

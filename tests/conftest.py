@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,3 +29,39 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
 def settings(nats_server: EmbeddedNats, tmp_path: Path) -> Settings:
     """Settings pointing at this test's server, with short redelivery times."""
     return Settings(nats_url=nats_server.url, data_dir=tmp_path, ack_wait_s=2.0, max_deliver=5)
+
+
+@pytest.fixture
+async def litellm_state(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """Keep litellm's module-wide state from leaking between tests (each runs in its own event loop).
+
+    * Its JSON fallback for tools sets `litellm.add_function_to_prompt`: restored after each test.
+    * Every async completion queues its success logging on `GLOBAL_LOGGING_WORKER`, one queue for the
+      process whose worker task is usually cancelled, unstarted, when the test's loop closes. The queued
+      coroutines then run in a later test's loop, and cancelling one mid-flight at that loop's teardown can
+      hang it (Python 3.11 `wait_for` swallows the cancellation). So: drop what earlier tests left, give
+      this test a fresh queue, drain it in this loop afterwards and stop the worker while it is idle.
+    """
+    import litellm
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER as worker
+
+    monkeypatch.setattr(litellm, "add_function_to_prompt", litellm.add_function_to_prompt)
+    _discard_logging_queue(worker)
+    yield
+    if worker._queue is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(worker.flush(), timeout=5)
+    task = worker._worker_task
+    if task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1)
+    _discard_logging_queue(worker)
+
+
+def _discard_logging_queue(worker: Any) -> None:
+    queue = worker._queue
+    while queue is not None and not queue.empty():
+        queue.get_nowait()["coroutine"].close()  # never started: closing it is silent
+        queue.task_done()
+    worker._queue = None
+    worker._worker_task = None

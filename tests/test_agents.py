@@ -18,7 +18,10 @@ from tests.fakes.openai_server import ErrorReply, FakeOpenAI, ToolCallsReply, se
 from tests.helpers import EventLog, plans, run_flow, write_flow, write_script
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-pytestmark = pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning"),
+    pytest.mark.usefixtures("litellm_state"),
+]
 
 KEY_ENV = "CA_TEST_AGENT_KEY"
 

@@ -25,7 +25,10 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 # litellm 1.80.0 serializes each response for its own success logging (a background task, even with no
 # callbacks) and its `Message`/`Choices` union trips pydantic's serializer check (BerriAI/litellm#11759,
 # fixed upstream after 1.80). As an error, the warning is caught inside litellm and logged as an ERROR.
-pytestmark = pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning"),
+    pytest.mark.usefixtures("litellm_state"),
+]
 
 MODEL = "openai/gpt-4o-mini"
 KEY_ENV = "CA_TEST_FAKE_OPENAI_KEY"

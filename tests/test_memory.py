@@ -20,6 +20,9 @@ from tests.conftest import ROOT
 from tests.fakes.openai_server import FakeOpenAI
 from tests.helpers import EventLog, plans, run_flow, write_flow, write_script
 
+# litellm keeps process-wide logging state across event loops (see conftest.litellm_state).
+pytestmark = pytest.mark.usefixtures("litellm_state")
+
 CHAT = """
 schema_version: "1.0"
 flow: {name: chat}
