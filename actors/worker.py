@@ -244,12 +244,9 @@ class NodeWorker:
         except FlowError as exc:
             await self._fail(plan, item, step.started_at, str(exc), recorded=step)
             return
-        await self._events.emit(
+        await self._step_event(
+            item,
             "node.finished",
-            run_id=item.run_id,
-            flow=item.flow,
-            node=item.node,
-            step_id=step_id,
             data={
                 "outputs": step.outputs,
                 "duration_ms": round(step.duration_ms, 3),
@@ -303,12 +300,9 @@ class NodeWorker:
 
     async def _memory_trouble(self, item: WorkItem, delivery: int, exc: MemoryUnavailable) -> None:
         """Memory is down: say so, and try the step again later; after max_deliver tries the node fails."""
-        await self._events.emit(
+        await self._step_event(
+            item,
             "node.retry",
-            run_id=item.run_id,
-            flow=item.flow,
-            node=item.node,
-            step_id=item.step_id,
             data={"attempt": delivery, "error": str(exc), "kind": "memory"},
         )
         if delivery < self._settings.max_deliver:
@@ -345,6 +339,21 @@ class NodeWorker:
             return None  # not running any more
         return counted
 
+    async def _step_event(
+        self, item: WorkItem, kind: EventKind, *, data: dict[str, Any], dedup: str | None = None, **extra: str
+    ) -> None:
+        """An event about the step of `item` (its run, flow, node and step id filled in)."""
+        await self._events.emit(
+            kind,
+            run_id=item.run_id,
+            flow=item.flow,
+            node=item.node,
+            step_id=item.step_id,
+            data=data,
+            dedup=dedup,
+            **extra,
+        )
+
     async def _run_node(self, plan: Plan, item: WorkItem, delivery: int) -> NodeOutcome:
         """Run the node under its retry policy; raises `Retry` to be redelivered, `NodeFailed` when done."""
         spec = plan.spec
@@ -370,29 +379,21 @@ class NodeWorker:
                 runtime["memory"] = memory_text(await self._memory.read(request))
             except MemoryUnavailable as exc:
                 await self._memory_trouble(item, delivery, exc)
-        await self._events.emit(
+        await self._step_event(
+            item,
             "node.started",
-            run_id=item.run_id,
-            flow=item.flow,
-            node=item.node,
-            step_id=item.step_id,
             data={"iteration": item.iteration, "index": item.index, "delivery": delivery},
             causation_id=item.id,
         )
 
         async def on_event(kind: str, data: dict[str, Any]) -> None:
             event_kind: EventKind = kind  # type: ignore[assignment]  # node code emits tool.* kinds only
-            await self._events.emit(
-                event_kind, run_id=item.run_id, flow=item.flow, node=item.node, step_id=item.step_id, data=data
-            )
+            await self._step_event(item, event_kind, data=data)
 
         async def on_retry(attempt: int, problem: str) -> None:
-            await self._events.emit(
+            await self._step_event(
+                item,
                 "node.retry",
-                run_id=item.run_id,
-                flow=item.flow,
-                node=item.node,
-                step_id=item.step_id,
                 data={"attempt": attempt, "error": problem, "kind": "bad_output"},
             )
 
@@ -424,23 +425,17 @@ class NodeWorker:
         except BudgetExceeded as exc:
             limits = spec.budget or spec.config.budget
             if limits is not None and limits.on_exceed == "pause" and delivery < self._settings.max_deliver:
-                await self._events.emit(
+                await self._step_event(
+                    item,
                     "node.waiting",
-                    run_id=item.run_id,
-                    flow=item.flow,
-                    node=item.node,
-                    step_id=item.step_id,
                     data={"reason": f"paused: {exc}", "budget": True},
                 )
                 raise Retry(str(exc), delay_s=60.0) from exc
             raise NodeFailed(str(exc)) from exc
         if kind in on and delivery < min(max_attempts, self._settings.max_deliver):
-            await self._events.emit(
+            await self._step_event(
+                item,
                 "node.retry",
-                run_id=item.run_id,
-                flow=item.flow,
-                node=item.node,
-                step_id=item.step_id,
                 data={"attempt": delivery, "error": problem, "kind": kind},
             )
             raise Retry(problem, delay_s=backoff_s * 2 ** (delivery - 1))
@@ -496,12 +491,9 @@ class NodeWorker:
             return
         target = plan.spec.node(item.node).on_error
         log.warning("worker.node_failed", error=error, on_error=target)
-        await self._events.emit(
+        await self._step_event(
+            item,
             "node.failed",
-            run_id=item.run_id,
-            flow=item.flow,
-            node=item.node,
-            step_id=item.step_id,
             data={"error": error, "on_error": target},
             dedup=item.step_id,
         )
