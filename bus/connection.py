@@ -132,7 +132,10 @@ class Bus:
         except Exception:  # noqa: BLE001 - a failed drain must not prevent closing
             log.warning("bus.drain_failed", name=self.name)
         if not nc.is_closed:
-            await nc.close()
+            # The server may be gone already (it is stopped last, but a signal can reach it first):
+            # closing must still succeed and never raise.
+            with contextlib.suppress(Exception):
+                await nc.close()
 
     async def __aenter__(self) -> Self:
         return await self.connect()

@@ -88,7 +88,13 @@ class EmbeddedNats:
         cmd = [find_nats_server(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         cmd += ["-l", str(log)]
         self._proc = subprocess.Popen(  # noqa: ASYNC220 - spawning is instant; we poll readiness below
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+            # Its own session: a Ctrl-C on the terminal reaches the actors (which drain) but not the
+            # server, which the owner stops last; PDEATHSIG still stops it if the owner dies.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
