@@ -270,3 +270,30 @@ def test_runs_show_lists_steps_and_dead_letters(stack_dir: Path, tmp_path: Path)
         assert "dead letter:" in text
     finally:
         _stop(proc, children)
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_on_the_terminal_stops_up_without_errors(stack_dir: Path) -> None:
+    """Ctrl-C signals the whole foreground process group: supervisor, actors and nats-server alike."""
+    err = stack_dir / "stderr.log"
+    with err.open("w") as errors:
+        proc = subprocess.Popen(
+            [*CLI, "up", "--data-dir", str(stack_dir), "--llm", "mock", "--log-format", "json"],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "ready" in line:
+                break
+        children = _children(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=30)
+        proc.stdout.close()
+    assert code == 0
+    time.sleep(0.2)
+    assert [pid for pid in children if _alive(pid)] == []
+    assert "Traceback" not in err.read_text()
