@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,31 +25,12 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 # fixed upstream after 1.80). As an error, the warning is caught inside litellm and logged as an ERROR.
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning"),
-    pytest.mark.usefixtures("litellm_state"),
+    pytest.mark.usefixtures("litellm_state", "no_internet"),
 ]
 
 MODEL = "openai/gpt-4o-mini"
 KEY_ENV = "CA_TEST_FAKE_OPENAI_KEY"
 KEY = "sk-fake-0123456789abcdef"
-
-
-@pytest.fixture(autouse=True)
-def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Refuse any TCP connection outside loopback, so a stray litellm call fails loudly here."""
-    real_connect = socket.socket.connect
-
-    def guarded(self: socket.socket, address: Any) -> None:
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            host = address[0]
-            try:
-                loopback = ipaddress.ip_address(host).is_loopback
-            except ValueError:
-                loopback = host == "localhost"
-            if not loopback:
-                raise OSError(f"test tried to reach the internet: {address!r}")
-        real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 @pytest.fixture

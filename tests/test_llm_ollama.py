@@ -14,10 +14,8 @@ What litellm 1.80.0 does with Ollama, as these tests pin it:
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,7 +32,7 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 # litellm 1.80.0's success logging trips pydantic's serializer check (BerriAI/litellm#11759); see test_llm_litellm.
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning"),
-    pytest.mark.usefixtures("litellm_state"),
+    pytest.mark.usefixtures("litellm_state", "no_internet"),
 ]
 
 MODEL = "ollama_chat/llama3.2"
@@ -56,25 +54,6 @@ TITLE_SCHEMA: dict[str, Any] = {
     "required": ["title"],
     "additionalProperties": False,
 }
-
-
-@pytest.fixture(autouse=True)
-def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Refuse any TCP connection outside loopback, so a stray litellm call fails loudly here."""
-    real_connect = socket.socket.connect
-
-    def guarded(self: socket.socket, address: Any) -> None:
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            host = address[0]
-            try:
-                loopback = ipaddress.ip_address(host).is_loopback
-            except ValueError:
-                loopback = host == "localhost"
-            if not loopback:
-                raise OSError(f"test tried to reach the internet: {address!r}")
-        real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 @pytest.fixture
