@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict
 
+from actors.cas import compare_and_swap
 from actors.llm_types import LLMReply, LLMRequest
 from actors.mock_llm import mock_latency_s
 from configs import BudgetSpec
-from configs.errors import ActorError
 
 DEFAULT_COMPLETION_TOKENS = 512
 
@@ -153,22 +153,5 @@ class Budgets:
                 ),
             )
 
-    async def _update(self, key: str, change: Any) -> None:
-        for _ in range(100):
-            try:
-                entry = await self._kv.get(key)
-                current, revision = Spend.model_validate_json(entry.value or b"{}"), entry.revision
-            except KeyNotFoundError:
-                current, revision = Spend(), None
-            new = change(current)
-            if new is None:
-                return
-            try:
-                if revision is None:
-                    await self._kv.create(key, new.model_dump_json().encode())
-                else:
-                    await self._kv.update(key, new.model_dump_json().encode(), last=revision)
-            except KeyWrongLastSequenceError:
-                continue
-            return
-        raise ActorError(f"budget {key} kept changing")
+    async def _update(self, key: str, change: Callable[[Spend], Spend | None]) -> None:
+        await compare_and_swap(self._kv, key, Spend, change, missing=Spend, what="budget")

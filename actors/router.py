@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.cas import compare_and_swap
 from actors.flowlogic import (
     Counters,
     collect_map,
@@ -78,21 +79,10 @@ class Barriers:
 
     async def update(self, key: str, model: type[B], change: Callable[[B], B | None]) -> B:
         """Compare-and-swap `change` into the record; returns the record as it stands afterwards."""
-        for _ in range(100):
-            try:
-                entry = await self._kv.get(key)
-            except KeyNotFoundError as exc:
-                raise ActorError(f"barrier {key} is missing") from exc
-            current = model.model_validate_json(entry.value or b"{}")
-            new = change(current)
-            if new is None:
-                return current
-            try:
-                await self._kv.update(key, new.model_dump_json().encode(), last=entry.revision)
-            except KeyWrongLastSequenceError:
-                continue
-            return new
-        raise ActorError(f"barrier {key} kept changing")
+        record, _ = await compare_and_swap(self._kv, key, model, change, what="barrier")
+        if record is None:
+            raise ActorError(f"barrier {key} is missing")
+        return record
 
 
 class Router:

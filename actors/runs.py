@@ -16,8 +16,8 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysEr
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.cas import compare_and_swap
 from actors.plan import Plan
-from configs.errors import ActorError
 
 RunStatus = Literal["running", "succeeded", "failed", "cancelled", "rejected"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "rejected"})
@@ -125,23 +125,10 @@ class RunStore:
         Raises:
             ActorError: the record kept changing under us for `attempts` tries.
         """
-        current = known
-        for _ in range(attempts):
-            if current is None:
-                current = await self.get_revision(run_id)
-                if current is None:
-                    return None
-            record, revision = current
-            new = change(record)
-            if new is None:
-                return None
-            try:
-                await self._kv.update(run_id, new.model_dump_json().encode(), last=revision)
-            except KeyWrongLastSequenceError:
-                current = None
-                continue
-            return new
-        raise ActorError("run record kept changing during update", run_id=run_id)
+        new, wrote = await compare_and_swap(
+            self._kv, run_id, RunRecord, change, known=known, attempts=attempts, what="run record"
+        )
+        return new if wrote else None
 
     async def list(self) -> list[RunRecord]:
         """Every run record, newest first."""
