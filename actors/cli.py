@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from actors import console
+from actors.cli_report import register as register_report
 from actors.logs import LogFormat, configure_logging
 from actors.stack import ACTOR_KINDS, ActorKind, LocalStack, load_flows, serve_actor
 from configs import Settings, flow_json_schema
@@ -28,6 +29,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+register_report(app)
 
 Inputs = Annotated[list[str] | None, typer.Option("--input", "-i", help="An input as key=value (repeatable).")]
 InputJson = Annotated[str | None, typer.Option("--input-json", help="All inputs as one JSON object.")]
@@ -47,6 +50,14 @@ StoreUrl = Annotated[
     ),
 ]
 LogFmt = Annotated[str, typer.Option("--log-format", help="auto (console on a terminal), console or json.")]
+MlflowUri = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow-uri",
+        envvar="CA_MLFLOW_TRACKING_URI",
+        help="MLflow tracking store of traces (default: sqlite:///<data-dir>/mlflow.db).",
+    ),
+]
 
 
 def flow_store(plan: Any) -> str | None:
@@ -123,6 +134,10 @@ def run(
         Path | None, typer.Option("--replay", help="Answer LLM calls from this cassette only (offline, free).")
     ] = None,
     store: StoreUrl = None,
+    trace: Annotated[
+        bool, typer.Option("--trace", help="Also write the run as an MLflow trace (needs [mlflow]).")
+    ] = False,
+    mlflow_uri: MlflowUri = None,
     engine: Annotated[
         str,
         typer.Option(
@@ -154,6 +169,8 @@ def run(
         record=record,
         replay=replay,
         store_url=store or flow_store(plan),
+        traces=trace,
+        mlflow_tracking_uri=mlflow_uri,
         **({"nats_url": nats} if nats else {}),
     )
     values = parse_inputs(inputs, input_json)
@@ -171,13 +188,18 @@ async def _run(
     settings: Settings, plan: Any, inputs: dict[str, Any], *, embedded: bool, timeout_s: float | None, as_json: bool
 ) -> dict[str, Any]:
     async with LocalStack(settings, [plan], embedded=embedded) as stack:
-        assert stack.client is not None
-        return (
+        assert stack.client is not None and stack.observer is not None
+        result = (
             await console.trigger_and_wait(
                 stack.client, plan.flow, inputs, wait=True, timeout_s=timeout_s, progress=sys.stderr.isatty()
             )
             or {}
         )
+        # The run's history (and trace, with --trace) is written before the stack goes away.
+        ended = result.get("status") not in (None, "running")
+        if ended and not await stack.observer.observed(result["run_id"], timeout_s=60):
+            typer.echo("warning: the run's history was not written within 60s", err=True)
+        return result
 
 
 async def _run_langgraph(
@@ -208,10 +230,17 @@ def up(
     mock_script: Annotated[Path | None, typer.Option("--mock-script", help="Outputs for the mock model.")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Once ready, run the demo flow and print its result.")] = False,
     store: StoreUrl = None,
+    traces: Annotated[
+        bool, typer.Option("--traces/--no-traces", help="Write every run as an MLflow trace (needs [mlflow]).")
+    ] = True,
+    mlflow_uri: MlflowUri = None,
+    mlflow_ui: Annotated[
+        bool, typer.Option("--mlflow", help="Also start `mlflow server` on the traces (UI in 30-60 s).")
+    ] = False,
     log_level: LogLevel = "info",
     log_format: LogFmt = "auto",
 ) -> None:
-    """Start the whole stack locally: NATS (embedded unless --nats), scheduler, workers, LLM gateway.
+    """Start the whole stack locally: NATS (embedded unless --nats), scheduler, workers, LLM gateway, observer.
 
     Each actor is a separate OS process. Ctrl-C (or SIGTERM) stops everything cleanly.
     """
@@ -225,10 +254,14 @@ def up(
         llm_override=model,
         mock_script=mock_script,
         store_url=store,
+        traces=traces,
+        mlflow_tracking_uri=mlflow_uri,
         **({"nats_url": nats} if nats else {}),
     )
     log_args = ("--log-level", log_level, "--log-format", log_format)
-    supervisor = Supervisor(settings, flows, embedded=nats is None, workers=workers, demo=demo, log_args=log_args)
+    supervisor = Supervisor(
+        settings, flows, embedded=nats is None, workers=workers, demo=demo, log_args=log_args, mlflow_ui=mlflow_ui
+    )
     raise typer.Exit(asyncio.run(supervisor.run()))
 
 
@@ -429,6 +462,8 @@ def actor(
     mock_script: Annotated[Path | None, typer.Option("--mock-script")] = None,
     heartbeat: Heartbeat = None,
     store: StoreUrl = None,
+    mlflow_uri: MlflowUri = None,
+    traces: Annotated[bool, typer.Option("--traces/--no-traces", help="observer: write MLflow traces.")] = True,
     log_level: LogLevel = "info",
     log_format: LogFmt = "auto",
 ) -> None:
@@ -437,7 +472,13 @@ def actor(
         raise typer.BadParameter(f"unknown actor kind {kind!r}; valid: {', '.join(ACTOR_KINDS)}")
     configure_logging(log_level, _fmt(log_format))
     settings = Settings.from_env(
-        nats_url=nats, llm_override=llm, mock_script=mock_script, heartbeat_s=heartbeat, store_url=store
+        nats_url=nats,
+        llm_override=llm,
+        mock_script=mock_script,
+        heartbeat_s=heartbeat,
+        store_url=store,
+        mlflow_tracking_uri=mlflow_uri,
+        traces=traces,
     )
     actor_kind: ActorKind = kind  # type: ignore[assignment]
     asyncio.run(serve_actor(actor_kind, settings, flows or []))

@@ -19,6 +19,7 @@ from actors import registry
 from actors.follow import events, final_record
 from actors.presence import ActorInfo
 from actors.runs import RunRecord, RunStore
+from actors.scheduler import SOURCE_HEADER
 from bus import Bus, DeadLetter, Event, decode, subjects, topology
 from store import MemoryRecord, RunHistory, open_store
 
@@ -49,7 +50,14 @@ async def with_client(url: str, body: Callable[[Bus], Awaitable[T]]) -> T:
 
 
 async def trigger_and_wait(
-    bus: Bus, flow: str, inputs: dict[str, Any], *, wait: bool, timeout_s: float | None, progress: bool
+    bus: Bus,
+    flow: str,
+    inputs: dict[str, Any],
+    *,
+    wait: bool,
+    timeout_s: float | None,
+    progress: bool,
+    source: str = "cli",
 ) -> dict[str, Any] | None:
     """Start a run by request; with `wait`, follow its events and return its result."""
     try:
@@ -58,7 +66,7 @@ async def trigger_and_wait(
         typer.echo(str(exc), err=True)
         return None
     try:
-        reply = await bus.nc.request(subject, json.dumps(inputs).encode(), timeout=15)
+        reply = await bus.nc.request(subject, json.dumps(inputs).encode(), timeout=15, headers={SOURCE_HEADER: source})
     except (NoRespondersError, NatsTimeoutError, TimeoutError):
         typer.echo("no scheduler answered: is the stack running (`ca-actors up`)?", err=True)
         return None

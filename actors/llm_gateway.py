@@ -95,7 +95,10 @@ class LLMGateway:
         except ValueError as exc:
             reply = LLMReply(ok=False, error=f"bad LLM request: {exc}")
         else:
-            await self._event("llm.called", request, {"model": request.model, "attempt": request.attempt})
+            messages = [m.model_dump(mode="json", exclude_none=True) for m in request.messages]
+            await self._event(
+                "llm.called", request, {"model": request.model, "attempt": request.attempt, "messages": messages}
+            )
             reply = await self._complete_within_budget(request)
             await self._event(
                 "llm.finished",
@@ -109,6 +112,7 @@ class LLMGateway:
                     "latency_ms": round(reply.latency_ms, 3),
                     "cache_hit": reply.cache_hit,
                     "tool_calls": [c.name for c in reply.tool_calls],
+                    "content": reply.content,
                     "error": reply.error,
                 },
             )

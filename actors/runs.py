@@ -54,6 +54,9 @@ class RunRecord(BaseModel):
     created_at: float = Field(default_factory=time.time)
     finished_at: float | None = None
     timeout_s: float | None = None
+    # Where the trigger came from (its ``Ca-Source`` header) and its conversation (``Ca-Session``).
+    source: str | None = None
+    session: str | None = None
 
     def result(self) -> dict[str, Any]:
         """The public summary printed by ``ca-actors run --json`` and ``trigger --wait --json``."""

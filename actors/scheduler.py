@@ -39,12 +39,24 @@ log = structlog.get_logger(__name__)
 
 QUEUE = "scheduler"
 TRIGGER_DURABLE = "scheduler-triggers"
+# Headers a trigger may carry: what sent it (cli, webhook, telegram, …) and its conversation, if any.
+SOURCE_HEADER = "Ca-Source"
+SESSION_HEADER = "Ca-Session"
 CTL_DURABLE = "scheduler-ctl"
 
 
 def make_run_id(stored_at: float, stream_seq: int) -> str:
     """Run id from the trigger's place in its stream: readable, sortable, the same on redelivery."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(stored_at)) + f"-{stream_seq:06d}"
+
+
+def origin(headers: dict[str, str] | None) -> dict[str, str]:
+    """Where a trigger came from: the ``Ca-Source`` header (default ``nats``) and ``Ca-Session``, if any."""
+    headers = headers or {}
+    found = {"source": headers.get(SOURCE_HEADER) or "nats"}
+    if headers.get(SESSION_HEADER):
+        found["session"] = headers[SESSION_HEADER]
+    return found
 
 
 class Scheduler:
@@ -138,13 +150,15 @@ class Scheduler:
         run_id = make_run_id(meta.timestamp.timestamp(), meta.sequence.stream)
         structlog.contextvars.bind_contextvars(run_id=run_id)
         try:
-            answer = await self._start_run(run_id, msg.subject, msg.data)
+            answer = await self._start_run(run_id, msg.subject, msg.data, origin(msg.headers))
         finally:
             structlog.contextvars.unbind_contextvars("run_id")
         announcement = {"digest": digest(msg.subject, msg.data), **answer}
         await self._bus.nc.publish(subjects.SYS_ASSIGNED, json.dumps(announcement).encode())
 
-    async def _start_run(self, run_id: str, subject: str, data: bytes) -> dict[str, Any]:
+    async def _start_run(
+        self, run_id: str, subject: str, data: bytes, origin: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         existing = await self._runs.get(run_id)
         if existing is not None:  # a redelivered trigger: make sure its first work (or its end) went out
             if existing.status == "running":
@@ -186,6 +200,7 @@ class Scheduler:
             inputs=inputs,
             state=state,
             timeout_s=plan.timeout_s,
+            **(origin or {}),
         )
         if not await self._runs.create(record):
             current = await self._runs.get(run_id)
@@ -326,7 +341,9 @@ class Scheduler:
 
     async def _launch(self, record: RunRecord, plan: Plan, moves: Moves) -> None:
         """Announce a new run and publish its first work (or its end, for a flow with nothing to do)."""
-        data = {"plan_version": plan.version, "inputs": record.inputs}
+        data = {"plan_version": plan.version, "inputs": record.inputs, "source": record.source}
+        if record.session:
+            data["session"] = record.session
         await self._events.emit("run.started", run_id=record.run_id, flow=record.flow, data=data, dedup=record.run_id)
         for item in moves.work:
             await warn_if_unserved(self._registry, self._events, item)

@@ -28,6 +28,7 @@ from actors.llm_client import BusLLMClient
 from actors.llm_gateway import LLMGateway
 from actors.memory_actor import MemoryActor
 from actors.mock_llm import MockScript
+from actors.observer import Observer, TraceSink
 from actors.plan import Plan, compile_plan
 from actors.presence import ActorInfo, Load, Presence
 from actors.registry import Registry, RegistryView
@@ -37,12 +38,13 @@ from actors.tools import tool_names
 from actors.worker import NodeWorker
 from bus import Bus, EmbeddedNats, new_id, subjects
 from configs import ConfigError, ConfigIssue, Settings, load_flow
+from configs.errors import ActorError
 from store import Store, connect_store
 
 log = structlog.get_logger(__name__)
 
-ActorKind = Literal["scheduler", "worker", "llm-gateway", "registry", "memory"]
-ACTOR_KINDS: tuple[ActorKind, ...] = ("scheduler", "worker", "llm-gateway", "registry", "memory")
+ActorKind = Literal["scheduler", "worker", "llm-gateway", "registry", "memory", "observer"]
+ACTOR_KINDS: tuple[ActorKind, ...] = ("scheduler", "worker", "llm-gateway", "registry", "memory", "observer")
 
 
 @dataclass
@@ -97,6 +99,19 @@ def backend_for(settings: Settings) -> LLMBackend:
         provider_concurrency=settings.llm_provider_concurrency,
         requests_per_s=settings.llm_requests_per_s,
     )
+
+
+def trace_sink(settings: Settings) -> TraceSink | None:
+    """The MLflow trace writer when `settings.traces` is on and MLflow is installed; else None (logged)."""
+    if not settings.traces:
+        return None
+    from actors.mlflow_sink import MlflowSink
+
+    try:
+        return MlflowSink(settings)
+    except ActorError as exc:
+        log.warning("observer.no_traces", reason=str(exc))
+        return None
 
 
 def _actor_id(kind: str, name: str | None = None) -> str:
@@ -168,6 +183,14 @@ async def serve_actor(
             await _first(started.wait(), main)
             stopper = memory.stop
             info.serves = ["ca.memory"]
+        elif kind == "observer":
+            store = await connect_store(settings.store())
+            observer = Observer(bus, settings, store, trace_sink(settings))
+            started = asyncio.Event()
+            main = asyncio.create_task(observer.run(started))
+            await _first(started.wait(), main)
+            stopper = observer.stop
+            info.serves = ["ca.evt"]
         elif kind == "registry":
             registry = Registry(bus, heartbeat_s=settings.heartbeat_s)
             started = asyncio.Event()
@@ -191,7 +214,7 @@ async def serve_actor(
         await main
         if kind == "llm-gateway":
             await gateway.stop()
-        if kind == "memory":
+        if kind in ("memory", "observer"):
             await store.close()
         await presence.stop()
         if view is not None:
@@ -248,6 +271,7 @@ class LocalStack:
         self._stoppers: list[Callable[[], None]] = []
         self.url = settings.nats_url
         self.client: Bus | None = None
+        self.observer: Observer | None = None
         self._store: Store | None = None
 
     async def start(self) -> Self:
@@ -273,6 +297,10 @@ class LocalStack:
         self._tasks.append(asyncio.create_task(memory.run(memory_started)))
         await _first(memory_started.wait(), self._tasks[-1])
         self._stoppers.append(memory.stop)
+        self.observer = Observer(gw_bus, s, self._store, trace_sink(s))
+        self._tasks.append(asyncio.create_task(self.observer.run(observer_started := asyncio.Event())))
+        await _first(observer_started.wait(), self._tasks[-1])
+        self._stoppers.append(self.observer.stop)
         scheduler = Scheduler(sched_bus, s, self._plans, actor_id=sched_bus.name)
         started = asyncio.Event()
         self._tasks.append(asyncio.create_task(scheduler.run(started)))

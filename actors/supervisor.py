@@ -1,7 +1,7 @@
 """``ca-actors up``: the local stack as separate OS processes, started, watched and stopped together.
 
 The supervisor starts an embedded ``nats-server`` (unless given ``--nats``), then one scheduler, the
-registry, the memory actor, N node workers and one LLM gateway, each in its own process
+registry, the memory actor, the observer, N node workers and one LLM gateway, each in its own process
 (``ca-actors actor KIND``). It prints ``ready`` once every actor has announced itself on
 ``ca.sys.ready``, restarts an actor that dies, and on SIGINT/SIGTERM stops the actors (SIGTERM, then
 SIGKILL after a grace period) and the server. Children also get SIGTERM from the kernel if the
@@ -64,6 +64,7 @@ class Supervisor:
         workers: int,
         demo: bool,
         log_args: tuple[str, ...] = (),
+        mlflow_ui: bool = False,
     ) -> None:
         self.settings = settings
         self.log_args = log_args
@@ -71,14 +72,18 @@ class Supervisor:
         self.embedded = embedded
         self.workers = workers
         self.demo = demo
+        self.mlflow_ui = mlflow_ui
+        self._mlflow: subprocess.Popen[bytes] | None = None
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._stop = asyncio.Event()
 
     def _command(self, kind: str) -> list[str]:
         cmd = [sys.executable, "-m", "actors", "actor", kind, "--nats", self.settings.nats_url, *self.log_args]
         cmd += ["--heartbeat", str(self.settings.heartbeat_s)]
-        if kind == "memory":
+        if kind in ("memory", "observer"):
             cmd += ["--store", self.settings.store()]
+        if kind == "observer":
+            cmd += ["--mlflow-uri", self.settings.mlflow_uri(), "--traces" if self.settings.traces else "--no-traces"]
         if kind == "scheduler":
             cmd += ["--flows", str(self.flows)]
         if self.settings.llm_override:
@@ -114,7 +119,9 @@ class Supervisor:
                 await server.start()
                 self.settings = self.settings.model_copy(update={"nats_url": server.url})
             async with Bus(self.settings.nats_url, name="supervisor") as bus:
-                names = ["scheduler", "registry", "memory", "llm-gateway"] + [
+                if self.mlflow_ui:
+                    self._start_mlflow()
+                names = ["scheduler", "registry", "memory", "observer", "llm-gateway"] + [
                     f"worker-{i}" for i in range(1, self.workers + 1)
                 ]
                 ready: asyncio.Queue[dict[str, object]] = asyncio.Queue()
@@ -138,7 +145,8 @@ class Supervisor:
                 typer.echo(f"NATS: {self.settings.nats_url}")
                 typer.echo(f"flows: {flows}")
                 typer.echo(
-                    f"ca-actors ready in {time.perf_counter() - t0:.2f}s: scheduler, registry, memory, llm-gateway, "
+                    f"ca-actors ready in {time.perf_counter() - t0:.2f}s: scheduler, registry, memory, observer, "
+                    "llm-gateway, "
                     f"{self.workers} worker(s) (Ctrl-C to stop)",
                 )
                 if self.demo:
@@ -152,11 +160,46 @@ class Supervisor:
             return 0
         finally:
             await self._stop_children()
+            await self._stop_mlflow()
             with contextlib.suppress(OSError):
                 (data_dir / console.STACK_FILE).unlink()
             if server is not None:
                 await server.close()
             typer.echo("stopped")
+
+    def _start_mlflow(self) -> None:
+        """Start ``mlflow server`` on the traces' tracking store, in the background (it takes 30-60 s here).
+
+        One worker, and ``X-Frame-Options: NONE`` so the dashboard can show it in an iframe.
+        """
+        port = free_port(5000)
+        data_dir = self.settings.data_dir.resolve()
+        cmd = [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", self.settings.mlflow_uri(),
+            "--default-artifact-root", str(data_dir / "mlartifacts"),
+            "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1",
+            "--x-frame-options", "NONE",
+        ]  # fmt: skip
+        log_file = (data_dir / "mlflow-server.log").open("ab")
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+        self._mlflow = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env, preexec_fn=die_with_parent
+        )
+        log_file.close()
+        typer.echo(f"MLflow UI: http://127.0.0.1:{port} (starting in the background; log: {log_file.name})")
+
+    async def _stop_mlflow(self) -> None:
+        proc, self._mlflow = self._mlflow, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
 
     async def _await_ready(self, ready: asyncio.Queue[dict[str, object]], count: int) -> bool:
         seen = 0

@@ -363,7 +363,8 @@ class NodeWorker:
         on = set(policy.on) if policy else {"llm_error", "timeout", "bad_output"}
         backoff_s = (policy.backoff_ms if policy else 500) / 1000
         runtime: dict[str, Any] = {}
-        if map_info(spec, item.node) is not None:
+        is_map_item = map_info(spec, item.node) is not None
+        if is_map_item:
             runtime.update(map_runtime(spec, item.node, item.item, item.index))
         if item.error is not None:
             runtime["error"] = item.error
@@ -382,7 +383,15 @@ class NodeWorker:
         await self._step_event(
             item,
             "node.started",
-            data={"iteration": item.iteration, "index": item.index, "delivery": delivery},
+            data={
+                "iteration": item.iteration,
+                "index": item.index,
+                "map": is_map_item,
+                "delivery": delivery,
+                "queued_at": item.ts,
+                "after": item.causation_id,
+                "inputs": item.state if item.item is None else {"item": item.item, "state": item.state},
+            },
             causation_id=item.id,
         )
 
@@ -443,10 +452,12 @@ class NodeWorker:
 
     async def _publish(self, item: WorkItem, moves: Moves) -> None:
         """Publish what follows the step, all at once (each publish is deduplicated by its step id)."""
-        for work in moves.work:
+        # Each successor names the step that queued it: profiles follow these links to the critical path.
+        successors = [work.model_copy(update={"causation_id": item.step_id}) for work in moves.work]
+        for work in successors:
             await warn_if_unserved(self._registry, self._events, work)
         publishes = [
-            self._bus.publish(subjects.work(work.flow, work.node), work, msg_id=work.step_id) for work in moves.work
+            self._bus.publish(subjects.work(work.flow, work.node), work, msg_id=work.step_id) for work in successors
         ]
         if moves.finished is not None:
             done = RunEnded(

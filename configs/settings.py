@@ -42,10 +42,21 @@ class Settings(BaseModel):
     allowed_hosts: str = ""
     # Where run history and long-term memory live (`--store`); None: SQLite under `data_dir`.
     store_url: str | None = None
+    # Observability: whether the observer writes MLflow traces (`up` turns it on), where (None: SQLite
+    # under `data_dir`), and whether prompts, LLM messages and node inputs/outputs go into them
+    # (secrets never do).
+    traces: bool = False
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "ca-actors"
+    log_prompts: bool = True
 
     def store(self) -> str:
         """The store URL in effect."""
         return self.store_url or f"sqlite:///{(self.data_dir / 'store.db').resolve()}"
+
+    def mlflow_uri(self) -> str:
+        """The MLflow tracking URI in effect."""
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Self:

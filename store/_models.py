@@ -23,7 +23,14 @@ class _Record(BaseModel):
 
 
 class RunHistory(_Record):
-    """One run of a flow as the observer saw it; upserted by ``run_id`` as the run progresses."""
+    """One run of a flow as the observer saw it (docs/observability.md); upserted by ``run_id``.
+
+    ``steps`` holds one dict per step, in start order: ``step_id``, ``node``, ``iteration``,
+    ``index``, ``status``, ``queued_at``, ``started_at``, ``finished_at``, ``queue_ms``,
+    ``duration_ms``, ``llm_ms``, ``tool_ms``, ``llm_calls``, ``tool_calls``, ``tokens_in``,
+    ``tokens_out``, ``cost_usd``, ``models`` (model → calls, tokens_in, tokens_out, cost_usd,
+    llm_ms), ``attempts``, ``after`` (the step whose completion queued this one), ``error``, ``worker``.
+    """
 
     run_id: str
     flow: str
@@ -36,6 +43,12 @@ class RunHistory(_Record):
     inputs: Any = None
     state: dict[str, Any] = Field(default_factory=dict)
     steps: list[dict[str, Any]] = Field(default_factory=list)
+    plan_version: str = ""
+    source: str | None = None
+    session: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    llm_calls: int = 0
 
 
 class MemoryRecord(_Record):

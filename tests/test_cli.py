@@ -172,8 +172,8 @@ def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: 
         url = next(line.split()[-1] for line in lines if line.startswith("NATS:"))
         assert url.startswith("nats://127.0.0.1:")
         children = _children(proc.pid)
-        # nats-server, scheduler, registry, memory, llm-gateway and two workers, each its own process.
-        assert len(children) == 7
+        # nats-server, scheduler, registry, memory, observer, llm-gateway and two workers, each its own process.
+        assert len(children) == 8
         result = cli("trigger", "demo", "-i", "topic=processes", "--wait", "--json", "--data-dir", str(stack_dir))
         assert result.returncode == 0, result.stderr
         out = json.loads(result.stdout)
@@ -181,6 +181,13 @@ def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: 
         assert [s["node"] for s in out["steps"]] == ["outline", "draft", "title"]
         listed = json.loads(cli("runs", "--json", "--data-dir", str(stack_dir)).stdout)
         assert [r["run_id"] for r in listed] == [out["run_id"]]
+        # The observer process writes the run's history (and trace) shortly after it ends.
+        deadline = time.monotonic() + 60
+        while (profile := cli("report", "profile", out["run_id"], "--json", "--data-dir", str(stack_dir))).returncode:
+            assert time.monotonic() < deadline, profile.stderr
+            time.sleep(0.5)
+        critical = json.loads(profile.stdout)["critical_path"]
+        assert [step_id.split(".")[1] for step_id in critical] == ["outline", "draft", "title"]
         plain = cli("trigger", "echo", "-i", "message=hi", "--nats", url)
         assert plain.returncode == 0, plain.stderr
         assert plain.stdout.strip()
@@ -195,7 +202,7 @@ def test_up_uses_an_external_nats_server_when_given_one(stack_dir: Path, nats_se
     try:
         assert f"NATS: {nats_server.url}" in lines
         children = _children(proc.pid)
-        assert len(children) == 5, "no embedded nats-server when --nats is given"
+        assert len(children) == 6, "no embedded nats-server when --nats is given"
         result = cli("trigger", "echo", "-i", "message=external", "--wait", "--json", "--nats", nats_server.url)
         assert json.loads(result.stdout)["state"]["message"] == "external"
     finally:
