@@ -151,7 +151,7 @@ def run(
 ) -> None:
     """Run one workflow to completion on its own ephemeral stack; exit 0 if it succeeded."""
     configure_logging(log_level, _fmt(log_format))
-    flow_set = load_flows([file])
+    flow_set = load_flows([file], mlflow_uri=mlflow_uri)
     for warning in flow_set.warnings:
         typer.echo(str(warning), err=True)
     if flow_set.errors:
@@ -188,7 +188,8 @@ async def _run(
     settings: Settings, plan: Any, inputs: dict[str, Any], *, embedded: bool, timeout_s: float | None, as_json: bool
 ) -> dict[str, Any]:
     async with LocalStack(settings, [plan], embedded=embedded) as stack:
-        assert stack.client is not None and stack.observer is not None
+        assert stack.client is not None
+        assert stack.observer is not None
         result = (
             await console.trigger_and_wait(
                 stack.client, plan.flow, inputs, wait=True, timeout_s=timeout_s, progress=sys.stderr.isatty()

@@ -165,6 +165,8 @@ class Progress:
             line = f"  ↻ {where}  attempt {event.data.get('attempt')}: {event.data.get('error', '')[:120]}"
         elif event.kind == "node.failed":
             line = f"  ✗ {where}  {event.data.get('error', '')}"
+        elif event.kind == "log":
+            line = f"  · {where}  {event.data.get('level', '')}: {event.data.get('message', '')}"
         elif event.kind == "run.started":
             line = f"run {event.run_id} of {event.flow} started"
         else:

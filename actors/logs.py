@@ -1,14 +1,85 @@
-"""structlog configured once per process: console lines on a terminal, JSON lines otherwise."""
+"""structlog configured once per process: console lines on a terminal, JSON lines otherwise.
+
+The standard library's loggers (nats, litellm, uvicorn, mlflow) go through the same renderer; the
+actors bind ``actor``, ``run_id``, ``flow`` and ``node`` with contextvars. A log line that belongs to
+a run (it has ``run_id`` and ``flow``) is also published as a ``log`` event of that run, once the
+process's actor has attached its bus (`RUN_LOGS.attach`), so a dashboard can stream a run's logs.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import sys
-from typing import Literal
+from collections.abc import MutableMapping
+from typing import Any, Literal
 
 import structlog
 
+from bus import Bus, Event, subjects
+
 LogFormat = Literal["auto", "console", "json"]
+
+
+_RESERVED = frozenset({"event", "level", "timestamp", "run_id", "flow", "node", "actor"})
+
+
+class RunLogEvents:
+    """A structlog processor publishing each log line of a run as a ``log`` event of the run."""
+
+    def __init__(self) -> None:
+        self._bus: Bus | None = None
+        self._sender = ""
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def attach(self, bus: Bus, sender: str) -> None:
+        """Publish through `bus` from now on (the process's actor connection)."""
+        self._bus, self._sender = bus, sender
+
+    def detach(self, bus: Bus) -> None:
+        if self._bus is bus:
+            self._bus = None
+
+    def __call__(self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        bus, run_id, flow = self._bus, event_dict.get("run_id"), event_dict.get("flow")
+        if bus is None or not isinstance(run_id, str) or not isinstance(flow, str):
+            return event_dict
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return event_dict
+        fields = {k: v for k, v in event_dict.items() if k not in _RESERVED}
+        node = event_dict.get("node")
+        try:
+            event = Event(
+                kind="log",
+                run_id=run_id,
+                flow=flow,
+                node=node if isinstance(node, str) else None,
+                sender=self._sender,
+                data={
+                    "level": event_dict.get("level", "info"),
+                    "message": str(event_dict.get("event", "")),
+                    "fields": json.loads(json.dumps(fields, default=str)),
+                },
+            )
+            subject = subjects.event(run_id, "log")
+        except ValueError:
+            return event_dict  # not a run id or flow the bus accepts: the line is still logged
+        task = loop.create_task(self._publish(bus, subject, event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return event_dict
+
+    async def _publish(self, bus: Bus, subject: str, event: Event) -> None:
+        try:
+            await bus.publish_nowait(subject, event)
+        except Exception:  # noqa: BLE001 - a log line must never break the code that logged it
+            return
+
+
+RUN_LOGS = RunLogEvents()
 
 
 def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
@@ -22,9 +93,10 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    run_logs: list[structlog.typing.Processor] = [RUN_LOGS]
     numeric = logging.getLevelName(level.upper())
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, *run_logs, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,

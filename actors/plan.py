@@ -1,16 +1,18 @@
 """A flow compiled into a plan: what each node consumes and where a run goes after it.
 
-Plans are pure data, versioned by the hash of the flow's source and stored in the ``ca_plans`` bucket
-(``<flow>.<version>`` and ``<flow>.latest``), so a run stays pinned to the plan it started with when
-the YAML is edited and reloaded.
+Plans are pure data, versioned by the hash of the flow's source (and of the registry prompts it
+names, fetched at compile time) and stored in the ``ca_plans`` bucket (``<flow>.<version>`` and
+``<flow>.latest``), so a run stays pinned to the plan it started with when the YAML is edited and
+reloaded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from bus import subjects
 from configs import FlowSpec, LoadedFlow, load_flow_text
@@ -40,11 +42,13 @@ class Plan(BaseModel):
     nodes: dict[str, NodePlan]
     timeout_s: float | None
     max_retries: int
+    # Node id → prompt text from the MLflow prompt registry (`actors.prompt_registry`).
+    prompts: dict[str, str] = Field(default_factory=dict)
 
     @property
     def spec(self) -> FlowSpec:
-        """The parsed flow (cached per version)."""
-        return _spec_of(self.source, self.file)
+        """The parsed flow with its registry prompts in place (cached per version)."""
+        return _spec_of(self.source, self.file, tuple(sorted(self.prompts.items())))
 
     def kv_key(self) -> str:
         return f"{self.flow}.{self.version}"
@@ -55,8 +59,8 @@ def plan_version(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
-def compile_plan(loaded: LoadedFlow) -> Plan:
-    """Compile a validated flow into a plan."""
+def compile_plan(loaded: LoadedFlow, prompts: dict[str, str] | None = None) -> Plan:
+    """Compile a validated flow into a plan; `prompts` are its registry prompts, already fetched."""
     spec = loaded.spec
     flow = spec.flow.name
     nodes = {
@@ -66,15 +70,21 @@ def compile_plan(loaded: LoadedFlow) -> Plan:
     execution = spec.config.execution
     return Plan(
         flow=flow,
-        version=plan_version(loaded.source),
+        version=plan_version(loaded.source + (json.dumps(prompts, sort_keys=True) if prompts else "")),
         file=loaded.file,
         source=loaded.source,
         nodes=nodes,
         timeout_s=execution.timeout,
         max_retries=execution.max_retries,
+        prompts=prompts or {},
     )
 
 
 @lru_cache(maxsize=256)
-def _spec_of(source: str, file: str) -> FlowSpec:
-    return load_flow_text(source, file).spec
+def _spec_of(source: str, file: str, prompts: tuple[tuple[str, str], ...] = ()) -> FlowSpec:
+    spec = load_flow_text(source, file).spec
+    if not prompts:
+        return spec
+    texts = dict(prompts)
+    nodes = [n.model_copy(update={"prompt": texts[n.id]}) if n.id in texts else n for n in spec.nodes]
+    return spec.model_copy(update={"nodes": nodes})

@@ -26,11 +26,13 @@ from actors.cassette import Cassette
 from actors.llm_backend import LLMBackend
 from actors.llm_client import BusLLMClient
 from actors.llm_gateway import LLMGateway
+from actors.logs import RUN_LOGS
 from actors.memory_actor import MemoryActor
 from actors.mock_llm import MockScript
 from actors.observer import Observer, TraceSink
 from actors.plan import Plan, compile_plan
 from actors.presence import ActorInfo, Load, Presence
+from actors.prompt_registry import resolve as resolve_prompts
 from actors.registry import Registry, RegistryView
 from actors.scheduler import Scheduler
 from actors.tool_host import ToolHost
@@ -67,8 +69,11 @@ def flow_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def load_flows(paths: Iterable[Path]) -> FlowSet:
-    """Validate and compile flow files; invalid files are reported, not fatal."""
+def load_flows(paths: Iterable[Path], *, mlflow_uri: str | None = None) -> FlowSet:
+    """Validate and compile flow files; invalid files are reported, not fatal.
+
+    Prompts from the MLflow prompt registry are fetched from `mlflow_uri` (default: the settings').
+    """
     result = FlowSet()
     for file in flow_files(paths):
         try:
@@ -79,8 +84,13 @@ def load_flows(paths: Iterable[Path]) -> FlowSet:
         except OSError as exc:
             result.errors.append(f"{file}: {exc.strerror or exc}")
             continue
+        try:
+            prompts = resolve_prompts(loaded.spec, mlflow_uri or Settings.from_env().mlflow_uri())
+        except ActorError as exc:
+            result.errors.append(f"{file}: {exc}")
+            continue
         result.warnings += loaded.warnings
-        result.plans.append(compile_plan(loaded))
+        result.plans.append(compile_plan(loaded, prompts))
     return result
 
 
@@ -141,6 +151,7 @@ async def serve_actor(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Bus(settings.nats_url, name=actor_id, dedup_window_s=settings.dedup_window_s) as bus:
+        RUN_LOGS.attach(bus, actor_id)
         info = ActorInfo(id=actor_id, kind=kind, name=name or "")
         serves: Callable[[], list[str]] | None = None
         load: Callable[[], Load] | None = None
@@ -151,7 +162,7 @@ async def serve_actor(
             view = RegistryView(bus, heartbeat_s=settings.heartbeat_s)
             await view.start()
         if kind == "scheduler":
-            flow_set = load_flows(flows)
+            flow_set = load_flows(flows, mlflow_uri=settings.mlflow_uri())
             for error in flow_set.errors:
                 log.error("flow.invalid", error=error)
             scheduler = Scheduler(bus, settings, flow_set.plans, actor_id=actor_id, registry=view)
@@ -219,6 +230,7 @@ async def serve_actor(
         await presence.stop()
         if view is not None:
             await view.stop()
+        RUN_LOGS.detach(bus)
     log.info("actor.stopped", kind=kind)
 
 
@@ -289,6 +301,7 @@ class LocalStack:
             self._buses.append(bus)
             await bus.connect()
         sched_bus, gw_bus, *worker_buses = self._buses
+        RUN_LOGS.attach(sched_bus, sched_bus.name)
         gateway = LLMGateway(gw_bus, backend_for(s))
         await gateway.start()
         self._store = await connect_store(s.store())
@@ -321,6 +334,8 @@ class LocalStack:
 
     async def close(self) -> None:
         """Stop the actors (work in flight finishes), close connections, stop the embedded server."""
+        for bus in self._buses:
+            RUN_LOGS.detach(bus)
         for stop in self._stoppers:
             stop()
         self._stoppers.clear()

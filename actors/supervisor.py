@@ -82,8 +82,10 @@ class Supervisor:
         cmd += ["--heartbeat", str(self.settings.heartbeat_s)]
         if kind in ("memory", "observer"):
             cmd += ["--store", self.settings.store()]
+        if kind in ("observer", "scheduler"):  # traces, and prompts from the registry
+            cmd += ["--mlflow-uri", self.settings.mlflow_uri()]
         if kind == "observer":
-            cmd += ["--mlflow-uri", self.settings.mlflow_uri(), "--traces" if self.settings.traces else "--no-traces"]
+            cmd += ["--traces" if self.settings.traces else "--no-traces"]
         if kind == "scheduler":
             cmd += ["--flows", str(self.flows)]
         if self.settings.llm_override:
@@ -101,7 +103,7 @@ class Supervisor:
     async def run(self) -> int:
         """Run the stack until a signal; returns the exit code."""
         t0 = time.perf_counter()
-        flow_set = load_flows([self.flows])
+        flow_set = load_flows([self.flows], mlflow_uri=self.settings.mlflow_uri())
         for error in flow_set.errors:
             typer.echo(error, err=True)
         if not flow_set.plans:

@@ -189,7 +189,7 @@ class NodeWorker:
             raise Drop(f"not a work item: {exc}") from exc
         if not isinstance(item, WorkItem):
             raise Drop(f"unexpected {item.kind} message on {msg.subject}")
-        structlog.contextvars.bind_contextvars(run_id=item.run_id, node=item.node, actor=self._id)
+        structlog.contextvars.bind_contextvars(run_id=item.run_id, flow=item.flow, node=item.node, actor=self._id)
         delivery = msg.metadata.num_delivered or 1
         try:
             await self._step(item, delivery)
@@ -206,7 +206,7 @@ class NodeWorker:
                 raise Drop(f"no plan {item.flow}.{item.plan_version}") from exc
             await self._fail(plan, item, time.time(), f"{type(exc).__name__}: {exc} (after {delivery} deliveries)")
         finally:
-            structlog.contextvars.unbind_contextvars("run_id", "node", "actor")
+            structlog.contextvars.unbind_contextvars("run_id", "flow", "node", "actor")
 
     async def _step(self, item: WorkItem, delivery: int) -> None:
         step_id = item.step_id

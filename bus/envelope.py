@@ -28,6 +28,8 @@ EventKind = Literal[
     "tool.finished",
     "llm.called",
     "llm.finished",
+    # A log line of an actor about the run (level, message, fields).
+    "log",
 ]
 TERMINAL_EVENTS: frozenset[str] = frozenset({"run.finished", "run.failed", "run.rejected", "run.cancelled"})
 

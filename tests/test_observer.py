@@ -19,7 +19,7 @@ from configs import Settings
 from store import RunHistory, open_store
 from tests.conftest import SEEDS
 from tests.fakes.openai_server import FakeOpenAI, ToolCallsReply, serve
-from tests.helpers import Actors, plans, run_flow, write_flow, write_script
+from tests.helpers import Actors, EventLog, plans, run_flow, write_flow, write_script
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
@@ -93,7 +93,8 @@ async def test_a_run_becomes_one_trace_with_a_span_per_step_and_llm_spans_with_t
     script = write_script(tmp_path / "script.yaml", REVIEW_SCRIPT)
     s = traced(settings, tmp_path, llm_override="mock", mock_script=script)
     async with LocalStack(s, plans(SEEDS / "review_loop.yaml"), embedded=False) as stack:
-        assert stack.client is not None and stack.observer is not None
+        assert stack.client is not None
+        assert stack.observer is not None
         run_id = await trigger(stack.client, "review_loop", {"topic": "actors"}, session="chat-42")
         assert await stack.observer.observed(run_id, timeout_s=60)
 
@@ -112,7 +113,7 @@ async def test_a_run_becomes_one_trace_with_a_span_per_step_and_llm_spans_with_t
     assert names[0] == "review_loop"
     # Map items carry their index, loop repeats their iteration.
     assert {"research [0]", "research [1]", "research [2]"} <= set(names)
-    assert "revise" in names and "revise (iteration 1)" in names
+    assert {"revise", "revise (iteration 1)"} <= set(names)
     chat = [sp for sp in spans if sp.span_type == "CHAT_MODEL"]
     steps = [sp for sp in spans if sp.parent_id == spans[0].span_id]
     assert len(chat) == len(steps) == 9  # plan, 3 research, write, score, 2 revise, publish
@@ -128,7 +129,7 @@ async def test_a_run_becomes_one_trace_with_a_span_per_step_and_llm_spans_with_t
         history = await st.get_run(run_id)
     assert history is not None
     assert history.status == "succeeded"
-    assert history.source == "telegram" and history.session == "chat-42"
+    assert (history.source, history.session) == ("telegram", "chat-42")
     assert len(history.steps) == 9
     assert history.tokens_in == sum(sp.attributes["mlflow.chat.tokenUsage"]["input_tokens"] for sp in chat)
     by_step = {row["step_id"]: row for row in history.steps}
@@ -146,7 +147,8 @@ async def test_llm_cost_and_tool_calls_reach_the_trace_and_the_history(
     fake.script(ToolCallsReply((("calculator", {"expression": "6*7"}),)), json.dumps({"answer": f"42 {SECRET}"}))
     s = traced(settings, tmp_path)
     async with LocalStack(s, plans(flow), embedded=False) as stack:
-        assert stack.client is not None and stack.observer is not None
+        assert stack.client is not None
+        assert stack.observer is not None
         result = await run_flow(stack.client, "priced", {"question": "six times seven?"})
         assert result["status"] == "succeeded", result
         assert await stack.observer.observed(result["run_id"], timeout_s=60)
@@ -171,7 +173,7 @@ async def test_llm_cost_and_tool_calls_reach_the_trace_and_the_history(
     assert history is not None
     assert history.cost_usd == pytest.approx(sum(costs))
     (step,) = history.steps
-    assert step["llm_calls"] == 2 and step["tool_calls"] == 1
+    assert (step["llm_calls"], step["tool_calls"]) == (2, 1)
     assert step["models"]["gpt-4o-mini"]["calls"] == 2
     assert step["llm_ms"] > 0
 
@@ -182,7 +184,8 @@ async def test_without_log_prompts_traces_keep_timings_and_tokens_but_no_content
     script = write_script(tmp_path / "script.yaml", REVIEW_SCRIPT)
     s = traced(settings, tmp_path, llm_override="mock", mock_script=script, log_prompts=False)
     async with LocalStack(s, plans(SEEDS / "review_loop.yaml"), embedded=False) as stack:
-        assert stack.client is not None and stack.observer is not None
+        assert stack.client is not None
+        assert stack.observer is not None
         result = await run_flow(stack.client, "review_loop", {"topic": "private topic"})
         assert await stack.observer.observed(result["run_id"], timeout_s=60)
     (trace,) = await asyncio.to_thread(mlflow_traces, s)
@@ -256,14 +259,47 @@ def test_summarize_folds_a_redelivered_step_and_pairs_llm_calls_in_order() -> No
         _event("run.failed", 133.5, error="again"),
     ]
     trace = summarize(events)
-    assert trace.status == "failed" and trace.error == "boom" and trace.finished_at == 133.4
-    a, b = trace.steps
-    assert a.attempts == 2 and a.status == "succeeded" and a.outputs == {"x": 1}
+    assert (trace.status, trace.error, trace.finished_at) == ("failed", "boom", 133.4)
+    a = trace.steps[0]
+    assert (a.attempts, a.status, a.outputs) == (2, "succeeded", {"x": 1})
     assert [round(c.latency_ms) for c in a.llm_calls] == [400, 900]
     history = trace.history()
-    assert history.cost_usd == 0.75 and history.tokens_out == 9 and history.llm_calls == 2
+    assert (history.cost_usd, history.tokens_out, history.llm_calls) == (0.75, 9, 2)
     row_a, row_b = history.steps
     assert row_a["queue_ms"] == pytest.approx(400.0)
     assert row_a["models"] == {"m": {"calls": 2, "tokens_in": 6, "tokens_out": 9, "cost_usd": 0.75, "llm_ms": 1300.0}}
-    assert row_b["after"] == "r.a.0.0" and row_b["status"] == "failed" and row_b["error"] == "boom"
+    assert (row_b["after"], row_b["status"], row_b["error"]) == ("r.a.0.0", "failed", "boom")
     assert row_b["duration_ms"] == pytest.approx(1000.0)
+
+
+@pytest.fixture
+def info_logs() -> Iterator[None]:
+    """Logging configured as the CLI does, at info level; structlog's defaults restored afterwards."""
+    import logging
+
+    import structlog
+
+    from actors.logs import configure_logging
+
+    handlers = logging.getLogger().handlers[:]
+    configure_logging("info", "json")
+    yield
+    structlog.reset_defaults()
+    logging.getLogger().handlers[:] = handlers
+
+
+@pytest.mark.usefixtures("info_logs")
+async def test_log_lines_of_a_run_are_also_events_of_the_run(settings: Settings, tmp_path: Path) -> None:
+    s = settings.model_copy(update={"llm_override": "mock"})
+    async with LocalStack(s, plans(SEEDS / "echo.yaml"), embedded=False) as stack:
+        assert stack.client is not None
+        log = await EventLog().start(stack.client)
+        result = await run_flow(stack.client, "echo", {"message": "hello"})
+        await log.wait_for("log", count=2, timeout_s=10)  # run.started, run.finished
+    lines = log.of("log")
+    assert [e.data["message"] for e in lines] == ["run.started", "run.finished"]
+    assert all(e.run_id == result["run_id"] for e in lines)
+    started = next(e for e in lines if e.data["message"] == "run.started")
+    assert started.flow == "echo"
+    assert started.data["level"] == "info"
+    assert started.sender.startswith("scheduler")

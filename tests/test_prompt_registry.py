@@ -1,0 +1,73 @@
+"""Prompts from the MLflow prompt registry (a real SQLite tracking store): `prompt: mlflow:/prompts/name@alias`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from actors.mlflow_sink import import_mlflow
+from actors.prompt_registry import mlflow_uri_of, to_template
+from actors.stack import LocalStack, load_flows
+from configs import Settings
+from configs.errors import ActorError
+from tests.helpers import EventLog, run_flow, write_flow
+
+FLOW = """
+schema_version: "1.0"
+flow: {name: registry}
+state:
+  fields:
+    topic: {type: str, required: true}
+    line: {type: str, default: ""}
+nodes:
+  - id: summarize
+    prompt: "mlflow:/prompts/one_liner@production"
+    outputs: [line]
+edges: [{from: START, to: summarize}, {from: summarize, to: END}]
+"""
+
+
+def register(uri: str) -> None:
+    """Two versions of `one_liner`; the alias `production` points at the second."""
+    mlflow = import_mlflow()
+    mlflow.set_tracking_uri(uri)
+    mlflow.genai.register_prompt("one_liner", template="Old prompt about {{topic}}")
+    mlflow.genai.register_prompt("one_liner", template="Summarize {{ state.topic }} in one line, as {\"line\": ...}")
+    mlflow.genai.set_prompt_alias("one_liner", alias="production", version=2)
+
+
+def test_mlflow_templates_become_flow_templates() -> None:
+    assert to_template("Hi {{name}}, {{ state.a.b }}") == "Hi {name}, {state.a.b}"
+    assert to_template('JSON like {"k": 1}') == 'JSON like {{"k": 1}}'
+    assert mlflow_uri_of("mlflow:/prompts/p@prod") == "prompts:/p@prod"
+    assert mlflow_uri_of("mlflow:/prompts/p/3") == "prompts:/p/3"
+    assert mlflow_uri_of("mlflow:/prompts/p") == "prompts:/p@latest"
+    with pytest.raises(ActorError, match="not a prompt reference"):
+        mlflow_uri_of("mlflow:/prompts/")
+
+
+async def test_a_node_runs_the_prompt_its_alias_points_at(settings: Settings, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    register(uri)
+    flows = load_flows([write_flow(tmp_path / "registry.yaml", FLOW)], mlflow_uri=uri)
+    assert flows.errors == []
+    (plan,) = flows.plans
+    assert plan.prompts == {"summarize": 'Summarize {state.topic} in one line, as {{"line": ...}}'}
+    s = settings.model_copy(update={"llm_override": "mock"})
+    async with LocalStack(s, flows.plans, embedded=False) as stack:
+        assert stack.client is not None
+        log = await EventLog().start(stack.client)
+        result = await run_flow(stack.client, "registry", {"topic": "NATS"})
+    assert result["status"] == "succeeded", result
+    (called,) = log.of("llm.called")
+    assert 'Summarize NATS in one line, as {"line": ...}' in called.data["messages"][-1]["content"]
+
+
+def test_a_missing_prompt_is_a_load_error_naming_the_node(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    flows = load_flows([write_flow(tmp_path / "registry.yaml", FLOW)], mlflow_uri=uri)
+    assert flows.plans == []
+    (error,) = flows.errors
+    assert "node 'summarize'" in error
+    assert "mlflow:/prompts/one_liner@production not found" in error
