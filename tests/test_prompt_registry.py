@@ -33,7 +33,7 @@ def register(uri: str) -> None:
     mlflow = import_mlflow()
     mlflow.set_tracking_uri(uri)
     mlflow.genai.register_prompt("one_liner", template="Old prompt about {{topic}}")
-    mlflow.genai.register_prompt("one_liner", template="Summarize {{ state.topic }} in one line, as {\"line\": ...}")
+    mlflow.genai.register_prompt("one_liner", template='Summarize {{ state.topic }} in one line, as {"line": ...}')
     mlflow.genai.set_prompt_alias("one_liner", alias="production", version=2)
 
 
