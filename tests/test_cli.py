@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -304,3 +305,49 @@ def test_ctrl_c_on_the_terminal_stops_up_without_errors(stack_dir: Path) -> None
     time.sleep(0.2)
     assert [pid for pid in children if _alive(pid)] == []
     assert "Traceback" not in err.read_text()
+
+
+def _descendants(pid: int) -> list[int]:
+    found = _children(pid)
+    return found + [d for c in found for d in _descendants(c)]
+
+
+@pytest.mark.timeout(240)
+def test_up_with_mlflow_serves_the_traces_of_its_runs_and_stops_the_server(stack_dir: Path) -> None:
+    proc, lines = _start_up(stack_dir, "--llm", "mock", "--mlflow")
+    try:
+        ui = next(line.split()[2] for line in lines if line.startswith("MLflow UI:"))
+        everything = _descendants(proc.pid)
+        result = cli("trigger", "echo", "-i", "message=traced", "--wait", "--json", "--data-dir", str(stack_dir))
+        run_id = json.loads(result.stdout)["run_id"]
+        deadline = time.monotonic() + 150  # mlflow server takes 15-60 s to start here
+        while True:
+            try:
+                with urllib.request.urlopen(f"{ui}/health", timeout=2) as health:
+                    assert health.status == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow server did not answer"
+                time.sleep(1)
+        with urllib.request.urlopen(ui, timeout=10) as page:
+            assert page.headers.get("X-Frame-Options") is None, "the dashboard must be able to frame the UI"
+        # The run's trace, through the server's REST API (the observer wrote it to the same store).
+        client = python(
+            "import mlflow, sys; mlflow.set_tracking_uri(sys.argv[1]); "
+            "e = mlflow.get_experiment_by_name('ca-actors'); "
+            "t = mlflow.search_traces(locations=[e.experiment_id], return_type='list', "
+            "filter_string=f\"tag.`ca.run_id` = '{sys.argv[2]}'\"); "
+            "print(len(t), t[0].data.spans[0].name)",
+            ui,
+            run_id,
+        )
+        assert client.stdout.split() == ["1", "echo"], client.stderr
+        assert not [line for line in lines if "error" in line.lower()]
+    finally:
+        _stop(proc, everything)
+
+
+def python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
+    )
