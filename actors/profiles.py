@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -347,9 +348,10 @@ def profile_text(profile: RunProfile) -> str:
         return "\n".join([*head, "no steps recorded"])
     starts = [s.offset_ms for s in p.steps if s.offset_ms is not None]
     span = max((o + s.wall_ms for s in p.steps if (o := s.offset_ms) is not None), default=0.0)
+    mapped = _mapped(p.steps)
     step_rows = [
         [
-            ("* " if s.critical else "  ") + label(s),
+            ("* " if s.critical else "  ") + label(s, (s.node, s.iteration) in mapped),
             s.status,
             fmt_ms(s.offset_ms),
             *(fmt_ms(getattr(s, f"{c}_ms")) for c in (*COMPONENTS, "wall")),
@@ -378,7 +380,7 @@ def profile_text(profile: RunProfile) -> str:
         "",
         *table(["NODE", "STEPS", "QUEUE", "EXEC", "LLM", "TOOL", "WALL", "COST USD", "CRITICAL", "SHARE"], node_rows),
     ]
-    names = {s.step_id: label(s) for s in p.steps}
+    names = {s.step_id: label(s, (s.node, s.iteration) in mapped) for s in p.steps}
     lines += ["", f"critical path: {' → '.join(names[i] for i in p.critical_path)}  ({fmt_ms(p.critical_path_ms)})"]
     if p.bottleneck is not None:
         b = p.bottleneck
@@ -419,9 +421,16 @@ def flow_profile_text(profile: FlowProfile) -> str:
     return "\n".join(lines)
 
 
-def label(step: StepTiming) -> str:
-    """A step's name in tables: its node, with ``#iteration`` after the first iteration."""
-    return step.node if step.iteration == 0 else f"{step.node}#{step.iteration}"
+def label(step: StepTiming, mapped: bool = False) -> str:
+    """A step's name in tables: its node, ``#iteration`` after the first iteration, ``[index]`` for map items."""
+    name = step.node if step.iteration == 0 else f"{step.node}#{step.iteration}"
+    return f"{name}[{step.step_id.rsplit('.', 1)[-1]}]" if mapped else name
+
+
+def _mapped(steps: list[StepTiming]) -> set[tuple[str, int]]:
+    """(node, iteration) pairs that ran more than one step: map items, told apart by their index."""
+    seen = Counter((s.node, s.iteration) for s in steps)
+    return {key for key, count in seen.items() if count > 1}
 
 
 def _timeline(step: StepTiming, origin_ms: float, span_ms: float, width: int = 24) -> str:
