@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from actors import console
+from actors.cli_eval import register as register_eval
 from actors.cli_report import register as register_report
 from actors.logs import LogFormat, configure_logging
 from actors.stack import ACTOR_KINDS, ActorKind, LocalStack, load_flows, serve_actor
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 
 register_report(app)
+register_eval(app)
 
 Inputs = Annotated[list[str] | None, typer.Option("--input", "-i", help="An input as key=value (repeatable).")]
 InputJson = Annotated[str | None, typer.Option("--input-json", help="All inputs as one JSON object.")]

@@ -288,6 +288,99 @@ class ExecutionSpec(_Spec):
     max_retries: int = Field(default=3, ge=0)
 
 
+# Aggregate metrics of an evaluation or an A/B variant, the names gates use (and MLflow metric keys).
+# A scorer's mean is a metric too, named after the scorer (`exact:answer` -> `exact_answer`).
+GateMetric = Literal[
+    "quality",
+    "success_rate",
+    "cost_usd",
+    "cost_usd_total",
+    "latency_ms",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "tokens",
+]
+GATE_METRICS: tuple[GateMetric, ...] = (
+    "quality",
+    "success_rate",
+    "cost_usd",
+    "cost_usd_total",
+    "latency_ms",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "tokens",
+)
+ScorerKind = Literal["exact", "contains", "regex", "length", "json_schema", "judge"]
+SCORER_KINDS: tuple[ScorerKind, ...] = ("exact", "contains", "regex", "length", "json_schema", "judge")
+
+
+def scorer_metric(kind: str, field: str | None) -> str:
+    """The metric name of a scorer: `exact:answer` -> `exact_answer`, a bare `judge` -> `judge`."""
+    return f"{kind}_{field}" if field else kind
+
+
+class NodeOverride(_Spec):
+    """What an A/B variant changes in one node: its prompt and/or its model settings."""
+
+    prompt: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
+class VariantSpec(_Spec):
+    """One A/B variant: a name, an optional model for every node, and per-node overrides."""
+
+    name: LooseStr
+    description: str = ""
+    model: str | None = None
+    nodes: dict[str, NodeOverride] = Field(default_factory=dict)
+
+
+def _named_variants(value: Any) -> Any:
+    # `variants: {short: {...}, long: {...}}` is the same as a list with `name:` in each entry.
+    if isinstance(value, dict):
+        return [
+            {"name": name, **(spec or {})} if isinstance(spec, dict) or spec is None else spec
+            for name, spec in value.items()
+        ]
+    return value
+
+
+class ABTestSpec(_Spec):
+    """`config.ab_test`: run every variant `run_count` times (per dataset row) and compare them.
+
+    Quality is the mean of the `scorers` (each 0..1), or the success rate when there are none; the
+    winner has the highest quality, ties going to the lower cost, then the lower latency.
+    """
+
+    experiment: str | None = None
+    run_count: int = Field(default=1, ge=1)
+    parallel: bool = False
+    dataset: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    scorers: list[str] = Field(default_factory=list)
+    variants: Annotated[list[VariantSpec], BeforeValidator(_named_variants)] = Field(default_factory=list)
+
+
+class GateSpec(_Spec):
+    """`config.gates` entry: a metric must stay within `min`/`max`; `on_fail: fail` exits non-zero."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    on_fail: Literal["fail", "warn"] = "fail"
+
+
+def _named_gates(value: Any) -> Any:
+    # `gates: {quality: {min: 0.8}}` is the same as `gates: [{metric: quality, min: 0.8}]`; `gates:` is none.
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [{"metric": name, **spec} if isinstance(spec, dict) else spec for name, spec in value.items()]
+    return value
+
+
 class RuntimeConfig(_Spec):
     """The `config:` block."""
 
@@ -297,8 +390,8 @@ class RuntimeConfig(_Spec):
     storage: Any = None
     memory: MemoryField = None
     budget: BudgetSpec | None = None
-    ab_test: Any = None
-    gates: Any = None
+    ab_test: ABTestSpec | None = None
+    gates: Annotated[list[GateSpec], BeforeValidator(_named_gates)] = Field(default_factory=list)
     logging: Any = None
     sandbox: Any = None
 

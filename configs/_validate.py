@@ -17,7 +17,16 @@ from configs._graph import build_graph
 from configs._issues import closest
 from configs._locs import KeyPath, Problem, short_repr
 from configs._outputs import output_slot
-from configs._schema import END, SCHEMA_VERSIONS, START, FlowSpec, NodeSpec
+from configs._schema import (
+    END,
+    GATE_METRICS,
+    SCHEMA_VERSIONS,
+    SCORER_KINDS,
+    START,
+    FlowSpec,
+    NodeSpec,
+    scorer_metric,
+)
 from configs._scope import Scope, Unresolved
 from configs._templates import TemplateSyntaxError, placeholders
 from configs._typeref import ANY, TypeRef, TypeStringError, incompatibility, parse_type
@@ -55,6 +64,7 @@ def check_flow(spec: FlowSpec, *, tools: Collection[str] | None = None) -> list[
         problems += _check_tools(spec, tools)
     maps = map_runtime_names(state_types, build_graph(spec)[0])
     handlers = error_targets(spec)
+    scopes: dict[str, Scope] = {}
     for index, node in enumerate(spec.nodes):
         _check_outputs(spec, index, node, state_types, problems)
         scope = Scope(state_types, runtime={"memory": ANY, **maps.get(node.id, {})})
@@ -62,7 +72,96 @@ def check_flow(spec: FlowSpec, *, tools: Collection[str] | None = None) -> list[
             scope.runtime["error"] = TypeRef("str")
         _check_inputs(index, node, scope, problems)
         _check_prompt(index, node, scope, problems)
+        scopes.setdefault(node.id, scope)
     problems += check_edges(spec, state_types)
+    problems += _check_ab_test(spec, scopes)
+    problems += _check_gates(spec)
+    return problems
+
+
+def _check_ab_test(spec: FlowSpec, scopes: Mapping[str, Scope]) -> list[Problem]:
+    ab = spec.config.ab_test
+    if ab is None:
+        return []
+    base: KeyPath = ("config", "ab_test")
+    problems: list[Problem] = []
+    if len(ab.variants) < 2:
+        problems.append(
+            Problem(
+                (*base, "variants") if ab.variants else base,
+                f"an A/B test needs at least 2 variants, got {len(ab.variants)}",
+            )
+        )
+    seen: dict[str, int] = {}
+    for v, variant in enumerate(ab.variants):
+        vpath: KeyPath = (*base, "variants", v)
+        problems += _check_token(variant.name, "variant name", (*vpath, "name"))
+        if variant.name in seen:
+            problems.append(
+                Problem(
+                    (*vpath, "name"),
+                    f"duplicate variant name {variant.name!r} (first used by variants[{seen[variant.name]}])",
+                )
+            )
+        seen.setdefault(variant.name, v)
+        for node_id, override in variant.nodes.items():
+            npath: KeyPath = (*vpath, "nodes", node_id)
+            if node_id not in scopes:
+                problems.append(
+                    Problem(
+                        npath,
+                        f"unknown node {node_id!r} (nodes: {', '.join(scopes) or 'none'})",
+                        closest(node_id, scopes),
+                    )
+                )
+            elif override.prompt is not None:
+                index = next(i for i, node in enumerate(spec.nodes) if node.id == node_id)
+                node = spec.nodes[index].model_copy(update={"prompt": override.prompt})
+                found: list[Problem] = []
+                _check_prompt(index, node, scopes[node_id], found)
+                problems += [Problem((*npath, "prompt"), p.message, p.suggestion, p.severity, p.offset) for p in found]
+    for k, text in enumerate(ab.scorers):
+        problems += _check_scorer(spec, text, (*base, "scorers", k))
+    return problems
+
+
+def _check_scorer(spec: FlowSpec, text: str, path: KeyPath) -> list[Problem]:
+    kind, _, rest = text.partition(":")
+    if kind not in SCORER_KINDS:
+        return [
+            Problem(
+                path,
+                f"unknown scorer {kind!r} in {text!r}; scorers: {', '.join(SCORER_KINDS)}",
+                closest(kind, SCORER_KINDS),
+            )
+        ]
+    field = rest.partition(":")[0]
+    if field and field not in spec.state.fields:
+        return [Problem(path, f"scorer {text!r}: {field!r} is not a state field", closest(field, spec.state.fields))]
+    if not field and kind != "judge":
+        return [Problem(path, f"scorer {text!r} needs a state field: {kind}:FIELD")]
+    return []
+
+
+def _check_gates(spec: FlowSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    names = [*GATE_METRICS, scorer_metric("judge", None)]
+    names += [scorer_metric(kind, field) for kind in SCORER_KINDS for field in spec.state.fields]
+    for k, gate in enumerate(spec.config.gates):
+        path: KeyPath = ("config", "gates", k)
+        if gate.metric not in names:
+            problems.append(
+                Problem(
+                    (*path, "metric"),
+                    f"unknown gate metric {gate.metric!r}; metrics: {', '.join(GATE_METRICS)}, "
+                    "or a scorer's name such as exact_<field>",
+                    closest(gate.metric, names),
+                )
+            )
+        if gate.min is None and gate.max is None:
+            problems.append(Problem(path, f"gate on {gate.metric!r} needs min, max or both"))
+        elif gate.min is not None and gate.max is not None and gate.min > gate.max:
+            problems.append(Problem(path, f"gate on {gate.metric!r}: min {gate.min:g} is above max {gate.max:g}"))
     return problems
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,21 @@ from configs import Settings
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT.parent / "shared" / "seed-configs"
 EXAMPLES = ROOT / "configs" / "examples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def main_thread_loop() -> Iterator[None]:
+    """An event loop set on the main thread for the whole session, closed at its end.
+
+    pytest-asyncio asks for the main thread's loop before each async test and, when none was ever
+    set, Python 3.11 makes one that nobody closes; a later sync test's ``asyncio.run()`` drops it and
+    the garbage collector then reports an unclosed loop in whatever test runs at that moment.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)  # atexit handlers (litellm's) then make their own loop
+    loop.close()
 
 
 @pytest.fixture

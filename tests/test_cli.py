@@ -26,7 +26,8 @@ def cli(*args: str, timeout: float = 60, cwd: Path = ROOT) -> subprocess.Complet
 
 def test_help_explains_every_command() -> None:
     out = cli("--help").stdout
-    for command in ("up", "run", "validate", "schema", "trigger", "runs", "cancel", "agent", "agents", "bench"):
+    commands = ("up", "run", "validate", "schema", "trigger", "runs", "cancel", "agent", "agents", "bench")
+    for command in (*commands, "report", "eval", "ab"):
         assert command in out
 
 
