@@ -153,14 +153,7 @@ def run(
 ) -> None:
     """Run one workflow to completion on its own ephemeral stack; exit 0 if it succeeded."""
     configure_logging(log_level, _fmt(log_format))
-    flow_set = load_flows([file], mlflow_uri=mlflow_uri)
-    for warning in flow_set.warnings:
-        typer.echo(str(warning), err=True)
-    if flow_set.errors:
-        for error in flow_set.errors:
-            typer.echo(error, err=True)
-        raise typer.Exit(2)
-    plan = flow_set.plans[0]
+    plan = console.load_plan(file, mlflow_uri=mlflow_uri)
     if mock_script is not None and llm is None:
         llm = "mock"
     if record is not None and replay is not None:

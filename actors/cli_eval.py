@@ -15,11 +15,11 @@ from typing import Annotated, NoReturn
 import typer
 
 from actors.abtest import GateResult, check_gates, comparison_table, run_ab
+from actors.console import load_plan
 from actors.evaluate import EvalError, Example, check_expectations, check_inputs, evaluate_plan, load_dataset
 from actors.logs import configure_logging
 from actors.plan import Plan
 from actors.scorers import AnyScorer, ScorerError, parse_scorers, split_scorers
-from actors.stack import load_flows
 from configs import Settings
 
 Dataset = Annotated[
@@ -117,12 +117,12 @@ def eval_command(
 ) -> None:
     """Run FILE over a dataset and log an MLflow evaluation."""
     configure_logging(log_level, "auto")
-    plan = _plan(file)
     if dataset is None:
         _fail("--dataset is required: a JSONL file of examples")
     if mock_script is not None and llm is None:
         llm = "mock"
     settings = _settings(data_dir, llm, mock_script, experiment, mlflow_uri)
+    plan = _plan(file, settings)
     ab = plan.spec.config.ab_test
     specs = split_scorers(scorers) if scorers else list(ab.scorers if ab else [])
     base = Path.cwd() if scorers else Path(plan.file).parent
@@ -180,14 +180,14 @@ def ab_command(
     from actors.cli import parse_inputs  # here: actors.cli imports this module to register the commands
 
     configure_logging(log_level, "auto")
-    plan = _plan(file)
+    # Without --llm, a mock script serves the variants' own mock models (mock, mock/50ms, ...).
+    settings = _settings(data_dir, llm, mock_script, None, mlflow_uri)
+    plan = _plan(file, settings)
     ab = plan.spec.config.ab_test
     if ab is None:
         _fail(f"{file} has no config.ab_test (see docs/evaluation.md)")
     if parallel is not None:
         ab = ab.model_copy(update={"parallel": parallel})
-    # Without --llm, a mock script serves the variants' own mock models (mock, mock/50ms, ...).
-    settings = _settings(data_dir, llm, mock_script, None, mlflow_uri)
     flow_dir = Path(plan.file).parent
     specs = split_scorers(scorers) if scorers else list(ab.scorers)
     try:
@@ -232,15 +232,8 @@ def ab_command(
     raise typer.Exit(1 if any(g.blocking for g in gates) else 0)
 
 
-def _plan(file: Path) -> Plan:
-    flow_set = load_flows([file])
-    for warning in flow_set.warnings:
-        typer.echo(str(warning), err=True)
-    if flow_set.errors:
-        for error in flow_set.errors:
-            typer.echo(error, err=True)
-        raise typer.Exit(2)
-    return flow_set.plans[0]
+def _plan(file: Path, settings: Settings) -> Plan:
+    return load_plan(file, mlflow_uri=settings.mlflow_uri())
 
 
 def _settings(

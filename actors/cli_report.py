@@ -121,6 +121,8 @@ def costs(
         runs = asyncio.run(_list_runs(_store_url(store, data_dir), flow, limit))
     except StoreError as exc:
         raise _fail(str(exc)) from None
+    if len(runs) >= limit and (cutoff is None or min(r.created_at for r in runs) >= cutoff):
+        typer.echo(f"note: only the newest {limit} runs were read; raise --limit to count older ones", err=True)
     report = reports.cost_report(runs, by=group, since=cutoff)
     if as_json:
         typer.echo(reports.costs_json(report))

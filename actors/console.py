@@ -17,9 +17,11 @@ from nats.js.api import DeliverPolicy
 
 from actors import registry
 from actors.follow import events, final_record
+from actors.plan import Plan
 from actors.presence import ActorInfo
 from actors.runs import RunRecord, RunStore
 from actors.scheduler import SOURCE_HEADER
+from actors.stack import load_flows
 from bus import Bus, DeadLetter, Event, decode, subjects, topology
 from store import MemoryRecord, RunHistory, open_store
 
@@ -41,6 +43,18 @@ def stack_url(explicit: str | None, data_dir: Path) -> str:
             err=True,
         )
         raise typer.Exit(2) from None
+
+
+def load_plan(file: Path, *, mlflow_uri: str | None = None) -> Plan:
+    """The plan of one flow file; its warnings and errors are printed, and errors exit with code 2."""
+    flow_set = load_flows([file], mlflow_uri=mlflow_uri)
+    for warning in flow_set.warnings:
+        typer.echo(str(warning), err=True)
+    if flow_set.errors:
+        for error in flow_set.errors:
+            typer.echo(error, err=True)
+        raise typer.Exit(2)
+    return flow_set.plans[0]
 
 
 async def with_client(url: str, body: Callable[[Bus], Awaitable[T]]) -> T:

@@ -354,7 +354,11 @@ def _mlflow_scorer(scorer: AnyScorer, judge: JudgeCall | None) -> Any:
         call, grader = judge, scorer
 
         def judged(inputs: dict[str, Any], outputs: dict[str, Any], expectations: dict[str, Any]) -> Any:
-            return feedback(grader.grade(call(grader.request(inputs or {}, outputs or {}, expectations or {}))))
+            try:
+                return feedback(grader.grade(call(grader.request(inputs or {}, outputs or {}, expectations or {}))))
+            except (ScorerError, EvalError) as exc:
+                # Scored 0, not left out: MLflow's mean skips errored rows, which would flatter the flow.
+                return Feedback(value=0.0, rationale=f"the judge failed: {exc}")
 
         return mlflow_scorer(judged, name=scorer.name)
     graded = scorer

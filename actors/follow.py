@@ -39,6 +39,27 @@ async def events(bus: Bus, run_id: str, *, timeout_s: float | None = None) -> As
         await sub.unsubscribe()
 
 
+async def stored_events(bus: Bus, run_id: str, *, timeout_s: float = 10.0) -> list[Event]:
+    """Every event of `run_id` in the stream now, in order (also those after its terminal event).
+
+    Raises:
+        TimeoutError: the stream did not hand them over within `timeout_s`.
+    """
+    sub = await bus.js.subscribe(subjects.events_of(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+    found: list[Event] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                msg = await sub.next_msg(timeout=None)
+                event = decode(msg.data)
+                if isinstance(event, Event):
+                    found.append(event)
+                if msg.metadata.num_pending == 0:
+                    return found
+    finally:
+        await sub.unsubscribe()
+
+
 async def final_record(bus: Bus, run_id: str) -> RunRecord:
     """The run record of an ended run.
 

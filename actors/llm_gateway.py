@@ -11,12 +11,13 @@ from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 
 from actors.budget import Budgets
 from actors.llm_backend import LLMBackend
 from actors.llm_types import LLMReply, LLMRequest
 from actors.presence import Load
-from bus import Bus, Event, EventKind, subjects, topology
+from bus import Bus, Event, EventKind, new_id, subjects, topology
 from configs import BudgetSpec
 from configs.errors import BusError
 
@@ -70,7 +71,7 @@ class LLMGateway:
         )
         try:
             await self._bus.publish_nowait(subjects.event(request.run_id, kind), event)
-        except (ValueError, BusError) as exc:
+        except (ValueError, BusError, NatsError) as exc:  # an event never stops the answer
             log.warning("llm_gateway.event_failed", error=str(exc))
 
     async def stop(self) -> None:
@@ -95,15 +96,19 @@ class LLMGateway:
         except ValueError as exc:
             reply = LLMReply(ok=False, error=f"bad LLM request: {exc}")
         else:
-            messages = [m.model_dump(mode="json", exclude_none=True) for m in request.messages]
+            call = new_id()  # pairs this call's two events
+            messages = [_clipped(m.model_dump(mode="json", exclude_none=True)) for m in request.messages]
             await self._event(
-                "llm.called", request, {"model": request.model, "attempt": request.attempt, "messages": messages}
+                "llm.called",
+                request,
+                {"call": call, "model": request.model, "attempt": request.attempt, "messages": messages},
             )
             reply = await self._complete_within_budget(request)
             await self._event(
                 "llm.finished",
                 request,
                 {
+                    "call": call,
                     "model": reply.model or request.model,
                     "ok": reply.ok,
                     "tokens_in": reply.usage.prompt_tokens,
@@ -112,7 +117,7 @@ class LLMGateway:
                     "latency_ms": round(reply.latency_ms, 3),
                     "cache_hit": reply.cache_hit,
                     "tool_calls": [c.name for c in reply.tool_calls],
-                    "content": reply.content,
+                    "content": _clip(reply.content),
                     "error": reply.error,
                 },
             )
@@ -121,3 +126,18 @@ class LLMGateway:
                 await msg.respond(reply.model_dump_json().encode())
             except Exception as exc:  # noqa: BLE001 - the requester gave up; nothing to answer
                 log.warning("llm_gateway.respond_failed", error=str(exc))
+
+
+# Text kept per message in events: a long prompt must not push an event past NATS's payload limit.
+EVENT_TEXT_CHARS = 16_000
+
+
+def _clip(text: str) -> str:
+    if len(text) <= EVENT_TEXT_CHARS:
+        return text
+    return f"{text[:EVENT_TEXT_CHARS]}… [{len(text) - EVENT_TEXT_CHARS} more characters]"
+
+
+def _clipped(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    return {**message, "content": _clip(content)} if isinstance(content, str) else message

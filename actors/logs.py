@@ -30,12 +30,13 @@ class RunLogEvents:
 
     def __init__(self) -> None:
         self._bus: Bus | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._sender = ""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def attach(self, bus: Bus, sender: str) -> None:
-        """Publish through `bus` from now on (the process's actor connection)."""
-        self._bus, self._sender = bus, sender
+        """Publish through `bus` from now on (the process's actor connection; call it from its loop)."""
+        self._bus, self._sender, self._loop = bus, sender, asyncio.get_running_loop()
 
     def detach(self, bus: Bus) -> None:
         if self._bus is bus:
@@ -49,6 +50,8 @@ class RunLogEvents:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return event_dict
+        if loop is not self._loop:
+            return event_dict  # another thread's loop: the bus is not safe to use from there
         fields = {k: v for k, v in event_dict.items() if k not in _RESERVED}
         node = event_dict.get("node")
         try:
@@ -82,6 +85,20 @@ class RunLogEvents:
 RUN_LOGS = RunLogEvents()
 
 
+class _Stderr:
+    """``sys.stderr`` as it is when a line is written, not when logging was configured.
+
+    Test runners and ``typer.testing.CliRunner`` swap ``sys.stderr`` and close their copy afterwards;
+    a handler bound to it would then fail every later log line of the process.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     """Route structlog and the standard library (nats, litellm) to stderr in one format."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -98,10 +115,11 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     structlog.configure(
         processors=[*shared, *run_logs, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
+        # Not cached: a process that configures again (tests, CliRunner) gets the new settings everywhere.
+        cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(processors=[*shared[1:], renderer], foreign_pre_chain=shared[:1])
     )

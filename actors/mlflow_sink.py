@@ -133,7 +133,7 @@ class MlflowSink:
             self._llm(root, call, SpanType, SpanAttributeKey, SpanStatusCode)
         if trace.error:
             root.set_status(SpanStatusCode.ERROR)
-            root.set_attribute("ca.error", trace.error)
+            root.set_attribute("ca.error", self._redact(trace.error))
         root.end(outputs=self._io(trace.state), end_time_ns=_ns(end))
         mlflow.flush_trace_async_logging()
         return str(root.trace_id)
@@ -171,7 +171,7 @@ class MlflowSink:
             end = max(end, tool.finished_at or tool.started_at)
         if step.status == "failed":
             span.set_status(codes.ERROR)
-            span.set_attribute("ca.error", step.error or "failed")
+            span.set_attribute("ca.error", self._redact(step.error or "failed"))
         span.end(outputs=self._io(step.outputs), end_time_ns=_ns(end))
 
     def _llm(self, parent: LiveSpan, call: LLMCall, span_type: Any, keys: Any, codes: Any) -> None:
@@ -197,7 +197,7 @@ class MlflowSink:
         )
         if not call.ok:
             span.set_status(codes.ERROR)
-            span.set_attribute("ca.error", call.error or "failed")
+            span.set_attribute("ca.error", self._redact(call.error or "failed"))
         outputs = {"content": self._io(call.content), "tool_calls": call.tool_calls} if self._log_prompts else None
         span.end(outputs=outputs, end_time_ns=_ns(call.finished_at))
 
@@ -215,5 +215,5 @@ class MlflowSink:
         )
         if tool.error:
             span.set_status(codes.ERROR)
-            span.set_attribute("ca.error", tool.error)
+            span.set_attribute("ca.error", self._redact(tool.error))
         span.end(outputs=self._io(tool.result), end_time_ns=_ns(tool.finished_at or tool.started_at))

@@ -39,7 +39,7 @@ from actors.tool_host import ToolHost
 from actors.tools import tool_names
 from actors.worker import NodeWorker
 from bus import Bus, EmbeddedNats, new_id, subjects
-from configs import ConfigError, ConfigIssue, Settings, load_flow
+from configs import ConfigError, ConfigIssue, Settings, check_flow, load_flow
 from configs.errors import ActorError
 from store import Store, connect_store
 
@@ -89,9 +89,29 @@ def load_flows(paths: Iterable[Path], *, mlflow_uri: str | None = None) -> FlowS
         except ActorError as exc:
             result.errors.append(f"{file}: {exc}")
             continue
+        plan = compile_plan(loaded, prompts)
+        problems = registry_prompt_problems(plan) if prompts else []
+        if problems:
+            result.errors += [f"{file}: {problem}" for problem in problems]
+            continue
         result.warnings += loaded.warnings
-        result.plans.append(compile_plan(loaded, prompts))
+        result.plans.append(plan)
     return result
+
+
+def registry_prompt_problems(plan: Plan) -> list[str]:
+    """What is wrong with the registry prompts of a plan, checked like prompts written in the file."""
+    spec = plan.spec
+    found: list[str] = []
+    for problem in check_flow(spec, tools=tool_names()):
+        path = problem.path
+        if problem.severity != "error" or len(path) < 3 or path[0] != "nodes" or path[2] != "prompt":
+            continue
+        node = spec.nodes[int(path[1])].id
+        if node in plan.prompts:
+            hint = f" ({problem.suggestion})" if problem.suggestion else ""
+            found.append(f"node '{node}': the registry prompt: {problem.message}{hint}")
+    return found
 
 
 def backend_for(settings: Settings) -> LLMBackend:
@@ -162,7 +182,8 @@ async def serve_actor(
             view = RegistryView(bus, heartbeat_s=settings.heartbeat_s)
             await view.start()
         if kind == "scheduler":
-            flow_set = load_flows(flows, mlflow_uri=settings.mlflow_uri())
+            # In a thread: fetching registry prompts from a remote MLflow must not stall the connection.
+            flow_set = await asyncio.to_thread(load_flows, flows, mlflow_uri=settings.mlflow_uri())
             for error in flow_set.errors:
                 log.error("flow.invalid", error=error)
             scheduler = Scheduler(bus, settings, flow_set.plans, actor_id=actor_id, registry=view)

@@ -249,6 +249,10 @@ def summarize(events: Iterable[Event]) -> RunTrace:
             step.duration_ms = data.get("duration_ms", (event.ts - step.started_at) * 1000)
             step.attempts = max(step.attempts, int(data.get("attempts", 1)))
             step.outputs = data.get("outputs")
+        elif kind == "node.discarded" and step is not None:
+            step.status = "discarded"
+            step.finished_at = event.ts
+            step.duration_ms = data.get("duration_ms", (event.ts - step.started_at) * 1000)
         elif kind == "node.failed" and step is not None:
             step.status = "failed"
             step.finished_at = event.ts
@@ -257,7 +261,7 @@ def summarize(events: Iterable[Event]) -> RunTrace:
         elif kind == "llm.called":
             pending_llm.setdefault(event.step_id or "", []).append(event)
         elif kind == "llm.finished":
-            call = _llm_call(event, pending_llm.get(event.step_id or "", []))
+            call = _llm_call(event, pending_llm.setdefault(event.step_id or "", []))
             (step.llm_calls if step is not None else trace.llm_calls).append(call)
         elif kind == "tool.called" and step is not None:
             tool = ToolCall(
@@ -285,10 +289,13 @@ def summarize(events: Iterable[Event]) -> RunTrace:
 
 
 def _llm_call(finished: Event, called: list[Event]) -> LLMCall:
-    """Pair an ``llm.finished`` with the earliest unanswered ``llm.called`` of its step."""
+    """Pair an ``llm.finished`` with its ``llm.called`` (same ``call`` id; else the step's earliest unanswered)."""
     data = finished.data
     latency_s = float(data.get("latency_ms") or 0.0) / 1000
-    start = called.pop(0) if called else None
+    same = [e for e in called if "call" in data and e.data.get("call") == data["call"]]
+    start = same[0] if same else (called[0] if called and "call" not in data else None)
+    if start is not None:
+        called.remove(start)
     started_at = start.ts if start is not None else finished.ts - latency_s
     return LLMCall(
         model=str(data.get("model") or (start.data.get("model") if start else "") or "unknown"),

@@ -234,7 +234,10 @@ class NodeWorker:
                 await self._fail(plan, item, started, str(exc))
                 return
             step = await self._record(plan, item, mine, found)
-            if step is None:
+            if step is None:  # the run ended meanwhile (cancelled, timed out): the outputs count for nothing
+                await self._step_event(
+                    item, "node.discarded", data={"duration_ms": round(mine.duration_ms, 3)}, dedup=step_id
+                )
                 return
         elif step.status == "failed":  # a redelivery after a crash mid-failure: finish the failure path
             await self._fail(plan, item, step.started_at, step.error or "failed")

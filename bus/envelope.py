@@ -24,6 +24,8 @@ EventKind = Literal[
     "node.failed",
     "node.retry",
     "node.waiting",
+    # The step finished after its run had ended (cancelled, timed out): its outputs were not used.
+    "node.discarded",
     "tool.called",
     "tool.finished",
     "llm.called",

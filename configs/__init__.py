@@ -46,6 +46,7 @@ from configs._templates import (
     resolve_path,
 )
 from configs._types import initial_state, python_type, state_model, types_compatible
+from configs._validate import check_flow
 from configs.errors import ActorError, BusError, CaActorsError, LLMError
 from configs.settings import Settings
 
@@ -99,6 +100,7 @@ __all__ = [
     "TemplateSyntaxError",
     "VariantSpec",
     "analyze_graph",
+    "check_flow",
     "flow_json_schema",
     "initial_state",
     "load_flow",

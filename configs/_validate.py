@@ -114,6 +114,14 @@ def _check_ab_test(spec: FlowSpec, scopes: Mapping[str, Scope]) -> list[Problem]
                         closest(node_id, scopes),
                     )
                 )
+            elif override.prompt is not None and override.prompt.strip().startswith("mlflow:/prompts/"):
+                problems.append(
+                    Problem(
+                        (*npath, "prompt"),
+                        "a variant's prompt is its text; registry prompts (mlflow:/prompts/...) are for nodes",
+                        "paste the prompt text, or register the variant's text and point the node at it",
+                    )
+                )
             elif override.prompt is not None:
                 index = next(i for i, node in enumerate(spec.nodes) if node.id == node_id)
                 node = spec.nodes[index].model_copy(update={"prompt": override.prompt})

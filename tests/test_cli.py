@@ -318,7 +318,7 @@ def test_up_with_mlflow_serves_the_traces_of_its_runs_and_stops_the_server(stack
     proc, lines = _start_up(stack_dir, "--llm", "mock", "--mlflow")
     try:
         ui = next(line.split()[2] for line in lines if line.startswith("MLflow UI:"))
-        everything = _descendants(proc.pid)
+        everything = _descendants(proc.pid)  # again once the server is up: it starts workers of its own
         result = cli("trigger", "echo", "-i", "message=traced", "--wait", "--json", "--data-dir", str(stack_dir))
         run_id = json.loads(result.stdout)["run_id"]
         deadline = time.monotonic() + 150  # mlflow server takes 15-60 s to start here
@@ -330,6 +330,7 @@ def test_up_with_mlflow_serves_the_traces_of_its_runs_and_stops_the_server(stack
             except OSError:
                 assert time.monotonic() < deadline, "mlflow server did not answer"
                 time.sleep(1)
+        everything = _descendants(proc.pid)
         with urllib.request.urlopen(ui, timeout=10) as page:
             assert page.headers.get("X-Frame-Options") is None, "the dashboard must be able to frame the UI"
         # The run's trace, through the server's REST API (the observer wrote it to the same store).

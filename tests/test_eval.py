@@ -236,6 +236,22 @@ async def test_an_evaluation_runs_every_example_and_logs_scores_cost_and_latency
     assert experiment.name == "eval-test"
 
 
+async def test_a_judge_that_cannot_grade_scores_zero_instead_of_being_left_out(tmp_path: Path, mlflow_uri: str) -> None:
+    import mlflow
+
+    # The judge's request is made for node "judge": the mock script answers it without a usable score.
+    script = write_script(
+        tmp_path / "script.json", {"answer": [{"answer": "Paris"}], "judge": [{"score": "high", "rationale": "?"}]}
+    )
+    settings = Settings(data_dir=tmp_path, llm_override="mock", mock_script=script, mlflow_tracking_uri=mlflow_uri)
+    (plan,) = plans(_flow(tmp_path))
+    examples = load_dataset(_dataset(tmp_path), plan.spec)
+    report = await evaluate_plan(settings, plan, examples, parse_scorers([], judge_model="mock"), experiment="judged")
+    metrics = mlflow.MlflowClient(tracking_uri=mlflow_uri).get_run(report.logged.run_id).data.metrics
+    assert metrics["judge"] == 0.0
+    assert metrics["quality"] == 0.0
+
+
 async def _cli(*args: str) -> Any:
     """Invoke the commands in a thread: their asyncio.run() must not touch this test's event loop."""
     app = typer.Typer()

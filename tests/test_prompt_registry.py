@@ -71,3 +71,31 @@ def test_a_missing_prompt_is_a_load_error_naming_the_node(tmp_path: Path) -> Non
     (error,) = flows.errors
     assert "node 'summarize'" in error
     assert "mlflow:/prompts/one_liner@production not found" in error
+
+
+def test_a_registry_prompt_is_checked_like_a_prompt_in_the_file(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow = import_mlflow()
+    mlflow.set_tracking_uri(uri)
+    mlflow.genai.register_prompt("one_liner", template="Summarize {{state.topc}}")
+    mlflow.genai.set_prompt_alias("one_liner", alias="production", version=1)
+    flows = load_flows([write_flow(tmp_path / "registry.yaml", FLOW)], mlflow_uri=uri)
+    assert flows.plans == []
+    (error,) = flows.errors
+    assert "node 'summarize': the registry prompt" in error
+    assert "topc" in error
+    assert "topic" in error  # the suggestion
+
+
+def test_an_ab_variant_cannot_point_at_the_registry(tmp_path: Path) -> None:
+    body = FLOW.replace('prompt: "mlflow:/prompts/one_liner@production"', 'prompt: "Summarize {state.topic}"')
+    body += """config:
+  ab_test:
+    variants:
+      - name: a
+      - name: b
+        nodes: {summarize: {prompt: "mlflow:/prompts/other@x"}}
+"""
+    flows = load_flows([write_flow(tmp_path / "ab.yaml", body)])
+    (error,) = flows.errors
+    assert "registry prompts (mlflow:/prompts/...) are for nodes" in error
