@@ -75,12 +75,19 @@ class MlflowSink:
     """Writes run traces to one MLflow tracking store and experiment. Blocking: call from a thread."""
 
     def __init__(self, settings: Settings) -> None:
-        self._mlflow = import_mlflow()
+        self._module: Any = None
         self._uri = settings.mlflow_uri()
         self._experiment_name = settings.mlflow_experiment
         self._log_prompts = settings.log_prompts
         self._redact = Redactor()
         self._experiment_id: str | None = None
+
+    @property
+    def _mlflow(self) -> Any:
+        """MLflow, imported at the first trace (in the observer's writer thread), not at start-up."""
+        if self._module is None:
+            self._module = import_mlflow()
+        return self._module
 
     def _experiment(self) -> str:
         if self._experiment_id is None:

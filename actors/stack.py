@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -135,13 +136,12 @@ def trace_sink(settings: Settings) -> TraceSink | None:
     """The MLflow trace writer when `settings.traces` is on and MLflow is installed; else None (logged)."""
     if not settings.traces:
         return None
+    if importlib.util.find_spec("mlflow") is None:  # not imported here: that would delay start-up
+        log.warning("observer.no_traces", reason="MLflow is not installed: pip install 'ca-actors[mlflow]'")
+        return None
     from actors.mlflow_sink import MlflowSink
 
-    try:
-        return MlflowSink(settings)
-    except ActorError as exc:
-        log.warning("observer.no_traces", reason=str(exc))
-        return None
+    return MlflowSink(settings)
 
 
 def _actor_id(kind: str, name: str | None = None) -> str:
