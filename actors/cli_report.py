@@ -62,9 +62,9 @@ def _store_url(store: str | None, data_dir: Path) -> str:
     return url
 
 
-async def _list_runs(url: str, flow: str | None, limit: int) -> list[RunHistory]:
+async def _list_runs(url: str, flow: str | None, limit: int, since: float | None = None) -> list[RunHistory]:
     async with open_store(url) as st:
-        return await st.list_runs(flow=flow, limit=limit)
+        return await st.list_runs(flow=flow, limit=limit, since=since)
 
 
 async def _get_run(url: str, run_id: str) -> RunHistory | None:
@@ -118,10 +118,10 @@ def costs(
             raise typer.BadParameter(str(exc), param_hint="--since") from None
     group: reports.GroupBy = by  # type: ignore[assignment]  # checked against GROUPS above
     try:
-        runs = asyncio.run(_list_runs(_store_url(store, data_dir), flow, limit))
+        runs = asyncio.run(_list_runs(_store_url(store, data_dir), flow, limit, cutoff))
     except StoreError as exc:
         raise _fail(str(exc)) from None
-    if len(runs) >= limit and (cutoff is None or min(r.created_at for r in runs) >= cutoff):
+    if len(runs) >= limit:
         typer.echo(f"note: only the newest {limit} runs were read; raise --limit to count older ones", err=True)
     report = reports.cost_report(runs, by=group, since=cutoff)
     if as_json:

@@ -45,9 +45,9 @@ class Store(Protocol):
         ...
 
     async def list_runs(
-        self, *, flow: str | None = None, status: str | None = None, limit: int = 50
+        self, *, flow: str | None = None, status: str | None = None, limit: int = 50, since: float | None = None
     ) -> list[RunHistory]:
-        """Runs newest first (by ``created_at``), optionally of one flow and/or one status."""
+        """Runs newest first (by ``created_at``), optionally of one flow, one status, created at `since` or later."""
         ...
 
     async def add_memory(self, record: MemoryRecord) -> None:

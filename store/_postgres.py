@@ -205,15 +205,18 @@ class PostgresStore:
         return RunHistory.model_validate_json(rows[0][0]) if rows else None
 
     async def list_runs(
-        self, *, flow: str | None = None, status: str | None = None, limit: int = 50
+        self, *, flow: str | None = None, status: str | None = None, limit: int = 50, since: float | None = None
     ) -> list[RunHistory]:
-        """Runs newest first (by ``created_at``), optionally of one flow and/or one status."""
+        """Runs newest first (by ``created_at``), optionally of one flow, one status, created at `since` or later."""
         where: list[str] = ["TRUE"]
         args: list[object] = [check_limit(limit)]
         for column, value in (("flow", flow), ("status", status)):
             if value is not None:
                 args.append(value)
                 where.append(f"{column} = ${len(args)}")
+        if since is not None:
+            args.append(since)
+            where.append(f"created_at >= ${len(args)}")
         sql = (
             f"SELECT doc FROM {{s}}.runs WHERE {' AND '.join(where)}"
             ' ORDER BY created_at DESC, run_id COLLATE "C" DESC LIMIT $1'

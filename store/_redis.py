@@ -161,15 +161,24 @@ class RedisStore:
             return int(await r.get(self._k("schema_version")) or 0)
 
     async def _newest(
-        self, operation: str, index: str, data: str, model: type[M], keep: Callable[[M], bool], limit: int
+        self,
+        operation: str,
+        index: str,
+        data: str,
+        model: type[M],
+        keep: Callable[[M], bool],
+        limit: int,
+        min_score: float | None = None,
     ) -> list[M]:
-        """Up to `limit` documents of hash `data` that pass `keep`, in the reverse order of zset `index`."""
+        """Up to `limit` documents of hash `data` that pass `keep`, in the reverse order of zset `index`
+        (only members scored `min_score` or more)."""
         found: list[M] = []
         start = 0
         check_limit(limit)
+        low: float | str = "-inf" if min_score is None else min_score
         async with self._op(operation) as r:
             while len(found) < limit:
-                members = _texts(await r.zrevrange(index, start, start + PAGE - 1))
+                members = _texts(await r.zrevrangebyscore(index, "+inf", low, start=start, num=PAGE))
                 if not members:
                     break
                 for doc in await r.hmget(data, members):
@@ -197,14 +206,15 @@ class RedisStore:
         return None if doc is None else RunHistory.model_validate_json(doc)
 
     async def list_runs(
-        self, *, flow: str | None = None, status: str | None = None, limit: int = 50
+        self, *, flow: str | None = None, status: str | None = None, limit: int = 50, since: float | None = None
     ) -> list[RunHistory]:
-        """Runs newest first (by ``created_at``), optionally of one flow and/or one status."""
+        """Runs newest first (by ``created_at``), optionally of one flow, one status, created at `since` or later."""
 
         def keep(run: RunHistory) -> bool:
             return (flow is None or run.flow == flow) and (status is None or run.status == status)
 
-        return await self._newest("list_runs", self._k("runs:idx"), self._k("runs"), RunHistory, keep, limit)
+        index, data = self._k("runs:idx"), self._k("runs")
+        return await self._newest("list_runs", index, data, RunHistory, keep, limit, min_score=since)
 
     # --- memories ---------------------------------------------------------------------------------------------
 

@@ -208,14 +208,18 @@ class SqliteStore:
         return RunHistory.model_validate_json(rows[0][0]) if rows else None
 
     async def list_runs(
-        self, *, flow: str | None = None, status: str | None = None, limit: int = 50
+        self, *, flow: str | None = None, status: str | None = None, limit: int = 50, since: float | None = None
     ) -> list[RunHistory]:
-        """Runs newest first (by ``created_at``), optionally of one flow and/or one status."""
-        where, params = ["1 = 1"], []
+        """Runs newest first (by ``created_at``), optionally of one flow, one status, created at `since` or later."""
+        where: list[str] = ["1 = 1"]
+        params: list[object] = []
         for column, value in (("flow", flow), ("status", status)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(since)
         sql = f"SELECT doc FROM {{p}}runs WHERE {' AND '.join(where)} ORDER BY created_at DESC, run_id DESC LIMIT ?"
         rows = await self._rows("list_runs", sql, (*params, check_limit(limit)))
         return [RunHistory.model_validate_json(row[0]) for row in rows]

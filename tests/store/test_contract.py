@@ -133,6 +133,9 @@ async def test_runs_are_listed_newest_first_filtered_by_flow_and_status_up_to_th
     assert [r.run_id for r in await store.list_runs(flow="chat", status="failed")] == ["b"]
     assert [r.run_id for r in await store.list_runs(limit=2)] == ["d", "b"]
     assert await store.list_runs(flow="nope") == []
+    assert [r.run_id for r in await store.list_runs(since=2.0)] == ["d", "b", "c"]
+    assert [r.run_id for r in await store.list_runs(flow="chat", since=2.5, limit=1)] == ["d"]
+    assert await store.list_runs(since=5.0) == []
 
 
 # --- memories ---------------------------------------------------------------------------------------------------
