@@ -271,6 +271,11 @@ def trigger(
     nats: NatsUrl = None,
     data_dir: DataDir = Path(".ca-actors"),
     timeout: Annotated[float | None, typer.Option("--timeout", help="With --wait: give up after N seconds.")] = None,
+    session: Annotated[
+        str | None,
+        typer.Option("--session", help="A conversation id: the run's trace joins that MLflow session."),
+    ] = None,
+    source: Annotated[str, typer.Option("--source", help="What started the run (a trace tag).")] = "cli",
 ) -> None:
     """Start a run of FLOW on a running stack (publishes the inputs to ca.trigger.FLOW)."""
     url = console.stack_url(nats, data_dir)
@@ -279,7 +284,14 @@ def trigger(
         console.with_client(
             url,
             lambda bus: console.trigger_and_wait(
-                bus, flow, values, wait=wait, timeout_s=timeout, progress=wait and sys.stderr.isatty()
+                bus,
+                flow,
+                values,
+                wait=wait,
+                timeout_s=timeout,
+                progress=wait and sys.stderr.isatty(),
+                source=source,
+                session=session,
             ),
         )
     )

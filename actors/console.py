@@ -20,7 +20,7 @@ from actors.follow import events, final_record
 from actors.plan import Plan
 from actors.presence import ActorInfo
 from actors.runs import RunRecord, RunStore
-from actors.scheduler import SOURCE_HEADER
+from actors.scheduler import SESSION_HEADER, SOURCE_HEADER
 from actors.stack import load_flows
 from bus import Bus, DeadLetter, Event, decode, subjects, topology
 from store import MemoryRecord, RunHistory, open_store
@@ -72,6 +72,7 @@ async def trigger_and_wait(
     timeout_s: float | None,
     progress: bool,
     source: str = "cli",
+    session: str | None = None,
 ) -> dict[str, Any] | None:
     """Start a run by request; with `wait`, follow its events and return its result."""
     try:
@@ -80,7 +81,8 @@ async def trigger_and_wait(
         typer.echo(str(exc), err=True)
         return None
     try:
-        reply = await bus.nc.request(subject, json.dumps(inputs).encode(), timeout=15, headers={SOURCE_HEADER: source})
+        headers = {SOURCE_HEADER: source, **({SESSION_HEADER: session} if session else {})}
+        reply = await bus.nc.request(subject, json.dumps(inputs).encode(), timeout=15, headers=headers)
     except (NoRespondersError, NatsTimeoutError, TimeoutError):
         typer.echo("no scheduler answered: is the stack running (`ca-actors up`)?", err=True)
         return None

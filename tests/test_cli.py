@@ -176,7 +176,10 @@ def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: 
         children = _children(proc.pid)
         # nats-server, scheduler, registry, memory, observer, llm-gateway and two workers, each its own process.
         assert len(children) == 8
-        result = cli("trigger", "demo", "-i", "topic=processes", "--wait", "--json", "--data-dir", str(stack_dir))
+        result = cli(
+            "trigger", "demo", "-i", "topic=processes", "--wait", "--json", "--data-dir", str(stack_dir),
+            "--session", "chat-7",
+        )  # fmt: skip
         assert result.returncode == 0, result.stderr
         out = json.loads(result.stdout)
         assert out["status"] == "succeeded"
@@ -190,6 +193,8 @@ def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: 
             time.sleep(0.5)
         critical = json.loads(profile.stdout)["critical_path"]
         assert [step_id.split(".")[1] for step_id in critical] == ["outline", "draft", "title"]
+        history = json.loads(cli("runs", "--store", f"sqlite:///{stack_dir / 'store.db'}", "--json").stdout)
+        assert [(h["run_id"], h["source"], h["session"]) for h in history] == [(out["run_id"], "cli", "chat-7")]
         plain = cli("trigger", "echo", "-i", "message=hi", "--nats", url)
         assert plain.returncode == 0, plain.stderr
         assert plain.stdout.strip()
