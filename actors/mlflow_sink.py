@@ -32,7 +32,8 @@ def _ns(ts: float) -> int:
 
 
 def import_mlflow() -> Any:
-    """Import MLflow quietly and offline (no telemetry; litellm's price map from the package, not the web).
+    """Import MLflow quietly and offline (no telemetry; litellm's price map from the package, not the web),
+    its log lines going through our logging (`actors.logs`).
 
     Raises:
         ActorError: MLflow is not installed.
@@ -40,6 +41,8 @@ def import_mlflow() -> Any:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # MLflow's loggers then propagate to the root logger, which renders them like every other line.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     try:
         import mlflow
     except ImportError as exc:
