@@ -13,6 +13,17 @@ import typer
 
 from actors import console
 from actors.cli_eval import register as register_eval
+from actors.cli_options import (
+    DataDir,
+    InputJson,
+    Inputs,
+    LogFmt,
+    LogLevel,
+    MlflowUri,
+    NatsUrl,
+    StoreUrl,
+    parse_inputs,
+)
 from actors.cli_report import register as register_report
 from actors.logs import LogFormat, configure_logging
 from actors.stack import ACTOR_KINDS, ActorKind, LocalStack, load_flows, serve_actor
@@ -34,33 +45,6 @@ app = typer.Typer(
 register_report(app)
 register_eval(app)
 
-Inputs = Annotated[list[str] | None, typer.Option("--input", "-i", help="An input as key=value (repeatable).")]
-InputJson = Annotated[str | None, typer.Option("--input-json", help="All inputs as one JSON object.")]
-NatsUrl = Annotated[
-    str | None,
-    typer.Option("--nats", envvar="CA_NATS_URL", help="NATS server URL (default: the running `up` stack's)."),
-]
-DataDir = Annotated[Path, typer.Option("--data-dir", help="Where `up` keeps NATS data and stack.json.")]
-LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
-StoreUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        envvar="CA_STORE_URL",
-        help="Run history and memory: sqlite:///file.db (default: <data-dir>/store.db), "
-        "postgresql://user@host/db?schema=s, redis://host:6379/0?prefix=p.",
-    ),
-]
-LogFmt = Annotated[str, typer.Option("--log-format", help="auto (console on a terminal), console or json.")]
-MlflowUri = Annotated[
-    str | None,
-    typer.Option(
-        "--mlflow-uri",
-        envvar="CA_MLFLOW_TRACKING_URI",
-        help="MLflow tracking store of traces (default: sqlite:///<data-dir>/mlflow.db).",
-    ),
-]
-
 
 def flow_store(plan: Any) -> str | None:
     """The seed's ``config.storage: {backend: sqlite, path: ...}`` of a flow, as a store URL."""
@@ -70,31 +54,6 @@ def flow_store(plan: Any) -> str | None:
     if isinstance(storage, dict) and isinstance(storage.get("url"), str):
         return str(storage["url"])
     return None
-
-
-def parse_inputs(pairs: list[str] | None, raw_json: str | None) -> dict[str, Any]:
-    """``-i key=value`` pairs (values starting with ``[`` or ``{`` are JSON) merged over ``--input-json``."""
-    inputs: dict[str, Any] = {}
-    if raw_json:
-        try:
-            loaded = json.loads(raw_json)
-        except json.JSONDecodeError as exc:
-            raise typer.BadParameter(f"--input-json is not JSON: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise typer.BadParameter("--input-json must be a JSON object")
-        inputs.update(loaded)
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected key=value, got {pair!r}")
-        if value[:1] in "[{":
-            try:
-                inputs[key] = json.loads(value)
-                continue
-            except json.JSONDecodeError as exc:
-                raise typer.BadParameter(f"{key}: value looks like JSON but is not: {exc}") from exc
-        inputs[key] = value
-    return inputs
 
 
 @app.command()

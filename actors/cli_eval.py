@@ -15,6 +15,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from actors.abtest import GateResult, check_gates, comparison_table, run_ab
+from actors.cli_options import DataDir, LogLevel, MlflowUri, parse_inputs
 from actors.console import load_plan
 from actors.evaluate import EvalError, Example, check_expectations, check_inputs, evaluate_plan, load_dataset
 from actors.logs import configure_logging
@@ -47,19 +48,9 @@ Experiment = Annotated[
         help="MLflow experiment (default: $CA_MLFLOW_EXPERIMENT or ca-actors; for ab, ab_test.experiment first).",
     ),
 ]
-MlflowUri = Annotated[
-    str | None,
-    typer.Option(
-        "--mlflow-uri",
-        envvar="CA_MLFLOW_TRACKING_URI",
-        help="MLflow tracking URI (default: sqlite:///<data-dir>/mlflow.db).",
-    ),
-]
-DataDir = Annotated[Path, typer.Option("--data-dir", help="Where the run store and the default MLflow DB live.")]
 Concurrency = Annotated[int, typer.Option("--concurrency", min=1, help="Runs in flight at once (per variant).")]
 Timeout = Annotated[float | None, typer.Option("--timeout", help="Give up on a run after this many seconds.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 
 EVAL_HELP = """Run FILE once per dataset example and log an MLflow evaluation (scores, cost, latency).
 
@@ -177,8 +168,6 @@ def ab_command(
     log_level: LogLevel = "warning",
 ) -> None:
     """Run the A/B test of FILE and print the comparison."""
-    from actors.cli import parse_inputs  # here: actors.cli imports this module to register the commands
-
     configure_logging(log_level, "auto")
     # Without --llm, a mock script serves the variants' own mock models (mock, mock/50ms, ...).
     settings = _settings(data_dir, llm, mock_script, None, mlflow_uri)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from actors import plots, profiles, reports
+from actors.cli_options import DataDir, StoreUrl
 from configs import Settings
 from store import RunHistory, StoreError, open_store
 
@@ -25,17 +26,6 @@ report_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Not imported from actors.cli: that module registers this one, so importing it back would be a cycle.
-StoreUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        envvar="CA_STORE_URL",
-        help="Where run history lives: sqlite:///file.db (default: <data-dir>/store.db), "
-        "postgresql://user@host/db?schema=s, redis://host:6379/0?prefix=p.",
-    ),
-]
-DataDir = Annotated[Path, typer.Option("--data-dir", help="The stack's data directory (holds store.db).")]
 FlowOpt = Annotated[str | None, typer.Option("--flow", help="Only runs of this flow.")]
 PlotFile = Annotated[
     Path | None,

@@ -7,7 +7,7 @@ declared with permissive types so that they are parsed and kept without warnings
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -300,16 +300,7 @@ GateMetric = Literal[
     "latency_p95_ms",
     "tokens",
 ]
-GATE_METRICS: tuple[GateMetric, ...] = (
-    "quality",
-    "success_rate",
-    "cost_usd",
-    "cost_usd_total",
-    "latency_ms",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "tokens",
-)
+GATE_METRICS: tuple[GateMetric, ...] = get_args(GateMetric)
 ScorerKind = Literal["exact", "contains", "regex", "length", "json_schema", "judge"]
 SCORER_KINDS: tuple[ScorerKind, ...] = ("exact", "contains", "regex", "length", "json_schema", "judge")
 

@@ -1,0 +1,64 @@
+"""Command-line options and input parsing shared by the ``ca-actors`` commands (`cli`, `cli_report`, `cli_eval`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+Inputs = Annotated[list[str] | None, typer.Option("--input", "-i", help="An input as key=value (repeatable).")]
+InputJson = Annotated[str | None, typer.Option("--input-json", help="All inputs as one JSON object.")]
+NatsUrl = Annotated[
+    str | None,
+    typer.Option("--nats", envvar="CA_NATS_URL", help="NATS server URL (default: the running `up` stack's)."),
+]
+DataDir = Annotated[
+    Path,
+    typer.Option("--data-dir", help="The stack's data directory: NATS data, stack.json, store.db, mlflow.db."),
+]
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+StoreUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="CA_STORE_URL",
+        help="Run history and memory: sqlite:///file.db (default: <data-dir>/store.db), "
+        "postgresql://user@host/db?schema=s, redis://host:6379/0?prefix=p.",
+    ),
+]
+LogFmt = Annotated[str, typer.Option("--log-format", help="auto (console on a terminal), console or json.")]
+MlflowUri = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow-uri",
+        envvar="CA_MLFLOW_TRACKING_URI",
+        help="MLflow tracking store of traces (default: sqlite:///<data-dir>/mlflow.db).",
+    ),
+]
+
+
+def parse_inputs(pairs: list[str] | None, raw_json: str | None) -> dict[str, Any]:
+    """``-i key=value`` pairs (values starting with ``[`` or ``{`` are JSON) merged over ``--input-json``."""
+    inputs: dict[str, Any] = {}
+    if raw_json:
+        try:
+            loaded = json.loads(raw_json)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"--input-json is not JSON: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter("--input-json must be a JSON object")
+        inputs.update(loaded)
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {pair!r}")
+        if value[:1] in "[{":
+            try:
+                inputs[key] = json.loads(value)
+                continue
+            except json.JSONDecodeError as exc:
+                raise typer.BadParameter(f"{key}: value looks like JSON but is not: {exc}") from exc
+        inputs[key] = value
+    return inputs
