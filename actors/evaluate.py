@@ -34,7 +34,8 @@ from actors.mlflow_sink import experiment_id, import_mlflow
 from actors.plan import Plan
 from actors.scorers import AnyScorer, Judge, Score, Scorer, ScorerError
 from actors.stack import LocalStack
-from bus import Bus, subjects
+from actors.summary import summarize as summarize_run
+from bus import Bus, Event, subjects
 from configs import FlowSpec, InputError, Settings, initial_state
 from configs.errors import ActorError, CaActorsError
 
@@ -202,15 +203,16 @@ async def run_example(bus: Bus, flow: str, example: Example, *, timeout_s: float
         return RowResult(example, None, "rejected", error=str(answer.get("error", answer)))
     run_id = str(answer["run_id"])
     row = RowResult(example, run_id, "running")
+    seen: list[Event] = []
     try:
         async for event in events(bus, run_id, timeout_s=timeout_s):
-            if event.kind == "llm.finished":
-                row.llm_calls += 1
-                row.cost_usd += float(event.data.get("cost_usd") or 0.0)
-                row.tokens_in += int(event.data.get("tokens_in") or 0)
-                row.tokens_out += int(event.data.get("tokens_out") or 0)
+            seen.append(event)  # kept one by one: a timeout still counts what came before it
     except TimeoutError as exc:
         row.status, row.error = "timeout", str(exc)
+    if seen:  # LLM usage counted the way run history counts it
+        usage = summarize_run(seen).history()
+        row.llm_calls, row.cost_usd = usage.llm_calls, usage.cost_usd
+        row.tokens_in, row.tokens_out = usage.tokens_in, usage.tokens_out
     row.latency_ms = (time.perf_counter() - started) * 1000
     record = await final_record(bus, run_id)
     row.state = dict(record.state)
