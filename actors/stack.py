@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self
 
 import structlog
 
@@ -187,9 +187,7 @@ async def serve_actor(
             for error in flow_set.errors:
                 log.error("flow.invalid", error=error)
             scheduler = Scheduler(bus, settings, flow_set.plans, actor_id=actor_id, registry=view)
-            started = asyncio.Event()
-            main = asyncio.create_task(scheduler.run(started))
-            await _first(started.wait(), main)
+            main = await _launch(scheduler)
             stopper = scheduler.stop
             info.serves = [f"trigger.{p.flow}" for p in flow_set.plans]
         elif kind == "worker":
@@ -210,24 +208,18 @@ async def serve_actor(
         elif kind == "memory":
             store = await connect_store(settings.store())
             memory = MemoryActor(bus, store, settings)
-            started = asyncio.Event()
-            main = asyncio.create_task(memory.run(started))
-            await _first(started.wait(), main)
+            main = await _launch(memory)
             stopper = memory.stop
             info.serves = ["ca.memory"]
         elif kind == "observer":
             store = await connect_store(settings.store())
             observer = Observer(bus, settings, store, trace_sink(settings))
-            started = asyncio.Event()
-            main = asyncio.create_task(observer.run(started))
-            await _first(started.wait(), main)
+            main = await _launch(observer)
             stopper = observer.stop
             info.serves = ["ca.evt"]
         elif kind == "registry":
             registry = Registry(bus, heartbeat_s=settings.heartbeat_s)
-            started = asyncio.Event()
-            main = asyncio.create_task(registry.run(started))
-            await _first(started.wait(), main)
+            main = await _launch(registry)
             stopper = registry.stop
             info.serves = ["ca.registry"]
         else:
@@ -269,6 +261,18 @@ async def _first(*aws: Awaitable[Any]) -> None:
         exc = task.exception()
         if exc is not None:
             raise exc
+
+
+class _Actor(Protocol):
+    async def run(self, started: asyncio.Event | None = None) -> None: ...
+
+
+async def _launch(actor: _Actor) -> asyncio.Task[None]:
+    """Start `actor.run` as a task; return it once the actor says it started (re-raise if it failed first)."""
+    started = asyncio.Event()
+    task = asyncio.create_task(actor.run(started))
+    await _first(started.wait(), task)
+    return task
 
 
 class LocalStack:
@@ -327,18 +331,13 @@ class LocalStack:
         await gateway.start()
         self._store = await connect_store(s.store())
         memory = MemoryActor(gw_bus, self._store, s)
-        memory_started = asyncio.Event()
-        self._tasks.append(asyncio.create_task(memory.run(memory_started)))
-        await _first(memory_started.wait(), self._tasks[-1])
+        self._tasks.append(await _launch(memory))
         self._stoppers.append(memory.stop)
         self.observer = Observer(gw_bus, s, self._store, trace_sink(s))
-        self._tasks.append(asyncio.create_task(self.observer.run(observer_started := asyncio.Event())))
-        await _first(observer_started.wait(), self._tasks[-1])
+        self._tasks.append(await _launch(self.observer))
         self._stoppers.append(self.observer.stop)
         scheduler = Scheduler(sched_bus, s, self._plans, actor_id=sched_bus.name)
-        started = asyncio.Event()
-        self._tasks.append(asyncio.create_task(scheduler.run(started)))
-        await _first(started.wait(), self._tasks[-1])
+        self._tasks.append(await _launch(scheduler))
         self._stoppers.append(scheduler.stop)
         only = None if self._serve_all else frozenset(p.flow for p in self._plans)
         for bus in worker_buses:
