@@ -76,6 +76,7 @@ def load_flows(paths: Iterable[Path], *, mlflow_uri: str | None = None) -> FlowS
     Prompts from the MLflow prompt registry are fetched from `mlflow_uri` (default: the settings').
     """
     result = FlowSet()
+    registry = mlflow_uri or Settings.from_env().mlflow_uri()
     for file in flow_files(paths):
         try:
             loaded = load_flow(file, tools=tool_names())
@@ -86,7 +87,7 @@ def load_flows(paths: Iterable[Path], *, mlflow_uri: str | None = None) -> FlowS
             result.errors.append(f"{file}: {exc.strerror or exc}")
             continue
         try:
-            prompts = resolve_prompts(loaded.spec, mlflow_uri or Settings.from_env().mlflow_uri())
+            prompts = resolve_prompts(loaded.spec, registry)
         except ActorError as exc:
             result.errors.append(f"{file}: {exc}")
             continue
