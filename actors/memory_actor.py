@@ -16,7 +16,6 @@ from nats.aio.msg import Msg
 
 from actors.memory import MemoryRequest, MemoryWrite, expires
 from bus import Bus, subjects
-from configs import Settings
 from store import MemoryRecord, Store, StoreError
 
 log = structlog.get_logger(__name__)
@@ -25,10 +24,9 @@ QUEUE = "memory"
 
 
 class MemoryActor:
-    def __init__(self, bus: Bus, store: Store, settings: Settings) -> None:
+    def __init__(self, bus: Bus, store: Store) -> None:
         self._bus = bus
         self._store = store
-        self._settings = settings
         self._stopping = asyncio.Event()
 
     async def run(self, started: asyncio.Event | None = None) -> None:

@@ -208,7 +208,7 @@ async def serve_actor(
             serves = serves_now
         elif kind == "memory":
             store = await connect_store(settings.store())
-            memory = MemoryActor(bus, store, settings)
+            memory = MemoryActor(bus, store)
             main = await _launch(memory)
             stopper = memory.stop
             info.serves = ["ca.memory"]
@@ -331,7 +331,7 @@ class LocalStack:
         gateway = LLMGateway(gw_bus, backend_for(s))
         await gateway.start()
         self._store = await connect_store(s.store())
-        memory = MemoryActor(gw_bus, self._store, s)
+        memory = MemoryActor(gw_bus, self._store)
         self._tasks.append(await _launch(memory))
         self._stoppers.append(memory.stop)
         self.observer = Observer(gw_bus, s, self._store, trace_sink(s))
