@@ -16,9 +16,9 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
-from actors.console import trigger_and_wait
-from actors.plan import Plan
-from actors.stack import load_flows
+from actors.cli.console import trigger_and_wait
+from actors.flow.plan import Plan
+from actors.launch.stack import load_flows
 from bus import Bus, Event, decode, subjects
 from tests.conftest import ROOT
 

@@ -11,10 +11,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from actors.abtest import check_gates, comparison_table, pick_winner, run_ab, variant_plan
-from actors.cli_eval import register
-from actors.evaluate import Example
-from actors.scorers import parse_scorers
+from actors.cli.evals import register
+from actors.evals.abtest import check_gates, comparison_table, pick_winner, run_ab, variant_plan
+from actors.evals.evaluate import Example
+from actors.evals.scorers import parse_scorers
 from configs import ConfigError, GateSpec, Settings, load_flow_text
 from tests.helpers import plans, write_flow
 

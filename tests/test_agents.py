@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from actors.cassette import Cassette
-from actors.llm_backend import LLMBackend, provider_schema
-from actors.llm_types import ChatMessage, LLMRequest
-from actors.stack import LocalStack
+from actors.launch.stack import LocalStack
+from actors.llm.backend import LLMBackend, provider_schema
+from actors.llm.cassette import Cassette
+from actors.llm.messages import ChatMessage, LLMRequest
 from configs import Settings
 from tests.fakes.openai_server import ErrorReply, FakeOpenAI, ToolCallsReply, serve
 from tests.helpers import EventLog, plans, run_flow, write_flow, write_script
@@ -287,7 +287,7 @@ async def test_a_call_that_would_pass_the_budget_is_refused_before_it_is_made(
 async def test_spending_is_counted_and_a_paused_run_waits_with_a_clear_event(
     settings: Settings, tmp_path: Path
 ) -> None:
-    from actors.budget import Budgets
+    from actors.llm.budget import Budgets
     from bus import topology
 
     generous = write_flow(tmp_path / "g.yaml", BUDGETED.replace("BUDGET", "{max_tokens: 100000}"))
@@ -344,7 +344,7 @@ async def test_a_tool_pinned_to_an_actor_runs_on_that_actor(settings: Settings, 
 async def test_provider_limits_bound_concurrency_and_space_out_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
-    from actors.llm_backend import ProviderLimits
+    from actors.llm.backend import ProviderLimits
 
     limits = ProviderLimits(concurrency=2, per_s=None)
     inside = peak = 0
@@ -376,7 +376,7 @@ async def test_provider_limits_bound_concurrency_and_space_out_calls(monkeypatch
 
 
 def test_unknown_tool_names_are_located_errors_with_a_suggestion(tmp_path: Path) -> None:
-    from actors.stack import load_flows
+    from actors.launch.stack import load_flows
 
     flow = agent_flow(tmp_path, "[calculator, {name: web_serch}]")
     flow_set = load_flows([flow])

@@ -6,8 +6,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from actors.console import show_run
-from actors.stack import LocalStack
+from actors.cli.console import show_run
+from actors.launch.stack import LocalStack
 from configs import Settings
 from tests.conftest import ROOT, SEEDS
 from tests.helpers import EventLog, plans, run_flow, write_flow, write_script

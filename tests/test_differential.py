@@ -33,11 +33,11 @@ import hypothesis
 import pytest
 from hypothesis import HealthCheck, given
 
-from actors.llm_backend import LLMBackend
-from actors.mock_llm import MockScript
-from actors.plan import Plan, compile_plan
-from actors.runs import PlanStore
-from actors.stack import LocalStack
+from actors.flow.plan import Plan, compile_plan
+from actors.launch.stack import LocalStack
+from actors.llm.backend import LLMBackend
+from actors.llm.mock import MockScript
+from actors.runtime.runs import PlanStore
 from bus import topology
 from configs import Settings, load_flow_text
 from tests.differential_corpus import CASES, Case
@@ -53,7 +53,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings(
         "ignore", message="The default value of `allowed_objects`", category=PendingDeprecationWarning
     )
-    from actors.engine_langgraph import Checkpointer, run_langgraph
+    from actors.engines.langgraph.engine import Checkpointer, run_langgraph
 
 
 # --- comparing results -----------------------------------------------------------------------------

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from actors.llm_backend import LLMBackend
-from actors.llm_types import LLMReply, LLMRequest
-from actors.mock_llm import MockScript
-from actors.plan import Plan, compile_plan
+from actors.flow.plan import Plan, compile_plan
+from actors.llm.backend import LLMBackend
+from actors.llm.messages import LLMReply, LLMRequest
+from actors.llm.mock import MockScript
 from configs import load_flow
 
 with warnings.catch_warnings():
@@ -26,7 +26,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings(
         "ignore", message="The default value of `allowed_objects`", category=PendingDeprecationWarning
     )
-    from actors.engine_langgraph import recursion_limit, run_langgraph
+    from actors.engines.langgraph.engine import recursion_limit, run_langgraph
 
 SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seed-configs"
 SEED_INPUTS: dict[str, dict[str, Any]] = {

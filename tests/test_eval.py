@@ -11,10 +11,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from actors.cli_eval import register
-from actors.evaluate import EvalError, Example, RowResult, evaluate_plan, load_dataset, parse_example, summarize
-from actors.llm_types import LLMReply
-from actors.scorers import Judge, ScorerError, parse_scorer, parse_scorers, split_scorers
+from actors.cli.evals import register
+from actors.evals.evaluate import EvalError, Example, RowResult, evaluate_plan, load_dataset, parse_example, summarize
+from actors.evals.scorers import Judge, ScorerError, parse_scorer, parse_scorers, split_scorers
+from actors.llm.messages import LLMReply
 from configs import Settings, load_flow_text
 from tests.helpers import plans, write_flow, write_script
 

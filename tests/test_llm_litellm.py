@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from actors.console import trigger_and_wait
-from actors.llm_backend import LLMBackend
-from actors.llm_types import ChatMessage, LLMRequest
-from actors.stack import LocalStack, load_flows
+from actors.cli.console import trigger_and_wait
+from actors.launch.stack import LocalStack, load_flows
+from actors.llm.backend import LLMBackend
+from actors.llm.messages import ChatMessage, LLMRequest
 from configs import Settings
 from tests.fakes.openai_server import ErrorReply, FakeOpenAI, serve
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from actors.llm_backend import LLMBackend
-from actors.llm_types import ChatMessage, LLMReply, LLMRequest
-from actors.mock_llm import MockScript, mock_latency_s, mock_output
-from actors.node_exec import NodeFailed, choose_model, parse_content, run_llm_node
-from actors.rendezvous import Rendezvous
+from actors.flow.node_exec import NodeFailed, choose_model, parse_content, run_llm_node
+from actors.llm.backend import LLMBackend
+from actors.llm.messages import ChatMessage, LLMReply, LLMRequest
+from actors.llm.mock import MockScript, mock_latency_s, mock_output
+from actors.scheduler.rendezvous import Rendezvous
 from configs import load_flow, load_flow_text
 from tests.conftest import SEEDS
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from actors.stack import LocalStack
+from actors.launch.stack import LocalStack
 from configs import Settings
 from store import open_store
 from tests.conftest import ROOT
@@ -241,7 +241,7 @@ async def test_memory_and_run_history_are_visible_from_the_command_line(settings
 
 
 def test_memory_settings_merge_flow_and_node_levels_and_bad_values_are_located() -> None:
-    from actors.memory import memory_policy
+    from actors.memory.client import memory_policy
     from configs import ConfigError, load_flow_text
 
     text = CHAT.replace("MAX", "10") + "config:\n  memory: {enabled: true, default_scope: workflow, limit: 3}\n"

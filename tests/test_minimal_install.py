@@ -26,7 +26,7 @@ from bus import EmbeddedNats
 from tests.conftest import ROOT
 
 HEAVY = ("litellm", "mlflow", "gradio", "langgraph", "langchain_core", "fastapi", "openai")
-AGENT_MODULES = ("actors.worker", "actors.stack", "actors.cli", "bus", "configs")
+AGENT_MODULES = ("actors.worker.actor", "actors.launch.stack", "actors.cli.app", "bus", "configs")
 MAX_SITE_PACKAGES_MB = 100
 MAX_IDLE_RSS_MB = 300  # generous: the point is to print the number, not to test timing or the allocator
 READY_WAIT_S = 10.0

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from actors.mlflow_sink import RUN_TAG, import_mlflow
-from actors.stack import LocalStack
-from actors.summary import summarize
+from actors.launch.stack import LocalStack
+from actors.observer.mlflow_sink import RUN_TAG, import_mlflow
+from actors.observer.summary import summarize
 from bus import Bus, Event
 from configs import Settings
 from store import RunHistory, open_store
@@ -306,7 +306,7 @@ def info_logs() -> Iterator[None]:
 
     import structlog
 
-    from actors.logs import configure_logging
+    from actors.runtime.logs import configure_logging
 
     handlers = logging.getLogger().handlers[:]
     configure_logging("info", "json")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from actors.mlflow_sink import import_mlflow
-from actors.prompt_registry import mlflow_uri_of, to_template
-from actors.stack import LocalStack, load_flows
+from actors.flow.prompt_registry import mlflow_uri_of, to_template
+from actors.launch.stack import LocalStack, load_flows
+from actors.observer.mlflow_sink import import_mlflow
 from configs import Settings
 from configs.errors import ActorError
 from tests.helpers import EventLog, run_flow, write_flow

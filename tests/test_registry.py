@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from actors import registry
-from actors.console import agent_rows
-from actors.presence import ActorInfo
+from actors.cli.console import agent_rows
+from actors.registry import actor as registry
+from actors.runtime.presence import ActorInfo
 from bus import Bus, EmbeddedNats, subjects, topology
 from tests.conftest import EXAMPLES, ROOT
 from tests.helpers import Actors, EventLog, run_flow

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from actors import plots, profiles, reports
-from actors.cli_report import report_app
+from actors.cli.reports import report_app
+from actors.insights import plots, profiles, reports
 from store import RunHistory, open_store
 
 NOW = time.time()

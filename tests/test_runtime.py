@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from actors.stack import LocalStack
+from actors.launch.stack import LocalStack
 from bus import Bus, EmbeddedNats, subjects
 from configs import Settings
 from tests.conftest import EXAMPLES, SEEDS

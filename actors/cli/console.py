@@ -1,0 +1,308 @@
+"""What the CLI shows: live progress of a run, results, run lists; and finding the running stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import DeliverPolicy
+
+from actors.flow.plan import Plan
+from actors.launch.stack import load_flows
+from actors.registry import actor as registry
+from actors.runtime.follow import events, final_record
+from actors.runtime.presence import ActorInfo
+from actors.runtime.runs import RunRecord, RunStore
+from actors.scheduler.actor import SESSION_HEADER, SOURCE_HEADER
+from bus import Bus, DeadLetter, Event, decode, subjects, topology
+from store import MemoryRecord, RunHistory, open_store
+
+T = TypeVar("T")
+
+STACK_FILE = "stack.json"
+
+
+def stack_url(explicit: str | None, data_dir: Path) -> str:
+    """The NATS URL to talk to: `--nats`/CA_NATS_URL, else the one `up` wrote in its data dir."""
+    if explicit:
+        return explicit
+    try:
+        return str(json.loads((data_dir / STACK_FILE).read_text())["nats_url"])
+    except (OSError, ValueError, KeyError):
+        typer.echo(
+            f"no running stack found ({data_dir / STACK_FILE} missing): start one with `ca-actors up` "
+            "or pass --nats URL",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+
+
+def load_plan(file: Path, *, mlflow_uri: str | None = None) -> Plan:
+    """The plan of one flow file; its warnings and errors are printed, and errors exit with code 2."""
+    flow_set = load_flows([file], mlflow_uri=mlflow_uri)
+    for warning in flow_set.warnings:
+        typer.echo(str(warning), err=True)
+    if flow_set.errors:
+        for error in flow_set.errors:
+            typer.echo(error, err=True)
+        raise typer.Exit(2)
+    return flow_set.plans[0]
+
+
+async def with_client(url: str, body: Callable[[Bus], Awaitable[T]]) -> T:
+    """Run `body` with a client connection to `url`."""
+    async with Bus(url, name="ca-actors-cli") as bus:
+        return await body(bus)
+
+
+async def trigger_and_wait(
+    bus: Bus,
+    flow: str,
+    inputs: dict[str, Any],
+    *,
+    wait: bool,
+    timeout_s: float | None,
+    progress: bool,
+    source: str = "cli",
+    session: str | None = None,
+) -> dict[str, Any] | None:
+    """Start a run by request; with `wait`, follow its events and return its result."""
+    try:
+        subject = subjects.trigger(flow)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        return None
+    try:
+        headers = {SOURCE_HEADER: source, **({SESSION_HEADER: session} if session else {})}
+        reply = await bus.nc.request(subject, json.dumps(inputs).encode(), timeout=15, headers=headers)
+    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        typer.echo("no scheduler answered: is the stack running (`ca-actors up`)?", err=True)
+        return None
+    answer: dict[str, Any] = json.loads(reply.data)
+    if "run_id" not in answer:
+        typer.echo(f"trigger failed: {answer.get('error', answer)}", err=True)
+        return None
+    if not wait:
+        return answer
+    run_id = str(answer["run_id"])
+    printer = Progress(enabled=progress)
+    try:
+        async for event in events(bus, run_id, timeout_s=timeout_s):
+            printer.show(event)
+    except TimeoutError as exc:
+        typer.echo(str(exc), err=True)
+    return (await final_record(bus, run_id)).result()
+
+
+async def list_runs(bus: Bus) -> list[RunRecord]:
+    return await RunStore(bus.kv(topology.RUNS)).list()
+
+
+async def dead_letters(bus: Bus, run_id: str) -> list[DeadLetter]:
+    """The dead-lettered work items of a run, oldest first."""
+    sub = await bus.js.subscribe(subjects.dead_letters(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+    letters: list[DeadLetter] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=0.3)
+            except Exception:  # noqa: BLE001 - nats TimeoutError: no more letters
+                break
+            letter = decode(msg.data)
+            if isinstance(letter, DeadLetter):
+                letters.append(letter)
+    finally:
+        await sub.unsubscribe()
+    return letters
+
+
+async def show_run(bus: Bus, run_id: str) -> dict[str, Any] | None:
+    """A run's record with its dead letters, or None when there is no such run."""
+    record = await RunStore(bus.kv(topology.RUNS)).get(run_id)
+    if record is None:
+        return None
+    letters = await dead_letters(bus, run_id)
+    return record.result() | {
+        "plan_version": record.plan_version,
+        "inputs": record.inputs,
+        "created_at": record.created_at,
+        "finished_at": record.finished_at,
+        "dead_letters": [
+            {"node": d.node, "step_id": d.step_id, "error": d.error, "state": d.work.state, "item": d.work.item}
+            for d in letters
+        ],
+    }
+
+
+def print_run_details(details: dict[str, Any]) -> None:
+    print_result(details, as_json=False)
+    typer.echo(f"steps ({len(details['steps'])}):")
+    for step in details["steps"]:
+        where = f"{step['node']}[{step['iteration']}.{step['index']}]"
+        typer.echo(f"  {where:30} {step['status']:10} {step['duration_ms']:>10.1f} ms")
+    for letter in details["dead_letters"]:
+        typer.echo(f"dead letter: {letter['step_id']}: {letter['error']}")
+
+
+async def cancel_run(bus: Bus, run_id: str) -> dict[str, Any]:
+    try:
+        reply = await bus.nc.request(subjects.run_cmd(run_id), b'{"cmd": "cancel"}', timeout=10)
+    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        return {"error": "no scheduler answered"}
+    answer: dict[str, Any] = json.loads(reply.data)
+    return answer
+
+
+class Progress:
+    """One line per event on stderr while a run goes on (only on a terminal)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._t0 = time.perf_counter()
+
+    def show(self, event: Event) -> None:
+        if not self.enabled:
+            return
+        at = f"{time.perf_counter() - self._t0:7.2f}s"
+        where = event.node or ""
+        if event.kind == "node.started":
+            line = f"  ▶ {where}"
+        elif event.kind == "node.finished":
+            line = f"  ✓ {where}  {event.data.get('duration_ms', 0):.1f} ms"
+        elif event.kind == "node.retry":
+            line = f"  ↻ {where}  attempt {event.data.get('attempt')}: {event.data.get('error', '')[:120]}"
+        elif event.kind == "node.failed":
+            line = f"  ✗ {where}  {event.data.get('error', '')}"
+        elif event.kind == "log":
+            line = f"  · {where}  {event.data.get('level', '')}: {event.data.get('message', '')}"
+        elif event.kind == "run.started":
+            line = f"run {event.run_id} of {event.flow} started"
+        else:
+            line = f"{event.kind}: {event.data.get('error') or event.data.get('status', '')}"
+        print(f"{at} {line}", file=sys.stderr, flush=True)
+
+
+def print_result(result: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    typer.echo(f"run {result.get('run_id')}: {result.get('status')}")
+    if result.get("error"):
+        typer.echo(f"error: {result['error']}")
+    for key, value in (result.get("state") or {}).items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        typer.echo(f"  {key}: {text}")
+
+
+def print_runs(records: list[RunRecord]) -> None:
+    if not records:
+        typer.echo("no runs yet")
+        return
+    typer.echo(f"{'RUN':24} {'FLOW':20} {'STATUS':10} {'STEPS':>5} {'DURATION':>10}  STARTED")
+    for r in records:
+        duration = f"{(r.finished_at - r.created_at):.2f}s" if r.finished_at else "-"
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
+        typer.echo(f"{r.run_id:24} {r.flow:20} {r.status:10} {len(r.steps):>5} {duration:>10}  {started}")
+
+
+async def agent_rows(bus: Bus, heartbeat_s: float) -> list[dict[str, Any]]:
+    """The rows of ``ca-actors agents`` (read from the registry buckets; no registry needed)."""
+    return registry.listing(
+        await registry.actors(bus), await registry.expected(bus), now=time.time(), heartbeat_s=heartbeat_s
+    )
+
+
+def format_agents(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no actors registered (is a registry running? `ca-actors up` starts one)"
+    lines = [f"{'ID':44} {'KIND':12} {'STATUS':8} {'AGE':>6} {'LOAD':>8}  HOST:PID  SERVES"]
+    for r in rows:
+        age = "-" if r["heartbeat_age_s"] is None else f"{r['heartbeat_age_s']:.1f}s"
+        load = "-" if r["load"] is None else f"{r['load']['in_flight']}/{r['load']['max']}"
+        status = r["status"] + ("*" if r["draining"] else "")
+        where = f"{r['host']}:{r['pid']}" if r["pid"] else "-"
+        serves = ", ".join(r["serves"][:4]) + (f" (+{len(r['serves']) - 4})" if len(r["serves"]) > 4 else "")
+        lines.append(f"{r['id']:44} {r['kind']:12} {status:8} {age:>6} {load:>8}  {where}  {serves}")
+    return "\n".join(lines)
+
+
+async def watch_agents(bus: Bus, heartbeat_s: float) -> None:
+    """Redraw the agents table every second until interrupted."""
+    while True:
+        rows = await agent_rows(bus, heartbeat_s)
+        typer.echo("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S ") + "ca-actors agents\n" + format_agents(rows))
+        await asyncio.sleep(1.0)
+
+
+async def expect_agent(bus: Bus, name: str, serves: list[str]) -> dict[str, Any]:
+    body = json.dumps({"name": name, "serves": serves}).encode()
+    try:
+        reply = await bus.nc.request(subjects.REGISTRY_EXPECT, body, timeout=5)
+    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        return {"error": "no registry answered (`ca-actors up` starts one)"}
+    answer: dict[str, Any] = json.loads(reply.data)
+    return answer
+
+
+async def ping_agents(bus: Bus) -> list[ActorInfo]:
+    return await registry.ping(bus, wait_s=0.5)
+
+
+async def drain_agent(bus: Bus, actor_id: str) -> dict[str, Any]:
+    try:
+        reply = await bus.nc.request(subjects.registry_drain(subjects.actor_token(actor_id)), b"{}", timeout=5)
+    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        return {"error": f"no actor {actor_id} answered"}
+    answer: dict[str, Any] = json.loads(reply.data)
+    return answer
+
+
+async def store_runs(url: str, limit: int) -> list[RunHistory]:
+    async with open_store(url) as store:
+        return await store.list_runs(limit=limit)
+
+
+def print_history(history: list[RunHistory]) -> None:
+    if not history:
+        typer.echo("no runs recorded")
+        return
+    typer.echo(f"{'RUN':24} {'FLOW':20} {'STATUS':10} {'STEPS':>5} {'DURATION':>10}  STARTED")
+    for h in history:
+        duration = f"{h.duration_ms / 1000:.2f}s" if h.duration_ms is not None else "-"
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h.created_at))
+        typer.echo(f"{h.run_id:24} {h.flow:20} {h.status:10} {len(h.steps):>5} {duration:>10}  {started}")
+
+
+def _scope_matches(key: str, flow: str | None, scope: str | None) -> bool:
+    parts = key.split("/")
+    if flow is not None and parts[:2] != ["flow", flow]:
+        return False
+    if scope is not None:
+        kind = "agent" if parts[0] == "agent" else (parts[2] if len(parts) > 2 else "")
+        return kind == scope
+    return True
+
+
+async def memory_keys(url: str, flow: str | None, scope: str | None) -> dict[str, int]:
+    """Scope keys with their record counts."""
+    async with open_store(url) as store:
+        keys = [k for k in await store.memory_keys() if _scope_matches(k, flow, scope)]
+        return {k: len(await store.memories(k, limit=100_000)) for k in sorted(keys)}
+
+
+async def memory_records(url: str, key: str, limit: int) -> list[MemoryRecord]:
+    async with open_store(url) as store:
+        return await store.memories(key, limit=limit)
+
+
+async def memory_clear(url: str, prefix: str) -> int:
+    async with open_store(url) as store:
+        return await store.clear_memories(prefix)

@@ -1,0 +1,323 @@
+"""Node code shared by every engine: resolve the model, render the prompt, ask, validate, retry.
+
+Pure of the bus: it takes an `LLMClient`, so the same code runs inside a node worker actor and inside
+an in-process engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from actors.llm.messages import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
+from actors.tools import Tool, ToolContext, ToolError, get_tool, openai_tool_spec, run_tool
+from configs import (
+    FlowSpec,
+    LLMSpec,
+    NodeSpec,
+    OutputError,
+    output_json_schema,
+    placeholders,
+    render,
+    resolve_path,
+    validate_output,
+)
+from configs.errors import CaActorsError
+
+DEFAULT_MODEL = "mock"
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
+
+
+class NodeFailed(CaActorsError):
+    """The node cannot produce a valid output: the run fails with this error."""
+
+
+class BudgetExceeded(CaActorsError):
+    """The gateway refused the call: it would pass the run's or the flow's budget."""
+
+
+class LLMUnavailable(CaActorsError):
+    """The LLM call failed in a way a later attempt may fix (provider busy, gateway down)."""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        self.unreachable = unreachable
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    outputs: dict[str, Any]
+    attempts: int
+    model: str
+    prompt: str
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    model: str
+    llm: LLMSpec | None
+
+
+def choose_model(spec: FlowSpec, node: NodeSpec, override: str | None, default: str = DEFAULT_MODEL) -> ModelChoice:
+    """The model a node uses: ``--llm`` override, else the node's ``llm``, else ``config.llm``, else `default`."""
+    llm = node.llm or spec.config.llm
+    if override:
+        return ModelChoice(override, llm)
+    model = (node.llm.model if node.llm and node.llm.model else None) or (
+        spec.config.llm.model if spec.config.llm and spec.config.llm.model else None
+    )
+    if model is None:
+        return ModelChoice(default, llm)
+    provider = (node.llm.provider if node.llm and node.llm.provider else None) or (
+        spec.config.llm.provider if spec.config.llm else None
+    )
+    if provider and "/" not in model:
+        model = f"{'ollama_chat' if provider == 'ollama' else provider}/{model}"
+    return ModelChoice(model, llm)
+
+
+def prompt_variables(node: NodeSpec, state: Mapping[str, Any], runtime: Mapping[str, Any]) -> dict[str, Any]:
+    """Bare names a node's prompt may use besides state fields: its ``inputs`` and runtime names."""
+    extra: dict[str, Any] = {"memory": ""}
+    extra.update({name: resolve_path(state, path) for name, path in node.inputs.items()})
+    extra.update(runtime)
+    return extra
+
+
+def parse_content(content: str) -> Any:
+    """The JSON value in an LLM answer, tolerating code fences and prose around one object.
+
+    Raises:
+        ValueError: no JSON value could be read.
+    """
+    text = content.strip()
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1).strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as first:
+        start, end = text.find("{"), text.rfind("}")
+        if 0 <= start < end:
+            try:
+                return json.loads(text[start : end + 1])
+            except json.JSONDecodeError:
+                pass
+        raise ValueError(f"the answer is not JSON ({first.msg} at line {first.lineno} column {first.colno})") from None
+
+
+def _system_prompt(spec: FlowSpec, node: NodeSpec, schema: Mapping[str, Any]) -> str:
+    role = f"You are the step '{node.id}' of the workflow '{spec.flow.name}'."
+    if node.description:
+        role += f" Your job: {node.description.strip()}"
+    return (
+        f"{role}\nAnswer with a single JSON object and nothing else (no prose, no code fences). "
+        f"It must match this JSON Schema:\n{json.dumps(schema, separators=(',', ':'))}"
+    )
+
+
+EventCallback = Callable[[str, dict[str, Any]], Awaitable[None]]
+# Runs a tool on another actor: (actor name, tool name, arguments) -> result; raises ToolError.
+RemoteTools = Callable[[str, str, Mapping[str, Any]], Awaitable[Any]]
+DEFAULT_MAX_TOOL_CALLS = 10
+
+
+async def run_llm_node(
+    spec: FlowSpec,
+    node: NodeSpec,
+    state: Mapping[str, Any],
+    *,
+    llm: LLMClient,
+    model_override: str | None = None,
+    max_retries: int = 3,
+    runtime: Mapping[str, Any] | None = None,
+    run_id: str = "",
+    step_id: str = "",
+    index: int = 0,
+    timeout_s: float | None = None,
+    on_retry: Callable[[int, str], Awaitable[None]] | None = None,
+    tool_context: ToolContext | None = None,
+    on_event: EventCallback | None = None,
+    remote_tools: RemoteTools | None = None,
+) -> NodeOutcome:
+    """Run one node: an ``llm`` node, or an agent when it has ``tools``.
+
+    An agent may call its tools (at most ``max_tool_calls`` times, default 10) before it answers; each
+    call is announced through `on_event` (``tool.called`` / ``tool.finished``). The answer gets up to
+    ``1 + max_retries`` attempts, the validation error fed back each time.
+
+    Raises:
+        NodeFailed: the model kept answering outside the schema, a tool failed (``on_error: fail``),
+            or the model failed for good.
+        LLMUnavailable: the model could not be reached; the step may be tried again later.
+    """
+    extra = prompt_variables(node, state, runtime or {})
+    prompt = render(node.prompt, state, extra)
+    if extra["memory"] and not any(p.path[:1] == ("memory",) for p in placeholders(node.prompt)):
+        # Memory without a {memory} placeholder goes after the prompt (the seed's implicit context).
+        prompt += f"\n\nWhat you remember from earlier runs:\n{extra['memory']}"
+    schema = output_json_schema(spec, node)
+    choice = choose_model(spec, node, model_override)
+    tools = node_tools(node)
+    limits = spec.budget or spec.config.budget
+    budget = limits.model_dump(exclude={"model_config"}) if limits is not None else None
+    specs = [openai_tool_spec(t.tool) for t in tools.values()]
+    max_calls = node.max_tool_calls if node.max_tool_calls is not None else DEFAULT_MAX_TOOL_CALLS
+    messages = [
+        ChatMessage(role="system", content=_system_prompt(spec, node, schema)),
+        ChatMessage(role="user", content=prompt),
+    ]
+    problem = ""
+    attempt = 0
+    calls_made = 0
+    for turn in itertools.count():
+        offer = specs if calls_made < max_calls else []
+        request = LLMRequest(
+            model=choice.model,
+            messages=messages,
+            output_schema=schema,
+            tools=offer,
+            fallbacks=list(choice.llm.fallbacks) if choice.llm else [],
+            temperature=choice.llm.temperature if choice.llm else None,
+            max_tokens=choice.llm.max_tokens if choice.llm else None,
+            api_base=choice.llm.api_base if choice.llm else None,
+            api_key_env=choice.llm.api_key_env if choice.llm else None,
+            timeout_s=(choice.llm.timeout if choice.llm and choice.llm.timeout else timeout_s),
+            run_id=run_id,
+            flow=spec.flow.name,
+            budget=budget,
+            node=node.id,
+            step_id=step_id,
+            index=index,
+            attempt=turn,
+            state=dict(state),
+            extra=extra,
+        )
+        reply: LLMReply = await llm.complete(request)
+        if not reply.ok:
+            if reply.budget_exceeded:
+                raise BudgetExceeded(reply.error or "budget exceeded")
+            if reply.retryable:
+                raise LLMUnavailable(reply.error or "LLM call failed", unreachable=reply.unreachable)
+            raise NodeFailed(f"LLM call to {choice.model} failed: {reply.error}")
+        if reply.tool_calls and offer:
+            messages.append(ChatMessage(role="assistant", content=reply.content, tool_calls=reply.tool_calls))
+            for call in reply.tool_calls:
+                calls_made += 1
+                result = await _call_tool(node, tools, call, tool_context, on_event, remote_tools)
+                messages.append(
+                    ChatMessage(
+                        role="tool",
+                        content=json.dumps(result, ensure_ascii=False, default=str),
+                        tool_call_id=call.id,
+                        name=call.name,
+                    )
+                )
+            if calls_made >= max_calls:
+                messages.append(
+                    ChatMessage(role="user", content=f"You have used all {max_calls} tool calls: answer now.")
+                )
+            continue
+        try:
+            outputs = validate_output(spec, node, parse_content(reply.content))
+        except (ValueError, OutputError) as exc:
+            problem = str(exc)
+            attempt += 1
+            if attempt > max_retries:
+                break
+            if on_retry is not None:
+                await on_retry(attempt, problem)
+            messages = [
+                *messages,
+                ChatMessage(role="assistant", content=reply.content),
+                ChatMessage(
+                    role="user",
+                    content=f"That answer was invalid: {problem}\nReply again with only the corrected JSON object.",
+                ),
+            ]
+            continue
+        return NodeOutcome(outputs=outputs, attempts=attempt + 1, model=reply.model or choice.model, prompt=prompt)
+    raise NodeFailed(f"node '{node.id}' gave no valid output after {max_retries + 1} attempts: {problem}")
+
+
+def default_tool_context(workspace: Path | None = None, allowed_hosts: str = "") -> ToolContext:
+    """Tools confined to ``.ca-actors/workspace`` (or `workspace`), reaching only `allowed_hosts` (comma-separated)."""
+    root = workspace or Path(".ca-actors") / "workspace"
+    root.mkdir(parents=True, exist_ok=True)
+    hosts = frozenset(h.strip() for h in allowed_hosts.split(",") if h.strip())
+    return ToolContext(workspace=root.resolve(), allowed_hosts=hosts, env=dict(os.environ))
+
+
+@dataclass(frozen=True)
+class NodeTool:
+    tool: Tool
+    on_error: str = "fail"
+    # The actor (``ca-actors agent --name NAME --serve-tools``) the tool must run on; None: here.
+    actor: str | None = None
+
+
+def node_tools(node: NodeSpec) -> dict[str, NodeTool]:
+    """The node's tools by name: seed form (a name, or ``{name, on_error}``) plus ``actor:``.
+
+    Raises:
+        NodeFailed: a tool name is unknown (the message suggests the closest one).
+    """
+    found: dict[str, NodeTool] = {}
+    for entry in node.tools:
+        name = entry if isinstance(entry, str) else str(entry.get("name", ""))
+        try:
+            tool = get_tool(name)
+        except ToolError as exc:
+            raise NodeFailed(f"node '{node.id}': {exc}") from exc
+        # Keyed by the name the model calls (a LangChain tool `langchain:x` is called `langchain_x`).
+        if isinstance(entry, str):
+            found[tool.name] = NodeTool(tool)
+        else:
+            actor = entry.get("actor")
+            found[tool.name] = NodeTool(tool, str(entry.get("on_error", "fail")), str(actor) if actor else None)
+    return found
+
+
+async def _call_tool(
+    node: NodeSpec,
+    tools: Mapping[str, NodeTool],
+    call: ToolCall,
+    context: ToolContext | None,
+    on_event: EventCallback | None,
+    remote: RemoteTools | None,
+) -> Any:
+    if on_event is not None:
+        await on_event("tool.called", {"tool": call.name, "arguments": call.arguments, "call_id": call.id})
+    started = time.perf_counter()
+    entry = tools.get(call.name)
+    try:
+        if entry is None:
+            raise ToolError(f"the model asked for tool {call.name!r}, which node '{node.id}' does not have")
+        if entry.actor is None:
+            result = await run_tool(entry.tool, call.arguments, context or default_tool_context())
+        elif remote is None:
+            raise ToolError(f"tool {call.name} runs on actor {entry.actor!r}, which needs the bus engine")
+        else:
+            result = await remote(entry.actor, call.name, call.arguments)
+        error = None
+    except ToolError as exc:
+        error = str(exc)
+        result = {"error": error}
+    took = round((time.perf_counter() - started) * 1000, 3)
+    if on_event is not None:
+        data = {"tool": call.name, "call_id": call.id, "duration_ms": took, "error": error}
+        if entry is not None and entry.actor is not None:
+            data["actor"] = entry.actor
+        if error is None:
+            data["result"] = result
+        await on_event("tool.finished", data)
+    if error is not None and (entry is None or entry.on_error != "continue"):
+        raise NodeFailed(f"tool {call.name} failed: {error}")
+    return result

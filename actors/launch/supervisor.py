@@ -1,0 +1,272 @@
+"""``ca-actors up``: the local stack as separate OS processes, started, watched and stopped together.
+
+The supervisor starts an embedded ``nats-server`` (unless given ``--nats``), then one scheduler, the
+registry, the memory actor, the observer, N node workers and one LLM gateway, each in its own process
+(``ca-actors actor KIND``). It prints ``ready`` once every actor has announced itself on
+``ca.sys.ready``, restarts an actor that dies, and on SIGINT/SIGTERM stops the actors (SIGTERM, then
+SIGKILL after a grace period) and the server. Children also get SIGTERM from the kernel if the
+supervisor itself is killed, so nothing is left orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import structlog
+import typer
+from nats.aio.msg import Msg
+
+from actors.cli import console
+from actors.launch.stack import load_flows
+from bus import Bus, EmbeddedNats, die_with_parent, free_port, subjects
+from configs import Settings
+
+log = structlog.get_logger(__name__)
+
+OLLAMA_URL = "http://127.0.0.1:11434"
+DEMO_FLOW = "demo"
+DEMO_INPUTS = {"topic": "actors talking over NATS"}
+GRACE_S = 10.0
+
+
+def choose_llm(requested: str) -> tuple[str | None, str]:
+    """Resolve ``--llm``: a model name, 'flow' (None: each flow's own models) or 'auto'."""
+    if requested == "flow":
+        return None, "as configured in each flow"
+    if requested != "auto":
+        return requested, "from --llm"
+    try:
+        with urllib.request.urlopen(f"{OLLAMA_URL}/api/tags", timeout=0.5) as response:
+            models = [m["name"] for m in json.loads(response.read()).get("models", [])]
+    except (OSError, ValueError):
+        return "mock", f"no Ollama answering at {OLLAMA_URL}; the built-in mock model answers instead"
+    if not models:
+        return "mock", f"Ollama at {OLLAMA_URL} has no models pulled; using the built-in mock model"
+    return f"ollama_chat/{models[0]}", f"local Ollama at {OLLAMA_URL}"
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        flows: Path,
+        *,
+        embedded: bool,
+        workers: int,
+        demo: bool,
+        log_args: tuple[str, ...] = (),
+        mlflow_ui: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.log_args = log_args
+        self.flows = flows
+        self.embedded = embedded
+        self.workers = workers
+        self.demo = demo
+        self.mlflow_ui = mlflow_ui
+        self._mlflow: subprocess.Popen[bytes] | None = None
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop = asyncio.Event()
+
+    def _command(self, kind: str) -> list[str]:
+        cmd = [sys.executable, "-m", "actors", "actor", kind, "--nats", self.settings.nats_url, *self.log_args]
+        cmd += ["--heartbeat", str(self.settings.heartbeat_s)]
+        if kind in ("memory", "observer"):
+            cmd += ["--store", self.settings.store()]
+        if kind in ("observer", "scheduler"):  # traces, and prompts from the registry
+            cmd += ["--mlflow-uri", self.settings.mlflow_uri()]
+        if kind == "observer":
+            cmd += ["--traces" if self.settings.traces else "--no-traces"]
+        if kind == "scheduler":
+            cmd += ["--flows", str(self.flows)]
+        if self.settings.llm_override:
+            cmd += ["--llm", self.settings.llm_override]
+        if self.settings.mock_script:
+            cmd += ["--mock-script", str(self.settings.mock_script)]
+        return cmd
+
+    def _spawn(self, name: str) -> None:
+        kind = name.rsplit("-", 1)[0] if name.startswith("worker") else name
+        self._children[name] = subprocess.Popen(
+            self._command(kind), stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
+
+    async def run(self) -> int:
+        """Run the stack until a signal; returns the exit code."""
+        t0 = time.perf_counter()
+        flow_set = load_flows([self.flows], mlflow_uri=self.settings.mlflow_uri())
+        for error in flow_set.errors:
+            typer.echo(error, err=True)
+        if not flow_set.plans:
+            typer.echo(f"no valid flows in {self.flows}", err=True)
+            return 2
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        server: EmbeddedNats | None = None
+        data_dir = self.settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.embedded:
+                server = EmbeddedNats(data_dir / "nats", port=free_port(4222))
+                await server.start()
+                self.settings = self.settings.model_copy(update={"nats_url": server.url})
+            async with Bus(self.settings.nats_url, name="supervisor") as bus:
+                if self.mlflow_ui:
+                    self._start_mlflow()
+                names = ["scheduler", "registry", "memory", "observer", "llm-gateway"] + [
+                    f"worker-{i}" for i in range(1, self.workers + 1)
+                ]
+                ready: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+
+                async def on_ready(msg: Msg) -> None:
+                    await ready.put(json.loads(msg.data))
+
+                await bus.subscribe(subjects.SYS_READY, on_ready)
+                # The scheduler first: it publishes the plans the workers then subscribe to.
+                self._spawn(names[0])
+                if not await self._await_ready(ready, 1):
+                    return 1
+                for name in names[1:]:
+                    self._spawn(name)
+                if not await self._await_ready(ready, len(names) - 1):
+                    return 1
+                (data_dir / console.STACK_FILE).write_text(
+                    json.dumps({"nats_url": self.settings.nats_url, "pid": os.getpid(), "started_at": time.time()})
+                )
+                flows = ", ".join(p.flow for p in flow_set.plans)
+                typer.echo(f"NATS: {self.settings.nats_url}")
+                typer.echo(f"flows: {flows}")
+                typer.echo(
+                    f"ca-actors ready in {time.perf_counter() - t0:.2f}s: scheduler, registry, memory, observer, "
+                    "llm-gateway, "
+                    f"{self.workers} worker(s) (Ctrl-C to stop)",
+                )
+                if self.demo:
+                    demo = asyncio.create_task(self._run_demo(bus, {p.flow for p in flow_set.plans}))
+                    stop = asyncio.create_task(self._stop.wait())
+                    await asyncio.wait({demo, stop}, return_when=asyncio.FIRST_COMPLETED)
+                    for task in (demo, stop):
+                        task.cancel()
+                    await asyncio.gather(demo, stop, return_exceptions=True)
+                await self._watch(ready)
+            return 0
+        finally:
+            await self._stop_children()
+            await self._stop_mlflow()
+            with contextlib.suppress(OSError):
+                (data_dir / console.STACK_FILE).unlink()
+            if server is not None:
+                await server.close()
+            typer.echo("stopped")
+
+    def _start_mlflow(self) -> None:
+        """Start ``mlflow server`` on the traces' tracking store, in the background (it takes 30-60 s here).
+
+        One worker, and ``X-Frame-Options: NONE`` so the dashboard can show it in an iframe.
+        """
+        port = free_port(5000)
+        data_dir = self.settings.data_dir.resolve()
+        cmd = [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", self.settings.mlflow_uri(),
+            "--default-artifact-root", str(data_dir / "mlartifacts"),
+            "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1",
+            "--x-frame-options", "NONE",
+        ]  # fmt: skip
+        log_file = (data_dir / "mlflow-server.log").open("ab")
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+        self._mlflow = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env, preexec_fn=die_with_parent
+        )
+        log_file.close()
+        typer.echo(f"MLflow UI: http://127.0.0.1:{port} (starting in the background; log: {log_file.name})")
+
+    async def _stop_mlflow(self) -> None:
+        proc, self._mlflow = self._mlflow, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+
+    async def _await_ready(self, ready: asyncio.Queue[dict[str, object]], count: int) -> bool:
+        seen = 0
+        deadline = time.monotonic() + 60
+        while seen < count:
+            if self._stop.is_set():
+                return False
+            dead = [n for n, p in self._children.items() if p.poll() is not None]
+            if dead:
+                typer.echo(f"actor process(es) exited during start-up: {', '.join(dead)}", err=True)
+                return False
+            if time.monotonic() > deadline:
+                typer.echo("actors did not become ready within 60s", err=True)
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ready.get(), timeout=0.2)
+                seen += 1
+        return True
+
+    async def _run_demo(self, bus: Bus, flows: set[str]) -> None:
+        if DEMO_FLOW not in flows:
+            typer.echo(f"(no '{DEMO_FLOW}' flow in {self.flows}: skipping the demo run)")
+            return
+        typer.echo(f"demo: ca-actors trigger {DEMO_FLOW} -i topic='{DEMO_INPUTS['topic']}' --wait")
+        result = await console.trigger_and_wait(bus, DEMO_FLOW, DEMO_INPUTS, wait=True, timeout_s=300, progress=True)
+        if result is not None:
+            console.print_result(result, as_json=False)
+
+    async def _watch(self, ready: asyncio.Queue[dict[str, object]]) -> None:
+        """Until a signal: restart any actor process that dies."""
+        restarts: dict[str, float] = {}
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=0.5)
+            for name, proc in list(self._children.items()):
+                if proc.poll() is None or self._stop.is_set():
+                    continue
+                if proc.returncode == 0:
+                    # A clean exit is a drained actor (`ca-actors agents drain`): it stays gone.
+                    log.info("actor.exited", actor=name)
+                    del self._children[name]
+                    continue
+                # Back off when an actor keeps dying, so a broken one does not spin the machine.
+                last = restarts.get(name, 0.0)
+                if time.monotonic() - last < 5.0:
+                    await asyncio.sleep(2.0)
+                log.warning("actor.restart", actor=name, exit_code=proc.returncode)
+                restarts[name] = time.monotonic()
+                self._spawn(name)
+            while not ready.empty():
+                ready.get_nowait()
+
+    async def _stop_children(self) -> None:
+        """SIGTERM every actor, wait up to GRACE_S for all of them, SIGKILL the rest."""
+        procs = list(self._children.values())
+        self._children.clear()
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_S
+        for proc in procs:
+            try:
+                await asyncio.to_thread(proc.wait, max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("actor.kill", pid=proc.pid)
+                proc.kill()
+                await asyncio.to_thread(proc.wait)

@@ -1,0 +1,296 @@
+"""The gateway's engine: the mock model in-process, every other model through litellm.
+
+litellm is imported lazily (it is heavy and, offline, hangs ~10 s fetching a price map unless
+``LITELLM_LOCAL_MODEL_COST_MAP`` is set), so a gateway serving only ``mock`` never loads it. This class
+is also the in-process `LLMClient` of `ca-actors run --engine` variants that bypass the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from types import ModuleType
+from typing import Any
+
+import structlog
+
+from actors.llm.cassette import Cassette
+from actors.llm.messages import LLMReply, LLMRequest, ToolCall, Usage
+from actors.llm.mock import MockScript, mock_latency_s, mock_output
+
+log = structlog.get_logger(__name__)
+
+# litellm exception class names after which the same call may succeed.
+_RETRYABLE = {
+    "RateLimitError",
+    "APIConnectionError",
+    "Timeout",
+    "InternalServerError",
+    "ServiceUnavailableError",
+    "BadGatewayError",
+}
+
+
+class LLMBackend:
+    """Answers `LLMRequest`s; one instance per gateway process."""
+
+    def __init__(
+        self,
+        mock_script: MockScript | None = None,
+        *,
+        model_override: str | None = None,
+        cassette: Cassette | None = None,
+        retries: int = 2,
+        backoff_s: float = 0.5,
+        provider_concurrency: int = 8,
+        requests_per_s: float | None = None,
+    ) -> None:
+        self._mock_script = mock_script
+        self._cassette = cassette
+        self._retries = retries
+        self._backoff_s = backoff_s
+        self._limits = ProviderLimits(provider_concurrency, requests_per_s)
+        # `--llm` of the stack: the gateway is the one place every request passes, so a worker that
+        # joins later (`ca-actors agent`) gets the stack's model without being told.
+        self._override = model_override
+        self._litellm: ModuleType | None = None
+        self._import_lock = asyncio.Lock()
+
+    async def complete(self, request: LLMRequest) -> LLMReply:
+        """Run one completion; provider failures come back as a reply with `ok=False`, never raised.
+
+        Transient provider errors are retried with exponential back-off, then each of the request's
+        `fallbacks` is tried in turn; with a cassette, replies are recorded or replayed.
+        """
+        started = time.perf_counter()
+        if self._override and request.model != self._override:
+            request = request.model_copy(update={"model": self._override, "fallbacks": []})
+        if self._cassette is not None and self._cassette.mode == "replay":
+            reply = self._cassette.replay(request)
+        else:
+            reply = await self._with_fallbacks(request)
+            if self._cassette is not None:
+                self._cassette.record(request, reply)
+        return reply.model_copy(update={"latency_ms": (time.perf_counter() - started) * 1000})
+
+    async def _with_fallbacks(self, request: LLMRequest) -> LLMReply:
+        reply = LLMReply(ok=False, model=request.model, error="no model to ask")
+        for n, model in enumerate([request.model, *request.fallbacks]):
+            attempt_request = request if n == 0 else request.model_copy(update={"model": model})
+            for attempt in range(self._retries + 1):
+                reply = await self._once(attempt_request)
+                if reply.ok or not reply.retryable:
+                    break
+                if attempt < self._retries:
+                    await asyncio.sleep(self._backoff_s * 2**attempt)
+            if reply.ok:
+                return reply
+            if request.fallbacks:
+                log.warning("llm.fallback", model=model, error=reply.error, node=request.node)
+        if request.fallbacks:
+            tried = ", ".join([request.model, *request.fallbacks])
+            return reply.model_copy(update={"error": f"every model failed ({tried}); last: {reply.error}"})
+        return reply
+
+    async def _once(self, request: LLMRequest) -> LLMReply:
+        latency = mock_latency_s(request.model)
+        try:
+            if latency is not None:
+                return await self._mock(request, latency)
+            async with self._limits.slot(request.model):
+                return await self._litellm_complete(request)
+        except Exception as exc:  # noqa: BLE001 - every provider failure becomes an error reply
+            name = type(exc).__name__
+            log.warning("llm.error", model=request.model, node=request.node, error=f"{name}: {exc}")
+            retryable = name in _RETRYABLE and not _permanent(exc)
+            return LLMReply(ok=False, model=request.model, error=f"{name}: {exc}", retryable=retryable)
+
+    async def _mock(self, request: LLMRequest, latency_s: float) -> LLMReply:
+        if latency_s:
+            await asyncio.sleep(latency_s)
+        prompt = "\n".join(m.content for m in request.messages if m.role == "user")
+        scripted = None
+        if self._mock_script is not None:
+            scripted = self._mock_script.next_output(
+                request.run_id, request.node, request.state, request.extra, request.index
+            )
+        tokens_in = sum(len(m.content.split()) for m in request.messages)
+        if isinstance(scripted, dict) and isinstance(scripted.get("tool_calls"), list):
+            # A scripted tool-calling turn: {"tool_calls": [{"name": ..., "arguments": {...}}]}.
+            calls = [
+                ToolCall(
+                    id=f"call_{request.attempt}_{i}", name=str(c["name"]), arguments=dict(c.get("arguments") or {})
+                )
+                for i, c in enumerate(scripted["tool_calls"])
+            ]
+            return LLMReply(ok=True, tool_calls=calls, model=request.model, usage=Usage(prompt_tokens=tokens_in))
+        if scripted is not None:
+            value: Any = scripted
+        else:
+            value = mock_output(request.output_schema or {"type": "string"}, node=request.node, prompt=prompt)
+        content = value if isinstance(value, str) and request.output_schema is None else json.dumps(value)
+        usage = Usage(prompt_tokens=tokens_in, completion_tokens=len(content.split()))
+        return LLMReply(ok=True, content=content, model=request.model, usage=usage)
+
+    async def _module(self) -> ModuleType:
+        async with self._import_lock:
+            if self._litellm is None:
+                os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+                self._litellm = await asyncio.to_thread(_import_litellm)
+            return self._litellm
+
+    async def _litellm_complete(self, request: LLMRequest) -> LLMReply:
+        litellm = await self._module()
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": [m.wire() for m in request.messages],
+            "num_retries": 0,
+        }
+        if request.tools:
+            kwargs["tools"] = request.tools
+        if request.output_schema is not None and _supports_schema(litellm, request.model):
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": provider_schema(request.model, request.output_schema)},
+            }
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            kwargs["max_tokens"] = request.max_tokens
+        if request.api_base:
+            kwargs["api_base"] = request.api_base
+            if request.model.startswith(("ollama/", "ollama_chat/")):
+                # litellm looks up Ollama model facts (tool support, prices) at OLLAMA_API_BASE, not at the
+                # request's api_base: without this it asks localhost and falls back to prompt-based tools.
+                os.environ.setdefault("OLLAMA_API_BASE", request.api_base)
+        if request.timeout_s:
+            kwargs["timeout"] = request.timeout_s
+        if request.api_key_env:
+            key = os.environ.get(request.api_key_env)
+            if not key:
+                return LLMReply(
+                    ok=False,
+                    model=request.model,
+                    error=f"environment variable {request.api_key_env} (api_key_env) is not set",
+                )
+            kwargs["api_key"] = key
+        elif not request.api_base and not request.model.startswith(("ollama", "ollama_chat")):
+            # Fail fast and clearly on a missing provider key instead of retrying a "500" litellm makes up.
+            env = litellm.validate_environment(request.model)
+            if not env.get("keys_in_environment", True):
+                missing = " / ".join(env.get("missing_keys", []))
+                return LLMReply(
+                    ok=False,
+                    model=request.model,
+                    error=f"model {request.model} needs the environment variable(s) {missing}; set them, "
+                    "or choose another model (e.g. --llm mock, or a local ollama_chat/<model>)",
+                )
+        response = await litellm.acompletion(**kwargs)
+        message = response.choices[0].message
+        content = message.content or ""
+        calls = [
+            ToolCall(id=str(c.id), name=str(c.function.name), arguments=_arguments(c.function.arguments))
+            for c in (getattr(message, "tool_calls", None) or [])
+        ]
+        usage = getattr(response, "usage", None)
+        try:
+            cost = float(litellm.completion_cost(completion_response=response))
+        except Exception:  # noqa: BLE001 - unknown price (local model): cost is simply unknown
+            cost = 0.0
+        return LLMReply(
+            ok=True,
+            content=content,
+            tool_calls=calls,
+            model=str(getattr(response, "model", request.model)),
+            usage=Usage(
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            ),
+            cost_usd=cost,
+        )
+
+
+class ProviderLimits:
+    """At most `concurrency` calls at once, and `per_s` calls a second, to each provider."""
+
+    def __init__(self, concurrency: int, per_s: float | None) -> None:
+        self._concurrency = concurrency
+        self._interval = 1.0 / per_s if per_s else 0.0
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._next: dict[str, float] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, model: str) -> AsyncIterator[None]:
+        provider = model.split("/", 1)[0] if "/" in model else "openai"
+        semaphore = self._slots.setdefault(provider, asyncio.Semaphore(self._concurrency))
+        async with semaphore:
+            if self._interval:
+                now = time.monotonic()
+                start = max(now, self._next.get(provider, now))
+                self._next[provider] = start + self._interval
+                if start > now:
+                    await asyncio.sleep(start - now)
+            yield
+
+
+# Messages of errors no retry can fix, whatever exception class litellm wraps them in (it reports any
+# Ollama HTTP error, a model that is not pulled included, as a connection error).
+_PERMANENT = re.compile(r"model .{0,80} not found|status code:? ?40[0134]\b|invalid api key", re.IGNORECASE)
+
+
+def _permanent(exc: Exception) -> bool:
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429):
+        return True
+    return bool(_PERMANENT.search(str(exc)))
+
+
+def _arguments(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        parsed = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        return {"_unparsed": str(raw)}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def _supports_schema(litellm: ModuleType, model: str) -> bool:
+    if model.startswith(("ollama/", "ollama_chat/")):
+        return True  # Ollama takes a JSON schema as `format` (structured outputs); litellm maps it
+    try:
+        return bool(litellm.supports_response_schema(model=model))
+    except Exception:  # noqa: BLE001 - an unknown model: instruct and parse instead
+        return False
+
+
+_GEMINI_DROP = {"additionalProperties", "$defs", "definitions", "$schema", "title", "default"}
+
+
+def provider_schema(model: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The output schema as the provider accepts it: Gemini/Vertex refuse some JSON Schema keywords."""
+    if not model.startswith(("gemini", "vertex_ai")):
+        return schema
+
+    def clean(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: clean(v) for k, v in node.items() if k not in _GEMINI_DROP}
+        if isinstance(node, list):
+            return [clean(v) for v in node]
+        return node
+
+    cleaned: dict[str, Any] = clean(schema)
+    return cleaned
+
+
+def _import_litellm() -> ModuleType:
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    return litellm

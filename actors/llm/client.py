@@ -1,0 +1,34 @@
+"""`LLMClient` over the bus: a request on ``ca.llm.complete`` answered by any LLM gateway."""
+
+from __future__ import annotations
+
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from actors.llm.messages import LLMReply, LLMRequest
+from bus import Bus, subjects
+
+
+class BusLLMClient:
+    """Asks whichever gateway of the ``llm-gateway`` queue group answers first."""
+
+    def __init__(self, bus: Bus, *, timeout_s: float = 120.0) -> None:
+        self._bus = bus
+        self._timeout_s = timeout_s
+
+    async def complete(self, request: LLMRequest) -> LLMReply:
+        timeout = (request.timeout_s or self._timeout_s) + 5.0
+        try:
+            msg = await self._bus.nc.request(subjects.LLM_COMPLETE, request.model_dump_json().encode(), timeout=timeout)
+        except NoRespondersError:
+            return LLMReply(
+                ok=False, model=request.model, error="no LLM gateway is running", retryable=True, unreachable=True
+            )
+        except (NatsTimeoutError, TimeoutError):
+            return LLMReply(
+                ok=False,
+                model=request.model,
+                error=f"LLM gateway did not answer in {timeout:.0f}s",
+                retryable=True,
+            )
+        return LLMReply.model_validate_json(msg.data)

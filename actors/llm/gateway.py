@@ -1,0 +1,143 @@
+"""LLM gateway actor: answers ``ca.llm.complete`` requests in the ``llm-gateway`` queue group.
+
+The only actor that holds provider keys (read from the environment by name) and imports litellm.
+Several gateways may run: NATS spreads requests over the queue group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+
+from actors.llm.backend import LLMBackend
+from actors.llm.budget import Budgets
+from actors.llm.messages import LLMReply, LLMRequest
+from actors.runtime.presence import Load
+from bus import Bus, Event, EventKind, new_id, subjects, topology
+from configs import BudgetSpec
+from configs.errors import BusError
+
+log = structlog.get_logger(__name__)
+
+QUEUE = "llm-gateway"
+
+
+class LLMGateway:
+    def __init__(self, bus: Bus, backend: LLMBackend, *, max_concurrency: int = 64) -> None:
+        self._bus = bus
+        self._backend = backend
+        self._max = max_concurrency
+        self._budgets = Budgets(bus.kv(topology.BUDGETS))
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self._bus.subscribe(subjects.LLM_COMPLETE, self._on_request, queue=QUEUE)
+
+    def load(self) -> Load:
+        """Requests being answered now, of at most `max_concurrency`."""
+        return Load(in_flight=min(len(self._tasks), self._max), max=self._max)
+
+    async def _complete_within_budget(self, request: LLMRequest) -> LLMReply:
+        if not request.budget or not request.run_id:
+            return await self._backend.complete(request)
+        spec = BudgetSpec.model_validate(request.budget)
+        reservation = await self._budgets.reserve(request, spec)
+        if isinstance(reservation, str):
+            log.warning("llm_gateway.budget_refused", run_id=request.run_id, node=request.node, reason=reservation)
+            return LLMReply(
+                ok=False, model=request.model, error=f"budget exceeded: {reservation}", budget_exceeded=True
+            )
+        reply = await self._backend.complete(request)
+        await self._budgets.settle(reservation, reply)
+        return reply
+
+    async def _event(self, kind: EventKind, request: LLMRequest, data: dict[str, Any]) -> None:
+        """LLM calls of a run are events of that run (the observability issue makes them MLflow spans)."""
+        if not request.run_id or not request.flow:
+            return
+        event = Event(
+            kind=kind,
+            run_id=request.run_id,
+            flow=request.flow,
+            node=request.node or None,
+            step_id=request.step_id or None,
+            data=data,
+            sender=self._bus.name,
+        )
+        try:
+            await self._bus.publish_nowait(subjects.event(request.run_id, kind), event)
+        except (ValueError, BusError, NatsError) as exc:  # an event never stops the answer
+            log.warning("llm_gateway.event_failed", error=str(exc))
+
+    async def stop(self) -> None:
+        """Finish the requests in flight."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _on_request(self, msg: Msg) -> None:
+        # A subscription's callbacks run one at a time: hand each request to its own task at once
+        # (waiting for a slot here would hold up every later request behind a busy one).
+        task = asyncio.create_task(self._answer_when_free(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_when_free(self, msg: Msg) -> None:
+        async with self._slots:
+            await self._answer(msg)
+
+    async def _answer(self, msg: Msg) -> None:
+        try:
+            request = LLMRequest.model_validate_json(msg.data)
+        except ValueError as exc:
+            reply = LLMReply(ok=False, error=f"bad LLM request: {exc}")
+        else:
+            call = new_id()  # pairs this call's two events
+            messages = [_clipped(m.model_dump(mode="json", exclude_none=True)) for m in request.messages]
+            await self._event(
+                "llm.called",
+                request,
+                {"call": call, "model": request.model, "attempt": request.attempt, "messages": messages},
+            )
+            reply = await self._complete_within_budget(request)
+            await self._event(
+                "llm.finished",
+                request,
+                {
+                    "call": call,
+                    "model": reply.model or request.model,
+                    "ok": reply.ok,
+                    "tokens_in": reply.usage.prompt_tokens,
+                    "tokens_out": reply.usage.completion_tokens,
+                    "cost_usd": reply.cost_usd,
+                    "latency_ms": round(reply.latency_ms, 3),
+                    "cache_hit": reply.cache_hit,
+                    "tool_calls": [c.name for c in reply.tool_calls],
+                    "content": _clip(reply.content),
+                    "error": reply.error,
+                },
+            )
+        if msg.reply:
+            try:
+                await msg.respond(reply.model_dump_json().encode())
+            except Exception as exc:  # noqa: BLE001 - the requester gave up; nothing to answer
+                log.warning("llm_gateway.respond_failed", error=str(exc))
+
+
+# Text kept per message in events: a long prompt must not push an event past NATS's payload limit.
+EVENT_TEXT_CHARS = 16_000
+
+
+def _clip(text: str) -> str:
+    if len(text) <= EVENT_TEXT_CHARS:
+        return text
+    return f"{text[:EVENT_TEXT_CHARS]}… [{len(text) - EVENT_TEXT_CHARS} more characters]"
+
+
+def _clipped(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    return {**message, "content": _clip(content)} if isinstance(content, str) else message

@@ -1,0 +1,149 @@
+"""Observer actor: every ended run becomes a row of run history in the store and, with MLflow, a trace.
+
+It follows the runs' terminal events with a durable consumer (nothing is missed while it is down: the
+events wait in CA_EVENTS), reads the run's events back from the stream, rebuilds the run
+(`actors.observer.summary`) and writes it. The terminal event is acknowledged only once both are written, so a
+crash in between means the run is written again on redelivery: the store row is replaced, and the trace
+is found by its ``ca.run_id`` tag and not written twice. Agents never import MLflow; only this actor
+does, so traces from every machine land in one tracking store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from actors.observer.summary import RunTrace, summarize
+from actors.runtime.consume import Drop, Retry, consume
+from actors.runtime.follow import stored_events
+from bus import TERMINAL_EVENTS, Bus, Event, decode, topology
+from configs import Settings
+from store import Store, StoreError
+
+log = structlog.get_logger(__name__)
+
+DURABLE = "observer"
+# Run history used to be written by the memory actor's consumer; the observer removes it.
+LEGACY_DURABLE = "memory-run-history"
+# How long to wait for a run's events to be read back (they are in the stream already).
+READ_TIMEOUT_S = 30.0
+# A cancelled or timed-out run may still have steps running (their LLM calls cost money): wait up to
+# this long after the run's end for them to finish before writing it.
+LATE_STEPS_GRACE_S = 60.0
+REMEMBERED_RUNS = 1000
+
+
+class TraceSink(Protocol):
+    """Where traces go (MLflow in production); blocking calls, run in a thread."""
+
+    def write(self, trace: RunTrace) -> str: ...
+
+
+class Observer:
+    def __init__(self, bus: Bus, settings: Settings, store: Store | None, sink: TraceSink | None) -> None:
+        self._bus = bus
+        self._settings = settings
+        self._store = store
+        self._sink = sink
+        self._stopping = asyncio.Event()
+        # Runs someone waits for (`observed`), and the last runs written (bounded).
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._written: OrderedDict[str, None] = OrderedDict()
+        # One write at a time per run: a terminal event handled twice at once must not trace twice.
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def observed(self, run_id: str, timeout_s: float = 60.0) -> bool:
+        """Wait until this observer has written `run_id` (for a one-shot stack about to close)."""
+        if run_id in self._written:
+            return True
+        done = self._waiters.setdefault(run_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(done.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters.pop(run_id, None)
+        return True
+
+    async def run(self, started: asyncio.Event | None = None) -> None:
+        with contextlib.suppress(NotFoundError):
+            await self._bus.js.delete_consumer(topology.EVENTS, LEGACY_DURABLE)
+        ended = await self._bus.js.pull_subscribe(
+            "ca.evt.*.run.*",
+            durable=DURABLE,
+            stream=topology.EVENTS,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.NEW,
+                ack_wait=self._settings.ack_wait_s,
+                max_deliver=-1,
+            ),
+        )
+        self._bus.track(ended)
+        if started is not None:
+            started.set()
+        await consume(
+            ended,
+            self._observe,
+            max_concurrency=4,
+            ack_wait_s=self._settings.ack_wait_s,
+            stopping=self._stopping,
+            name=DURABLE,
+        )
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _observe(self, msg: Msg) -> None:
+        try:
+            event = decode(msg.data)
+        except ValueError as exc:
+            raise Drop(f"not an event: {exc}") from exc
+        if not isinstance(event, Event) or event.kind not in TERMINAL_EVENTS:
+            return
+        lock = self._locks.setdefault(event.run_id, asyncio.Lock())
+        try:
+            async with lock:
+                await self._write(event.run_id)
+        finally:
+            if not lock.locked():
+                self._locks.pop(event.run_id, None)
+
+    async def _write(self, run_id: str) -> None:
+        trace = await self.read(run_id)
+        late = [s.step_id for s in trace.steps if s.status == "running"]
+        if late and trace.finished_at is not None and time.time() < trace.finished_at + LATE_STEPS_GRACE_S:
+            raise Retry(f"{len(late)} step(s) of the ended run {run_id} still running", delay_s=2.0)
+        if self._store is not None:
+            try:
+                await self._store.put_run(trace.history())
+            except StoreError as exc:
+                raise Retry(f"run history not written: {exc}", delay_s=2.0) from exc
+        if self._sink is not None:
+            try:
+                trace_id = await asyncio.to_thread(self._sink.write, trace)
+            except Exception as exc:  # any tracking-store trouble: try again later
+                log.warning("observer.trace_failed", run_id=trace.run_id, error=str(exc))
+                raise Retry(f"trace not written: {exc}", delay_s=5.0) from exc
+            log.info("observer.traced", run_id=trace.run_id, trace_id=trace_id)
+        self._written[trace.run_id] = None
+        if len(self._written) > REMEMBERED_RUNS:
+            self._written.popitem(last=False)
+        waiter = self._waiters.get(trace.run_id)
+        if waiter is not None:
+            waiter.set()
+
+    async def read(self, run_id: str) -> RunTrace:
+        """The run rebuilt from its events in the stream (also those of steps that ended after it)."""
+        try:
+            return summarize(await stored_events(self._bus, run_id, timeout_s=READ_TIMEOUT_S))
+        except TimeoutError as exc:
+            raise Retry(f"events of {run_id} not read back within {READ_TIMEOUT_S:g}s", delay_s=2.0) from exc

@@ -1,0 +1,69 @@
+"""Publishing run events on ``ca.evt.<run>.<kind>`` (stored in the CA_EVENTS stream)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from bus import Bus, Event, EventKind, WorkItem, subjects
+
+if TYPE_CHECKING:
+    from actors.registry.actor import RegistryView
+
+log = structlog.get_logger(__name__)
+
+
+class Emitter:
+    """Publishes events of runs on behalf of one actor."""
+
+    def __init__(self, bus: Bus, sender: str) -> None:
+        self._bus = bus
+        self._sender = sender
+
+    async def emit(
+        self,
+        kind: EventKind,
+        *,
+        run_id: str,
+        flow: str,
+        node: str | None = None,
+        step_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        causation_id: str | None = None,
+        dedup: str | None = None,
+    ) -> None:
+        """Publish one event; `dedup` (a key unique to this occurrence) makes a re-publish a no-op."""
+        event = Event(
+            kind=kind,
+            run_id=run_id,
+            flow=flow,
+            node=node,
+            step_id=step_id,
+            data=data or {},
+            causation_id=causation_id,
+            sender=self._sender,
+        )
+        # Events do not wait for the stream's ack: they leave in order on this connection, so the stream
+        # stores a step's events before the work items published after them.
+        await self._bus.publish_nowait(
+            subjects.event(run_id, kind), event, msg_id=f"evt.{dedup}.{kind}" if dedup else None
+        )
+        log.debug("event", kind=kind, run_id=run_id, node=node)
+
+
+async def warn_if_unserved(registry: RegistryView | None, events: Emitter, work: WorkItem) -> None:
+    """Emit ``node.waiting`` when the registry knows no live worker for the work's node.
+
+    The work item stays queued (durably) either way; this only says why the run is not moving.
+    """
+    if registry is not None and registry.unserved(work.flow, work.node):
+        await events.emit(
+            "node.waiting",
+            run_id=work.run_id,
+            flow=work.flow,
+            node=work.node,
+            step_id=work.step_id,
+            data={"reason": f"no live worker serves {work.flow}.{work.node}; the work stays queued"},
+            dedup=work.step_id,
+        )

@@ -1,0 +1,522 @@
+"""Node worker actor: consumes ``ca.work.<flow>.<node>`` and runs each step exactly once in effect.
+
+For each work item: check the run is still running, reuse the step's recorded result if it has one
+(a redelivery after a crash), otherwise run the node and record the result insert-if-absent; then
+checkpoint the run (compare-and-swap), publish the successors with deterministic ``Nats-Msg-Id``s and
+only then ack. Workers learn flows from the ``ca_plans`` bucket, so they need no files and pick up
+flows published after they started. All workers share one durable consumer per node: running more
+worker processes (on any machine) spreads the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, Literal
+
+import structlog
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.kv import KeyValue
+
+from actors.flow.logic import FlowError, map_info, map_runtime, write_outputs
+from actors.flow.node_exec import (
+    BudgetExceeded,
+    LLMUnavailable,
+    NodeFailed,
+    NodeOutcome,
+    default_tool_context,
+    prompt_variables,
+    run_llm_node,
+)
+from actors.flow.plan import Plan
+from actors.flow.router import Barriers, Moves, Router
+from actors.llm.messages import LLMClient
+from actors.memory.client import (
+    MemoryClient,
+    MemoryRequest,
+    MemoryUnavailable,
+    MemoryWrite,
+    memory_policy,
+    memory_text,
+    record_content,
+    record_id,
+    scope_key,
+)
+from actors.registry.actor import RegistryView
+from actors.runtime.consume import Drop, InFlight, Retry, consume
+from actors.runtime.events import Emitter, warn_if_unserved
+from actors.runtime.presence import Load
+from actors.runtime.runs import PlanStore, RunRecord, RunStore, StepRecord
+from actors.tools import ToolContext
+from actors.worker.tool_host import RemoteToolClient
+from bus import Bus, DeadLetter, EventKind, RunEnded, WorkItem, decode, subjects, topology
+from configs import Settings, render
+
+log = structlog.get_logger(__name__)
+
+
+class NodeWorker:
+    """Serves every node of every published flow (or only `only_flows`, or only `only_nodes`: "flow.node")."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        llm: LLMClient,
+        *,
+        actor_id: str,
+        only_flows: frozenset[str] | None = None,
+        only_nodes: frozenset[str] | None = None,
+        registry: RegistryView | None = None,
+    ) -> None:
+        self._bus = bus
+        self._settings = settings
+        self._llm = llm
+        self._id = actor_id
+        self._only = only_flows
+        self._only_nodes = only_nodes
+        self._registry = registry
+        self._memory = MemoryClient(bus)
+        self._remote_tools = RemoteToolClient(bus)
+        self._tool_context = default_tool_context(
+            settings.tool_workspace or settings.data_dir / "workspace", settings.allowed_hosts
+        )
+        self.in_flight = InFlight()
+        self._served: set[str] = set()
+        self._runs = RunStore(bus.kv(topology.RUNS))
+        self._plans = PlanStore(bus.kv(topology.PLANS))
+        self._events = Emitter(bus, actor_id)
+        self._router = Router(Barriers(bus.kv(topology.JOINS)), actor_id)
+        self._serving: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self._ready = asyncio.Event()
+
+    @property
+    def tool_context(self) -> ToolContext:
+        return self._tool_context
+
+    @property
+    def serving(self) -> list[str]:
+        """The nodes this worker consumes, as ``flow.node``."""
+        return sorted(self._served)
+
+    def load(self) -> Load:
+        """Steps in flight now, and the most it would take (all node subscriptions together)."""
+        return Load(in_flight=self.in_flight.count, max=self._settings.max_concurrency * max(len(self._served), 1))
+
+    async def run(self) -> None:
+        """Serve until `stop()`; then finish the steps in flight."""
+        kv = self._bus.kv(topology.PLANS)
+        watcher = await kv.watch("*.latest")
+        try:
+            await self._follow_plans(watcher)
+        finally:
+            self._stopping.set()
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py's KeyWatcher is untyped
+            await asyncio.gather(*self._serving.values(), return_exceptions=True)
+
+    async def wait_ready(self) -> None:
+        """Until the plans published before start-up are being served."""
+        await self._ready.wait()
+
+    def stop(self) -> None:
+        """Stop taking new work; steps in flight finish."""
+        self._stopping.set()
+
+    async def _follow_plans(self, watcher: KeyValue.KeyWatcher) -> None:
+        while not self._stopping.is_set():
+            try:
+                entry = await watcher.updates(timeout=0.5)  # type: ignore[no-untyped-call]  # untyped in nats-py
+            except Exception:  # noqa: BLE001 - nats TimeoutError: no news, look at the stop flag again
+                continue
+            if entry is None:
+                self._ready.set()
+                continue
+            if entry.operation is not None or not entry.value:
+                continue
+            flow = entry.key.removesuffix(".latest")
+            try:
+                plan = await self._plans.get(flow, entry.value.decode())
+                if plan is not None:
+                    await self._serve(plan)
+            except Exception:
+                log.exception("worker.serve_failed", flow=flow)
+
+    async def _serve(self, plan: Plan) -> None:
+        if self._only is not None and plan.flow not in self._only:
+            return
+        for node in plan.nodes.values():
+            if node.durable in self._serving:
+                continue
+            if self._only_nodes is not None and f"{plan.flow}.{node.id}" not in self._only_nodes:
+                continue
+            sub = await self._bus.js.pull_subscribe(
+                node.subject,
+                durable=node.durable,
+                stream=topology.WORK,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_wait=self._settings.ack_wait_s,
+                    # Unlimited on the server (a message at its limit would sit in the stream for ever);
+                    # the worker itself fails the step after `max_deliver` deliveries.
+                    max_deliver=-1,
+                    max_ack_pending=-1,
+                ),
+            )
+            self._bus.track(sub)
+            self._serving[node.durable] = asyncio.create_task(
+                consume(
+                    sub,
+                    self._handle,
+                    max_concurrency=self._settings.max_concurrency,
+                    ack_wait_s=self._settings.ack_wait_s,
+                    stopping=self._stopping,
+                    name=node.durable,
+                    in_flight=self.in_flight,
+                )
+            )
+            self._served.add(f"{plan.flow}.{node.id}")
+            log.info("worker.serving", flow=plan.flow, node=node.id)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            item = decode(msg.data)
+        except ValueError as exc:
+            raise Drop(f"not a work item: {exc}") from exc
+        if not isinstance(item, WorkItem):
+            raise Drop(f"unexpected {item.kind} message on {msg.subject}")
+        structlog.contextvars.bind_contextvars(run_id=item.run_id, flow=item.flow, node=item.node, actor=self._id)
+        delivery = msg.metadata.num_delivered or 1
+        try:
+            await self._step(item, delivery)
+        except (Retry, Drop, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            if delivery < self._settings.max_deliver:
+                raise
+            # Out of deliveries on an unexpected error (store, KV, a bug): fail the node loudly rather
+            # than leave the work in the stream and the run running for ever.
+            log.exception("worker.step_crashed", delivery=delivery)
+            plan = await self._plans.get(item.flow, item.plan_version)
+            if plan is None:
+                raise Drop(f"no plan {item.flow}.{item.plan_version}") from exc
+            await self._fail(plan, item, time.time(), f"{type(exc).__name__}: {exc} (after {delivery} deliveries)")
+        finally:
+            structlog.contextvars.unbind_contextvars("run_id", "flow", "node", "actor")
+
+    async def _step(self, item: WorkItem, delivery: int) -> None:
+        step_id = item.step_id
+        found = await self._runs.get_revision(item.run_id)
+        if found is None or found[0].status != "running":
+            log.info("worker.skip", reason="run not running", status=found[0].status if found else None)
+            return
+        plan = await self._plans.get(item.flow, item.plan_version)
+        if plan is None or item.node not in plan.nodes:
+            raise Drop(f"no plan {item.flow}.{item.plan_version} with node {item.node}")
+        step = found[0].step(step_id)
+        if step is None:
+            started = time.time()
+            try:
+                outcome = await self._run_node(plan, item, delivery)
+            except NodeFailed as exc:
+                await self._fail(plan, item, started, str(exc))
+                return
+            mine = self._step_record(item, "succeeded", started, attempts=outcome.attempts, outputs=outcome.outputs)
+            try:
+                # Memory before the step counts as done: a step is never failed after its successors
+                # went out; a redelivery rewrites the same record (its id comes from the step id).
+                await self._remember(plan, item, mine, delivery)
+            except NodeFailed as exc:
+                await self._fail(plan, item, started, str(exc))
+                return
+            step = await self._record(plan, item, mine, found)
+            if step is None:  # the run ended meanwhile (cancelled, timed out): the outputs count for nothing
+                await self._step_event(
+                    item, "node.discarded", data={"duration_ms": round(mine.duration_ms, 3)}, dedup=step_id
+                )
+                return
+        elif step.status == "failed":  # a redelivery after a crash mid-failure: finish the failure path
+            await self._fail(plan, item, step.started_at, step.error or "failed")
+            return
+        try:
+            moves = await self._router.after_step(plan, item, step.outputs)
+        except FlowError as exc:
+            await self._fail(plan, item, step.started_at, str(exc), recorded=step)
+            return
+        await self._step_event(
+            item,
+            "node.finished",
+            data={
+                "outputs": step.outputs,
+                "duration_ms": round(step.duration_ms, 3),
+                "attempts": step.attempts,
+                "iteration": item.iteration,
+                "index": item.index,
+            },
+            dedup=step_id,
+        )
+        await self._publish(item, moves)
+
+    def _step_record(
+        self, item: WorkItem, status: Literal["succeeded", "failed"], started: float, **details: Any
+    ) -> StepRecord:
+        now = time.time()
+        return StepRecord(
+            step_id=item.step_id,
+            node=item.node,
+            iteration=item.iteration,
+            index=item.index,
+            status=status,
+            started_at=started,
+            finished_at=now,
+            duration_ms=(now - started) * 1000,
+            worker=self._id,
+            **details,
+        )
+
+    async def _remember(self, plan: Plan, item: WorkItem, step: StepRecord, delivery: int) -> None:
+        """Write the node's memory (once per step: the record id comes from the step id)."""
+        spec = plan.spec
+        node = spec.node(item.node)
+        policy = memory_policy(spec, node)
+        if policy is None or not policy.write:
+            return
+        content, data = record_content(step.outputs, policy.write)
+        record = MemoryWrite(
+            id=record_id(item.step_id),
+            scope_key=scope_key(spec, node, policy, item.state),
+            flow=item.flow,
+            node=item.node,
+            content=content,
+            data=data,
+            max_items=policy.max_items,
+            ttl_days=policy.ttl_days,
+        )
+        try:
+            await self._memory.write(record)
+        except MemoryUnavailable as exc:
+            await self._memory_trouble(item, delivery, exc)
+
+    async def _memory_trouble(self, item: WorkItem, delivery: int, exc: MemoryUnavailable) -> None:
+        """Memory is down: say so, and try the step again later; after max_deliver tries the node fails."""
+        await self._step_event(
+            item,
+            "node.retry",
+            data={"attempt": delivery, "error": str(exc), "kind": "memory"},
+        )
+        if delivery < self._settings.max_deliver:
+            raise Retry(str(exc), delay_s=min(2.0 ** (delivery - 1), 30.0)) from exc
+        raise NodeFailed(f"memory unavailable after {delivery} attempts: {exc}") from exc
+
+    async def _record(
+        self, plan: Plan, item: WorkItem, step: StepRecord, known: tuple[RunRecord, int]
+    ) -> StepRecord | None:
+        """Append the step to the run record, once: the step that counts (ours, or one recorded first).
+
+        Also checkpoints the run's main-line state. Returns None when the run is no longer running.
+        """
+        spec = plan.spec
+        main_line = item.branch is None and map_info(spec, item.node) is None
+        pairs = [(name, step.outputs[name]) for name in spec.node(item.node).outputs if name in step.outputs]
+        state = write_outputs(spec, item.state, pairs) if main_line else None
+        counted = step
+
+        def append(rec: RunRecord) -> RunRecord | None:
+            nonlocal counted
+            if rec.status != "running":
+                return None
+            earlier = rec.step(step.step_id)
+            if earlier is not None:
+                counted = earlier
+                return None
+            update: dict[str, Any] = {"steps": [*rec.steps, step]}
+            if state is not None:
+                update["state"] = state
+            return rec.model_copy(update=update)
+
+        if await self._runs.update(item.run_id, append, known=known) is None and counted is step:
+            return None  # not running any more
+        return counted
+
+    async def _step_event(
+        self, item: WorkItem, kind: EventKind, *, data: dict[str, Any], dedup: str | None = None, **extra: str
+    ) -> None:
+        """An event about the step of `item` (its run, flow, node and step id filled in)."""
+        await self._events.emit(
+            kind,
+            run_id=item.run_id,
+            flow=item.flow,
+            node=item.node,
+            step_id=item.step_id,
+            data=data,
+            dedup=dedup,
+            **extra,
+        )
+
+    async def _run_node(self, plan: Plan, item: WorkItem, delivery: int) -> NodeOutcome:
+        """Run the node under its retry policy; raises `Retry` to be redelivered, `NodeFailed` when done."""
+        spec = plan.spec
+        node = spec.node(item.node)
+        policy = node.retry
+        max_attempts = policy.max_attempts if policy and policy.max_attempts else 1 + plan.max_retries
+        on = set(policy.on) if policy else {"llm_error", "timeout", "bad_output"}
+        backoff_s = (policy.backoff_ms if policy else 500) / 1000
+        runtime: dict[str, Any] = {}
+        is_map_item = map_info(spec, item.node) is not None
+        if is_map_item:
+            runtime.update(map_runtime(spec, item.node, item.item, item.index))
+        if item.error is not None:
+            runtime["error"] = item.error
+        memory = memory_policy(spec, node)
+        if memory is not None:
+            request = MemoryRequest(
+                scope_key=scope_key(spec, node, memory, item.state),
+                mode=memory.read,
+                query=render(node.prompt, item.state, prompt_variables(node, item.state, runtime)),
+                limit=memory.limit,
+            )
+            try:
+                runtime["memory"] = memory_text(await self._memory.read(request))
+            except MemoryUnavailable as exc:
+                await self._memory_trouble(item, delivery, exc)
+        await self._step_event(
+            item,
+            "node.started",
+            data={
+                "iteration": item.iteration,
+                "index": item.index,
+                "map": is_map_item,
+                "delivery": delivery,
+                "queued_at": item.ts,
+                "after": item.causation_id,
+                "inputs": item.state if item.item is None else {"item": item.item, "state": item.state},
+            },
+            causation_id=item.id,
+        )
+
+        async def on_event(kind: str, data: dict[str, Any]) -> None:
+            event_kind: EventKind = kind  # type: ignore[assignment]  # node code emits tool.* kinds only
+            await self._step_event(item, event_kind, data=data)
+
+        async def on_retry(attempt: int, problem: str) -> None:
+            await self._step_event(
+                item,
+                "node.retry",
+                data={"attempt": attempt, "error": problem, "kind": "bad_output"},
+            )
+
+        call = run_llm_node(
+            spec,
+            node,
+            item.state,
+            llm=self._llm,
+            model_override=self._settings.llm_override,
+            max_retries=max_attempts - 1 if "bad_output" in on else 0,
+            runtime=runtime,
+            run_id=item.run_id,
+            step_id=item.step_id,
+            index=item.index,
+            timeout_s=node.timeout_s or self._settings.llm_timeout_s,
+            on_retry=on_retry,
+            tool_context=self._tool_context,
+            on_event=on_event,
+            remote_tools=self._remote_tools,
+        )
+        try:
+            return await asyncio.wait_for(call, timeout=node.timeout_s) if node.timeout_s else await call
+        except LLMUnavailable as exc:
+            if exc.unreachable and delivery < self._settings.max_deliver:
+                raise Retry(str(exc), delay_s=min(2.0 ** (delivery - 1), 30.0)) from exc
+            kind, problem = "llm_error", str(exc)
+        except TimeoutError:
+            kind, problem = "timeout", f"node '{item.node}' took longer than timeout_s={node.timeout_s:g}"
+        except BudgetExceeded as exc:
+            limits = spec.budget or spec.config.budget
+            if limits is not None and limits.on_exceed == "pause" and delivery < self._settings.max_deliver:
+                await self._step_event(
+                    item,
+                    "node.waiting",
+                    data={"reason": f"paused: {exc}", "budget": True},
+                )
+                raise Retry(str(exc), delay_s=60.0) from exc
+            raise NodeFailed(str(exc)) from exc
+        if kind in on and delivery < min(max_attempts, self._settings.max_deliver):
+            await self._step_event(
+                item,
+                "node.retry",
+                data={"attempt": delivery, "error": problem, "kind": kind},
+            )
+            raise Retry(problem, delay_s=backoff_s * 2 ** (delivery - 1))
+        raise NodeFailed(f"{problem} (after {delivery} attempt{'s' if delivery > 1 else ''})")
+
+    async def _publish(self, item: WorkItem, moves: Moves) -> None:
+        """Publish what follows the step, all at once (each publish is deduplicated by its step id)."""
+        # Each successor names the step that queued it: profiles follow these links to the critical path.
+        successors = [work.model_copy(update={"causation_id": item.step_id}) for work in moves.work]
+        for work in successors:
+            await warn_if_unserved(self._registry, self._events, work)
+        publishes = [
+            self._bus.publish(subjects.work(work.flow, work.node), work, msg_id=work.step_id) for work in successors
+        ]
+        if moves.finished is not None:
+            done = RunEnded(
+                kind="finish", run_id=item.run_id, flow=item.flow, node=item.node, state=moves.finished, sender=self._id
+            )
+            publishes.append(self._bus.publish(subjects.ctl(item.flow), done, msg_id=f"{item.run_id}.finish"))
+        await asyncio.gather(*publishes)
+
+    async def _fail(
+        self, plan: Plan, item: WorkItem, started: float, error: str, *, recorded: StepRecord | None = None
+    ) -> None:
+        """The node failed for good: record and announce it, dead-letter the work, then `on_error` or fail.
+
+        `recorded` is the step when it had succeeded but what follows it could not be decided.
+        """
+        failed_step = self._step_record(
+            item, "failed", started, error=error, outputs=recorded.outputs if recorded else {}
+        )
+
+        succeeded_elsewhere = False
+
+        def mark(rec: RunRecord) -> RunRecord | None:
+            nonlocal succeeded_elsewhere
+            if rec.status != "running":
+                return None
+            earlier = rec.step(item.step_id)
+            if earlier is not None and (earlier.status == "failed" or recorded is None):
+                # Already failed (a redelivery: the rest below is idempotent), or a duplicate delivery
+                # of this step succeeded meanwhile, and that one counts.
+                succeeded_elsewhere = earlier.status == "succeeded"
+                return None
+            others = [s for s in rec.steps if s.step_id != item.step_id]
+            update: dict[str, Any] = {"steps": [*others, failed_step]}
+            if recorded is not None and item.branch is None and map_info(plan.spec, item.node) is None:
+                # The step had checkpointed its outputs; failing, it takes them back (it counts as not done).
+                update["state"] = item.state
+            return rec.model_copy(update=update)
+
+        await self._runs.update(item.run_id, mark)
+        current = await self._runs.get(item.run_id)
+        if succeeded_elsewhere or current is None or current.status != "running":
+            return
+        target = plan.spec.node(item.node).on_error
+        log.warning("worker.node_failed", error=error, on_error=target)
+        await self._step_event(
+            item,
+            "node.failed",
+            data={"error": error, "on_error": target},
+            dedup=item.step_id,
+        )
+        dead = DeadLetter(
+            run_id=item.run_id, flow=item.flow, node=item.node, step_id=item.step_id, error=error, work=item
+        )
+        await self._bus.publish(subjects.dead_letters(item.run_id), dead, msg_id=item.step_id)
+        if target:
+            await self._publish(item, await self._router.after_failure(plan, item, target, error))
+            return
+        failed = RunEnded(kind="fail", run_id=item.run_id, flow=item.flow, node=item.node, error=error, sender=self._id)
+        await self._bus.publish(subjects.ctl(item.flow), failed, msg_id=f"{item.run_id}.fail")
