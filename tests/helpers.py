@@ -17,8 +17,8 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from actors.cli.console import trigger_and_wait
+from actors.flow import load_flows
 from actors.flow.plan import Plan
-from actors.launch.stack import load_flows
 from bus import Bus, Event, decode, subjects
 from tests.conftest import ROOT
 

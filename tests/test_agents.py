@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from actors.flow.llm import ChatMessage, LLMRequest
 from actors.launch.stack import LocalStack
 from actors.llm.backend import LLMBackend, provider_schema
 from actors.llm.cassette import Cassette
-from actors.llm.messages import ChatMessage, LLMRequest
 from configs import Settings
 from tests.fakes.openai_server import ErrorReply, FakeOpenAI, ToolCallsReply, serve
 from tests.helpers import EventLog, plans, run_flow, write_flow, write_script
@@ -376,7 +376,7 @@ async def test_provider_limits_bound_concurrency_and_space_out_calls(monkeypatch
 
 
 def test_unknown_tool_names_are_located_errors_with_a_suggestion(tmp_path: Path) -> None:
-    from actors.launch.stack import load_flows
+    from actors.flow import load_flows
 
     flow = agent_flow(tmp_path, "[calculator, {name: web_serch}]")
     flow_set = load_flows([flow])

@@ -33,11 +33,10 @@ import hypothesis
 import pytest
 from hypothesis import HealthCheck, given
 
-from actors.flow.plan import Plan, compile_plan
+from actors.flow.plan import Plan, PlanStore, compile_plan
 from actors.launch.stack import LocalStack
 from actors.llm.backend import LLMBackend
 from actors.llm.mock import MockScript
-from actors.runtime.runs import PlanStore
 from bus import topology
 from configs import Settings, load_flow_text
 from tests.differential_corpus import CASES, Case

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from actors.flow.llm import LLMReply, LLMRequest
 from actors.flow.plan import Plan, compile_plan
 from actors.llm.backend import LLMBackend
-from actors.llm.messages import LLMReply, LLMRequest
 from actors.llm.mock import MockScript
 from configs import load_flow
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from actors.cli.evals import register
 from actors.evals.evaluate import EvalError, Example, RowResult, evaluate_plan, load_dataset, parse_example, summarize
 from actors.evals.scorers import Judge, ScorerError, parse_scorer, parse_scorers, split_scorers
-from actors.llm.messages import LLMReply
+from actors.flow.llm import LLMReply
 from configs import Settings, load_flow_text
 from tests.helpers import plans, write_flow, write_script
 

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from actors.cli.console import trigger_and_wait
-from actors.launch.stack import LocalStack, load_flows
+from actors.flow import load_flows
+from actors.flow.llm import ChatMessage, LLMRequest
+from actors.launch.stack import LocalStack
 from actors.llm.backend import LLMBackend
-from actors.llm.messages import ChatMessage, LLMRequest
 from configs import Settings
 from tests.fakes.openai_server import ErrorReply, FakeOpenAI, serve
 

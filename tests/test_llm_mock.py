@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from actors.flow.llm import ChatMessage, LLMReply, LLMRequest
 from actors.flow.node_exec import NodeFailed, choose_model, parse_content, run_llm_node
 from actors.llm.backend import LLMBackend
-from actors.llm.messages import ChatMessage, LLMReply, LLMRequest
 from actors.llm.mock import MockScript, mock_latency_s, mock_output
 from actors.scheduler.rendezvous import Rendezvous
 from configs import load_flow, load_flow_text

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from actors.flow.llm import ChatMessage, LLMRequest, ToolCall
 from actors.launch import supervisor
 from actors.llm.backend import LLMBackend
-from actors.llm.messages import ChatMessage, LLMRequest, ToolCall
 from tests.fakes.ollama_server import FakeModel, FakeOllama, OllamaError, ToolCallsReply
 
 # Before anything imports litellm: otherwise its import fetches a price map from the internet.

@@ -241,7 +241,7 @@ async def test_memory_and_run_history_are_visible_from_the_command_line(settings
 
 
 def test_memory_settings_merge_flow_and_node_levels_and_bad_values_are_located() -> None:
-    from actors.memory.client import memory_policy
+    from actors.flow.memory import memory_policy
     from configs import ConfigError, load_flow_text
 
     text = CHAT.replace("MAX", "10") + "config:\n  memory: {enabled: true, default_scope: workflow, limit: 3}\n"

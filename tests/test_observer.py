@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from actors.launch.stack import LocalStack
-from actors.observer.mlflow_sink import RUN_TAG, import_mlflow
+from actors.observer.mlflow_sink import RUN_TAG
 from actors.observer.summary import summarize
+from actors.tracking import import_mlflow
 from bus import Bus, Event
 from configs import Settings
 from store import RunHistory, open_store

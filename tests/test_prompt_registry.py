@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from actors.flow import load_flows
 from actors.flow.prompt_registry import mlflow_uri_of, to_template
-from actors.launch.stack import LocalStack, load_flows
-from actors.observer.mlflow_sink import import_mlflow
+from actors.launch.stack import LocalStack
+from actors.tracking import import_mlflow, prompt_fetcher
 from configs import Settings
 from configs.errors import ActorError
 from tests.helpers import EventLog, run_flow, write_flow
@@ -50,7 +51,7 @@ def test_mlflow_templates_become_flow_templates() -> None:
 async def test_a_node_runs_the_prompt_its_alias_points_at(settings: Settings, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     register(uri)
-    flows = load_flows([write_flow(tmp_path / "registry.yaml", FLOW)], mlflow_uri=uri)
+    flows = load_flows([write_flow(tmp_path / "registry.yaml", FLOW)], fetch_prompts=prompt_fetcher(uri))
     assert flows.errors == []
     (plan,) = flows.plans
     assert plan.prompts == {"summarize": 'Summarize {state.topic} in one line, as {{"line": ...}}'}
@@ -66,7 +67,7 @@ async def test_a_node_runs_the_prompt_its_alias_points_at(settings: Settings, tm
 
 def test_a_missing_prompt_is_a_load_error_naming_the_node(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    flows = load_flows([write_flow(tmp_path / "registry.yaml", FLOW)], mlflow_uri=uri)
+    flows = load_flows([write_flow(tmp_path / "registry.yaml", FLOW)], fetch_prompts=prompt_fetcher(uri))
     assert flows.plans == []
     (error,) = flows.errors
     assert "node 'summarize'" in error
@@ -79,7 +80,7 @@ def test_a_registry_prompt_is_checked_like_a_prompt_in_the_file(tmp_path: Path) 
     mlflow.set_tracking_uri(uri)
     mlflow.genai.register_prompt("one_liner", template="Summarize {{state.topc}}")
     mlflow.genai.set_prompt_alias("one_liner", alias="production", version=1)
-    flows = load_flows([write_flow(tmp_path / "registry.yaml", FLOW)], mlflow_uri=uri)
+    flows = load_flows([write_flow(tmp_path / "registry.yaml", FLOW)], fetch_prompts=prompt_fetcher(uri))
     assert flows.plans == []
     (error,) = flows.errors
     assert "node 'summarize': the registry prompt" in error

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from actors.cli.console import agent_rows
-from actors.registry import actor as registry
+from actors.runtime import roster as registry
 from actors.runtime.presence import ActorInfo
 from bus import Bus, EmbeddedNats, subjects, topology
 from tests.conftest import EXAMPLES, ROOT

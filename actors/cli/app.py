@@ -26,8 +26,11 @@ from actors.cli.options import (
     parse_inputs,
 )
 from actors.cli.reports import register as register_report
-from actors.launch.stack import ACTOR_KINDS, ActorKind, LocalStack, load_flows, serve_actor
+from actors.flow import load_flows
+from actors.launch.stack import ACTOR_KINDS, ActorKind, LocalStack, serve_actor
 from actors.runtime.logs import LogFormat, configure_logging
+from actors.tracking import prompt_fetcher
+from bus import Bus
 from configs import Settings, flow_json_schema
 
 EXAMPLES = Path(configs.__file__).resolve().parent / "examples"
@@ -60,7 +63,7 @@ def flow_store(plan: Any) -> str | None:
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="Flow files or directories.")]) -> None:
     """Check flow files without running anything; all problems are listed with file:line:column."""
-    flow_set = load_flows(files)
+    flow_set = load_flows(files, fetch_prompts=prompt_fetcher(Settings.from_env().mlflow_uri()))
     for warning in flow_set.warnings:
         typer.echo(str(warning), err=True)
     for error in flow_set.errors:
@@ -113,7 +116,7 @@ def run(
 ) -> None:
     """Run one workflow to completion on its own ephemeral stack; exit 0 if it succeeded."""
     configure_logging(log_level, _fmt(log_format))
-    plan = console.load_plan(file, mlflow_uri=mlflow_uri)
+    plan = console.load_plan(file, mlflow_uri=Settings.from_env(mlflow_tracking_uri=mlflow_uri).mlflow_uri())
     if mock_script is not None and llm is None:
         llm = "mock"
     if record is not None and replay is not None:
@@ -216,9 +219,30 @@ def up(
     )
     log_args = ("--log-level", log_level, "--log-format", log_format)
     supervisor = Supervisor(
-        settings, flows, embedded=nats is None, workers=workers, demo=demo, log_args=log_args, mlflow_ui=mlflow_ui
+        settings,
+        flows,
+        embedded=nats is None,
+        workers=workers,
+        on_ready=_run_demo if demo else None,
+        log_args=log_args,
+        mlflow_ui=mlflow_ui,
     )
     raise typer.Exit(asyncio.run(supervisor.run()))
+
+
+DEMO_FLOW = "demo"
+DEMO_INPUTS = {"topic": "actors talking over NATS"}
+
+
+async def _run_demo(bus: Bus, flows: list[str]) -> None:
+    """`up --demo`: once the stack is ready, run the demo flow and print its result."""
+    if DEMO_FLOW not in flows:
+        typer.echo(f"(no '{DEMO_FLOW}' flow is served: skipping the demo run)")
+        return
+    typer.echo(f"demo: ca-actors trigger {DEMO_FLOW} -i topic='{DEMO_INPUTS['topic']}' --wait")
+    result = await console.trigger_and_wait(bus, DEMO_FLOW, DEMO_INPUTS, wait=True, timeout_s=300, progress=True)
+    if result is not None:
+        console.print_result(result, as_json=False)
 
 
 @app.command()

@@ -15,39 +15,39 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
 
+from actors.flow import load_flows
 from actors.flow.plan import Plan
-from actors.launch.stack import load_flows
-from actors.registry import actor as registry
+from actors.launch import stackfile
+from actors.runtime import roster as registry
 from actors.runtime.follow import events, final_record
 from actors.runtime.presence import ActorInfo
 from actors.runtime.runs import RunRecord, RunStore
 from actors.scheduler.actor import SESSION_HEADER, SOURCE_HEADER
+from actors.tracking import prompt_fetcher
 from bus import Bus, DeadLetter, Event, decode, subjects, topology
 from store import MemoryRecord, RunHistory, open_store
 
 T = TypeVar("T")
-
-STACK_FILE = "stack.json"
 
 
 def stack_url(explicit: str | None, data_dir: Path) -> str:
     """The NATS URL to talk to: `--nats`/CA_NATS_URL, else the one `up` wrote in its data dir."""
     if explicit:
         return explicit
-    try:
-        return str(json.loads((data_dir / STACK_FILE).read_text())["nats_url"])
-    except (OSError, ValueError, KeyError):
+    url = stackfile.read_url(data_dir)
+    if url is None:
         typer.echo(
-            f"no running stack found ({data_dir / STACK_FILE} missing): start one with `ca-actors up` "
+            f"no running stack found ({data_dir / stackfile.STACK_FILE} missing): start one with `ca-actors up` "
             "or pass --nats URL",
             err=True,
         )
-        raise typer.Exit(2) from None
+        raise typer.Exit(2)
+    return url
 
 
-def load_plan(file: Path, *, mlflow_uri: str | None = None) -> Plan:
+def load_plan(file: Path, *, mlflow_uri: str) -> Plan:
     """The plan of one flow file; its warnings and errors are printed, and errors exit with code 2."""
-    flow_set = load_flows([file], mlflow_uri=mlflow_uri)
+    flow_set = load_flows([file], fetch_prompts=prompt_fetcher(mlflow_uri))
     for warning in flow_set.warnings:
         typer.echo(str(warning), err=True)
     if flow_set.errors:

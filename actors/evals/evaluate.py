@@ -28,13 +28,13 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from actors.evals.scorers import AnyScorer, Judge, Score, Scorer, ScorerError
+from actors.flow.llm import LLMReply, LLMRequest
 from actors.flow.plan import Plan
 from actors.launch.stack import LocalStack
-from actors.llm.client import BusLLMClient
-from actors.llm.messages import LLMReply, LLMRequest
-from actors.observer.mlflow_sink import experiment_id, import_mlflow
 from actors.observer.summary import summarize as summarize_run
 from actors.runtime.follow import events, final_record
+from actors.tracking import experiment_id, import_mlflow
+from actors.worker.llm_client import BusLLMClient
 from bus import Bus, Event, subjects
 from configs import FlowSpec, InputError, Settings, initial_state
 from configs.errors import ActorError, CaActorsError

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from actors.llm.messages import ChatMessage, LLMReply, LLMRequest
+from actors.flow.llm import ChatMessage, LLMReply, LLMRequest
 from configs import SCORER_KINDS, scorer_metric
 from configs.errors import CaActorsError
 

@@ -1,1 +1,44 @@
-"""flow."""
+"""What a flow means, shared by both engines.
+
+Plans, control-flow decisions, node execution, the LLM and memory ports, and loading flow files.
+"""
+
+from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall, Usage
+from actors.flow.loading import FlowSet, PromptFetcher, flow_files, flow_names, load_flows
+from actors.flow.logic import Counters, FlowError
+from actors.flow.node_exec import (
+    BudgetExceeded,
+    LLMUnavailable,
+    NodeFailed,
+    NodeOutcome,
+    choose_model,
+    default_tool_context,
+    run_llm_node,
+)
+from actors.flow.plan import Plan, PlanStore, compile_plan
+
+__all__ = [
+    "BudgetExceeded",
+    "ChatMessage",
+    "Counters",
+    "FlowError",
+    "FlowSet",
+    "LLMClient",
+    "LLMReply",
+    "LLMRequest",
+    "LLMUnavailable",
+    "NodeFailed",
+    "NodeOutcome",
+    "Plan",
+    "PlanStore",
+    "PromptFetcher",
+    "ToolCall",
+    "Usage",
+    "choose_model",
+    "compile_plan",
+    "default_tool_context",
+    "flow_files",
+    "flow_names",
+    "load_flows",
+    "run_llm_node",
+]

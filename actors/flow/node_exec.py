@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actors.llm.messages import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
+from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
 from actors.tools import Tool, ToolContext, ToolError, get_tool, openai_tool_spec, run_tool
 from configs import (
     FlowSpec,

@@ -12,6 +12,8 @@ import hashlib
 import json
 from functools import lru_cache
 
+from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from bus import subjects
@@ -88,3 +90,42 @@ def _spec_of(source: str, file: str, prompts: tuple[tuple[str, str], ...] = ()) 
     texts = dict(prompts)
     nodes = [n.model_copy(update={"prompt": texts[n.id]}) if n.id in texts else n for n in spec.nodes]
     return spec.model_copy(update={"nodes": nodes})
+
+
+class PlanStore:
+    """Compiled plans in the ``ca_plans`` bucket: ``<flow>.<version>`` and ``<flow>.latest``."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+        self._cache: dict[str, Plan] = {}
+
+    async def publish(self, plan: Plan) -> None:
+        """Store a plan version and make it the flow's latest."""
+        await self._kv.put(plan.kv_key(), plan.model_dump_json().encode())
+        await self._kv.put(f"{plan.flow}.latest", plan.version.encode())
+        self._cache[plan.kv_key()] = plan
+
+    async def get(self, flow: str, version: str) -> Plan | None:
+        key = f"{flow}.{version}"
+        if key not in self._cache:
+            try:
+                entry = await self._kv.get(key)
+            except KeyNotFoundError:
+                return None
+            self._cache[key] = Plan.model_validate_json(entry.value or b"{}")
+        return self._cache[key]
+
+    async def latest(self, flow: str) -> Plan | None:
+        try:
+            entry = await self._kv.get(f"{flow}.latest")
+        except KeyNotFoundError:
+            return None
+        return await self.get(flow, (entry.value or b"").decode())
+
+    async def flows(self) -> list[str]:
+        """Names of every flow with a published plan."""
+        try:
+            keys = await self._kv.keys()
+        except NoKeysError:
+            return []
+        return sorted(k.removesuffix(".latest") for k in keys if k.endswith(".latest"))

@@ -1,5 +1,6 @@
 """Prompts kept in the MLflow prompt registry: ``prompt: mlflow:/prompts/<name>[@alias | /version]``.
 
+This module is the pure part (references, templates); `actors.tracking.fetch_prompts` fetches them.
 A flow's registry prompts are fetched once, when its plan is compiled (by the scheduler at start, or by
 ``ca-actors run``), and stored in the plan: every worker runs the same text, and the plan's version
 changes when an alias moves to another prompt version. MLflow writes variables as ``{{name}}``; they
@@ -50,31 +51,3 @@ def to_template(text: str) -> str:
         last = match.end()
     out.append(text[last:].replace("{", "{{").replace("}", "}}"))
     return "".join(out)
-
-
-def resolve(spec: FlowSpec, tracking_uri: str) -> dict[str, str]:
-    """Fetch the registry prompts of `spec`: node id → template text (empty when there are none).
-
-    Raises:
-        ActorError: MLflow is missing, or a prompt cannot be loaded (the message names node and prompt).
-    """
-    refs = references(spec)
-    if not refs:
-        return {}
-    from actors.observer.mlflow_sink import import_mlflow
-
-    mlflow = import_mlflow()
-    mlflow.set_tracking_uri(tracking_uri)
-    prompts: dict[str, str] = {}
-    for node, ref in refs.items():
-        uri = mlflow_uri_of(ref)
-        try:
-            prompt = mlflow.genai.load_prompt(uri, link_to_model=False)
-        except Exception as exc:
-            raise ActorError(
-                f"flow '{spec.flow.name}', node '{node}': prompt {ref} not found in {tracking_uri}: {exc}"
-            ) from exc
-        if prompt is None or not isinstance(prompt.template, str):
-            raise ActorError(f"flow '{spec.flow.name}', node '{node}': prompt {ref} is not a text prompt")
-        prompts[node] = to_template(prompt.template)
-    return prompts

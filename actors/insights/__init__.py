@@ -1,1 +1,1 @@
-"""insights."""
+"""``ca-actors report``: costs and profiles from run history, and their plots."""

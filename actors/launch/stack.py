@@ -15,105 +15,38 @@ import os
 import signal
 import socket
 import tempfile
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
 import structlog
 
-from actors.flow.plan import Plan, compile_plan
-from actors.flow.prompt_registry import resolve as resolve_prompts
+from actors.flow import flow_names, load_flows
+from actors.flow.plan import Plan
 from actors.llm.backend import LLMBackend
 from actors.llm.cassette import Cassette
-from actors.llm.client import BusLLMClient
 from actors.llm.gateway import LLMGateway
 from actors.llm.mock import MockScript
 from actors.memory.actor import MemoryActor
 from actors.observer.actor import Observer, TraceSink
-from actors.registry.actor import Registry, RegistryView
+from actors.registry.actor import Registry
 from actors.runtime.logs import RUN_LOGS
 from actors.runtime.presence import ActorInfo, Load, Presence
+from actors.runtime.roster import RegistryView
 from actors.scheduler.actor import Scheduler
-from actors.tools import tool_names
+from actors.tracking import prompt_fetcher
 from actors.worker.actor import NodeWorker
+from actors.worker.llm_client import BusLLMClient
 from actors.worker.tool_host import ToolHost
 from bus import Bus, EmbeddedNats, new_id, subjects
-from configs import ConfigError, ConfigIssue, Settings, check_flow, load_flow
-from configs.errors import ActorError
+from configs import Settings
 from store import Store, connect_store
 
 log = structlog.get_logger(__name__)
 
 ActorKind = Literal["scheduler", "worker", "llm-gateway", "registry", "memory", "observer"]
 ACTOR_KINDS: tuple[ActorKind, ...] = ("scheduler", "worker", "llm-gateway", "registry", "memory", "observer")
-
-
-@dataclass
-class FlowSet:
-    """The flows of a directory (or a list of files) that compiled, and the problems of the others."""
-
-    plans: list[Plan] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    warnings: list[ConfigIssue] = field(default_factory=list)
-
-
-def flow_files(paths: Iterable[Path]) -> list[Path]:
-    """YAML files named by `paths`: files as given, directories expanded (sorted)."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix in {".yaml", ".yml"})
-        else:
-            files.append(path)
-    return files
-
-
-def load_flows(paths: Iterable[Path], *, mlflow_uri: str | None = None) -> FlowSet:
-    """Validate and compile flow files; invalid files are reported, not fatal.
-
-    Prompts from the MLflow prompt registry are fetched from `mlflow_uri` (default: the settings').
-    """
-    result = FlowSet()
-    registry = mlflow_uri or Settings.from_env().mlflow_uri()
-    for file in flow_files(paths):
-        try:
-            loaded = load_flow(file, tools=tool_names())
-        except ConfigError as exc:
-            result.errors.append(str(exc))
-            continue
-        except OSError as exc:
-            result.errors.append(f"{file}: {exc.strerror or exc}")
-            continue
-        try:
-            prompts = resolve_prompts(loaded.spec, registry)
-        except ActorError as exc:
-            result.errors.append(f"{file}: {exc}")
-            continue
-        plan = compile_plan(loaded, prompts)
-        problems = registry_prompt_problems(plan) if prompts else []
-        if problems:
-            result.errors += [f"{file}: {problem}" for problem in problems]
-            continue
-        result.warnings += loaded.warnings
-        result.plans.append(plan)
-    return result
-
-
-def registry_prompt_problems(plan: Plan) -> list[str]:
-    """What is wrong with the registry prompts of a plan, checked like prompts written in the file."""
-    spec = plan.spec
-    found: list[str] = []
-    for problem in check_flow(spec, tools=tool_names()):
-        path = problem.path
-        if problem.severity != "error" or len(path) < 3 or path[0] != "nodes" or path[2] != "prompt":
-            continue
-        node = spec.nodes[int(path[1])].id
-        if node in plan.prompts:
-            hint = f" ({problem.suggestion})" if problem.suggestion else ""
-            found.append(f"node '{node}': the registry prompt: {problem.message}{hint}")
-    return found
 
 
 def backend_for(settings: Settings) -> LLMBackend:
@@ -184,7 +117,7 @@ async def serve_actor(
             await view.start()
         if kind == "scheduler":
             # In a thread: fetching registry prompts from a remote MLflow must not stall the connection.
-            flow_set = await asyncio.to_thread(load_flows, flows, mlflow_uri=settings.mlflow_uri())
+            flow_set = await asyncio.to_thread(load_flows, flows, fetch_prompts=prompt_fetcher(settings.mlflow_uri()))
             for error in flow_set.errors:
                 log.error("flow.invalid", error=error)
             scheduler = Scheduler(bus, settings, flow_set.plans, actor_id=actor_id, registry=view)
@@ -193,7 +126,7 @@ async def serve_actor(
             info.serves = [f"trigger.{p.flow}" for p in flow_set.plans]
         elif kind == "worker":
             llm = BusLLMClient(bus, timeout_s=settings.llm_timeout_s)
-            only = frozenset(p.flow for p in load_flows(flows).plans) if flows else None
+            only = flow_names(flows) if flows else None
             worker = NodeWorker(bus, settings, llm, actor_id=actor_id, only_flows=only, only_nodes=nodes, registry=view)
             main = asyncio.create_task(worker.run())
             await _first(worker.wait_ready(), main)

@@ -19,22 +19,23 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import structlog
 import typer
 from nats.aio.msg import Msg
 
-from actors.cli import console
-from actors.launch.stack import load_flows
+from actors.flow import load_flows
+from actors.launch import stackfile
+from actors.tracking import prompt_fetcher
 from bus import Bus, EmbeddedNats, die_with_parent, free_port, subjects
 from configs import Settings
 
 log = structlog.get_logger(__name__)
 
 OLLAMA_URL = "http://127.0.0.1:11434"
-DEMO_FLOW = "demo"
-DEMO_INPUTS = {"topic": "actors talking over NATS"}
 GRACE_S = 10.0
 
 
@@ -62,7 +63,7 @@ class Supervisor:
         *,
         embedded: bool,
         workers: int,
-        demo: bool,
+        on_ready: Callable[[Bus, list[str]], Coroutine[Any, Any, None]] | None = None,
         log_args: tuple[str, ...] = (),
         mlflow_ui: bool = False,
     ) -> None:
@@ -71,7 +72,7 @@ class Supervisor:
         self.flows = flows
         self.embedded = embedded
         self.workers = workers
-        self.demo = demo
+        self.on_ready = on_ready
         self.mlflow_ui = mlflow_ui
         self._mlflow: subprocess.Popen[bytes] | None = None
         self._children: dict[str, subprocess.Popen[bytes]] = {}
@@ -103,7 +104,7 @@ class Supervisor:
     async def run(self) -> int:
         """Run the stack until a signal; returns the exit code."""
         t0 = time.perf_counter()
-        flow_set = load_flows([self.flows], mlflow_uri=self.settings.mlflow_uri())
+        flow_set = load_flows([self.flows], fetch_prompts=prompt_fetcher(self.settings.mlflow_uri()))
         for error in flow_set.errors:
             typer.echo(error, err=True)
         if not flow_set.plans:
@@ -140,9 +141,7 @@ class Supervisor:
                     self._spawn(name)
                 if not await self._await_ready(ready, len(names) - 1):
                     return 1
-                (data_dir / console.STACK_FILE).write_text(
-                    json.dumps({"nats_url": self.settings.nats_url, "pid": os.getpid(), "started_at": time.time()})
-                )
+                stackfile.write(data_dir, self.settings.nats_url)
                 flows = ", ".join(p.flow for p in flow_set.plans)
                 typer.echo(f"NATS: {self.settings.nats_url}")
                 typer.echo(f"flows: {flows}")
@@ -151,8 +150,8 @@ class Supervisor:
                     "llm-gateway, "
                     f"{self.workers} worker(s) (Ctrl-C to stop)",
                 )
-                if self.demo:
-                    demo = asyncio.create_task(self._run_demo(bus, {p.flow for p in flow_set.plans}))
+                if self.on_ready is not None:
+                    demo = asyncio.create_task(self.on_ready(bus, [p.flow for p in flow_set.plans]))
                     stop = asyncio.create_task(self._stop.wait())
                     await asyncio.wait({demo, stop}, return_when=asyncio.FIRST_COMPLETED)
                     for task in (demo, stop):
@@ -163,8 +162,7 @@ class Supervisor:
         finally:
             await self._stop_children()
             await self._stop_mlflow()
-            with contextlib.suppress(OSError):
-                (data_dir / console.STACK_FILE).unlink()
+            stackfile.remove(data_dir)
             if server is not None:
                 await server.close()
             typer.echo("stopped")
@@ -220,15 +218,6 @@ class Supervisor:
                 await asyncio.wait_for(ready.get(), timeout=0.2)
                 seen += 1
         return True
-
-    async def _run_demo(self, bus: Bus, flows: set[str]) -> None:
-        if DEMO_FLOW not in flows:
-            typer.echo(f"(no '{DEMO_FLOW}' flow in {self.flows}: skipping the demo run)")
-            return
-        typer.echo(f"demo: ca-actors trigger {DEMO_FLOW} -i topic='{DEMO_INPUTS['topic']}' --wait")
-        result = await console.trigger_and_wait(bus, DEMO_FLOW, DEMO_INPUTS, wait=True, timeout_s=300, progress=True)
-        if result is not None:
-            console.print_result(result, as_json=False)
 
     async def _watch(self, ready: asyncio.Queue[dict[str, object]]) -> None:
         """Until a signal: restart any actor process that dies."""

@@ -19,8 +19,8 @@ from typing import Any
 
 import structlog
 
+from actors.flow.llm import LLMReply, LLMRequest, ToolCall, Usage
 from actors.llm.cassette import Cassette
-from actors.llm.messages import LLMReply, LLMRequest, ToolCall, Usage
 from actors.llm.mock import MockScript, mock_latency_s, mock_output
 
 log = structlog.get_logger(__name__)

@@ -18,7 +18,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict
 
-from actors.llm.messages import LLMReply, LLMRequest
+from actors.flow.llm import LLMReply, LLMRequest
 from actors.llm.mock import mock_latency_s
 from actors.runtime.cas import compare_and_swap
 from configs import BudgetSpec

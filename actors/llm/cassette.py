@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-from actors.llm.messages import LLMReply, LLMRequest
+from actors.flow.llm import LLMReply, LLMRequest
 
 
 class Cassette:

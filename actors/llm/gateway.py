@@ -13,9 +13,9 @@ import structlog
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
+from actors.flow.llm import LLMReply, LLMRequest
 from actors.llm.backend import LLMBackend
 from actors.llm.budget import Budgets
-from actors.llm.messages import LLMReply, LLMRequest
 from actors.runtime.presence import Load
 from bus import Bus, Event, EventKind, new_id, subjects, topology
 from configs import BudgetSpec

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 
-from actors.memory.client import MemoryRequest, MemoryWrite, expires
+from actors.flow.memory import MemoryRequest, MemoryWrite, expires
 from bus import Bus, subjects
 from store import MemoryRecord, Store, StoreError
 

@@ -9,12 +9,11 @@ tag ``ca.run_id``, looked up before writing.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from actors.observer.summary import LLMCall, RunTrace, Step, ToolCall
 from actors.runtime.redact import Redactor
+from actors.tracking import experiment_id, import_mlflow
 from configs import Settings
 from configs.errors import ActorError
 
@@ -29,49 +28,6 @@ _NS = 1_000_000_000
 
 def _ns(ts: float) -> int:
     return int(ts * _NS)
-
-
-def import_mlflow() -> Any:
-    """Import MLflow quietly and offline (no telemetry; litellm's price map from the package, not the web),
-    its log lines going through our logging (`actors.runtime.logs`).
-
-    Raises:
-        ActorError: MLflow is not installed.
-    """
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "true")
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    # MLflow's loggers then propagate to the root logger, which renders them like every other line.
-    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
-    try:
-        import mlflow
-    except ImportError as exc:
-        raise ActorError("MLflow is not installed: pip install 'ca-actors[mlflow]'") from exc
-    return mlflow
-
-
-def artifact_root(tracking_uri: str) -> str | None:
-    """Where a new experiment keeps artifacts: beside a SQLite tracking database (MLflow's default is
-    ``./mlruns`` under whatever directory the process runs in); the server's choice otherwise."""
-    if tracking_uri.startswith("sqlite:///"):
-        return (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
-    return None
-
-
-def experiment_id(mlflow: Any, tracking_uri: str, name: str) -> str:
-    """The id of experiment `name` at `tracking_uri`, created (with `artifact_root`) when missing."""
-    mlflow.set_tracking_uri(tracking_uri)
-    client = mlflow.MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return str(found.experiment_id)
-    try:
-        return str(client.create_experiment(name, artifact_location=artifact_root(tracking_uri)))
-    except Exception:
-        found = client.get_experiment_by_name(name)  # created meanwhile by another process
-        if found is None:
-            raise
-        return str(found.experiment_id)
 
 
 class MlflowSink:

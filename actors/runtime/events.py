@@ -9,7 +9,7 @@ import structlog
 from bus import Bus, Event, EventKind, WorkItem, subjects
 
 if TYPE_CHECKING:
-    from actors.registry.actor import RegistryView
+    from actors.runtime.roster import RegistryView
 
 log = structlog.get_logger(__name__)
 

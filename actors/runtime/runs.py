@@ -16,7 +16,6 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysEr
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
-from actors.flow.plan import Plan
 from actors.runtime.cas import compare_and_swap
 
 RunStatus = Literal["running", "succeeded", "failed", "cancelled", "rejected"]
@@ -141,42 +140,3 @@ class RunStore:
             return []
         records = [r for r in [await self.get(k) for k in keys] if r is not None]
         return sorted(records, key=lambda r: r.created_at, reverse=True)
-
-
-class PlanStore:
-    """Compiled plans in the ``ca_plans`` bucket: ``<flow>.<version>`` and ``<flow>.latest``."""
-
-    def __init__(self, kv: KeyValue) -> None:
-        self._kv = kv
-        self._cache: dict[str, Plan] = {}
-
-    async def publish(self, plan: Plan) -> None:
-        """Store a plan version and make it the flow's latest."""
-        await self._kv.put(plan.kv_key(), plan.model_dump_json().encode())
-        await self._kv.put(f"{plan.flow}.latest", plan.version.encode())
-        self._cache[plan.kv_key()] = plan
-
-    async def get(self, flow: str, version: str) -> Plan | None:
-        key = f"{flow}.{version}"
-        if key not in self._cache:
-            try:
-                entry = await self._kv.get(key)
-            except KeyNotFoundError:
-                return None
-            self._cache[key] = Plan.model_validate_json(entry.value or b"{}")
-        return self._cache[key]
-
-    async def latest(self, flow: str) -> Plan | None:
-        try:
-            entry = await self._kv.get(f"{flow}.latest")
-        except KeyNotFoundError:
-            return None
-        return await self.get(flow, (entry.value or b"").decode())
-
-    async def flows(self) -> list[str]:
-        """Names of every flow with a published plan."""
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            return []
-        return sorted(k.removesuffix(".latest") for k in keys if k.endswith(".latest"))

@@ -24,12 +24,12 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.flow.logic import FlowError
-from actors.flow.plan import Plan
+from actors.flow.plan import Plan, PlanStore
 from actors.flow.router import Barriers, Moves, Router
-from actors.registry.actor import RegistryView
 from actors.runtime.consume import Drop, consume
 from actors.runtime.events import Emitter, warn_if_unserved
-from actors.runtime.runs import FINAL_STATUSES, PlanStore, RunRecord, RunStore
+from actors.runtime.roster import RegistryView
+from actors.runtime.runs import FINAL_STATUSES, RunRecord, RunStore
 from actors.scheduler.rendezvous import Rendezvous, digest
 from bus import Bus, EventKind, RunEnded, decode, subjects, topology
 from configs import START, InputError, Settings, initial_state

@@ -20,21 +20,9 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
+from actors.flow.llm import LLMClient
 from actors.flow.logic import FlowError, map_info, map_runtime, write_outputs
-from actors.flow.node_exec import (
-    BudgetExceeded,
-    LLMUnavailable,
-    NodeFailed,
-    NodeOutcome,
-    default_tool_context,
-    prompt_variables,
-    run_llm_node,
-)
-from actors.flow.plan import Plan
-from actors.flow.router import Barriers, Moves, Router
-from actors.llm.messages import LLMClient
-from actors.memory.client import (
-    MemoryClient,
+from actors.flow.memory import (
     MemoryRequest,
     MemoryUnavailable,
     MemoryWrite,
@@ -44,12 +32,24 @@ from actors.memory.client import (
     record_id,
     scope_key,
 )
-from actors.registry.actor import RegistryView
+from actors.flow.node_exec import (
+    BudgetExceeded,
+    LLMUnavailable,
+    NodeFailed,
+    NodeOutcome,
+    default_tool_context,
+    prompt_variables,
+    run_llm_node,
+)
+from actors.flow.plan import Plan, PlanStore
+from actors.flow.router import Barriers, Moves, Router
 from actors.runtime.consume import Drop, InFlight, Retry, consume
 from actors.runtime.events import Emitter, warn_if_unserved
 from actors.runtime.presence import Load
-from actors.runtime.runs import PlanStore, RunRecord, RunStore, StepRecord
+from actors.runtime.roster import RegistryView
+from actors.runtime.runs import RunRecord, RunStore, StepRecord
 from actors.tools import ToolContext
+from actors.worker.memory_client import MemoryClient
 from actors.worker.tool_host import RemoteToolClient
 from bus import Bus, DeadLetter, EventKind, RunEnded, WorkItem, decode, subjects, topology
 from configs import Settings, render

@@ -1,1 +1,1 @@
-"""engines/langgraph."""
+"""The in-process LangGraph engine: the same flow as a StateGraph, the same node code (needs ``[langgraph]``)."""

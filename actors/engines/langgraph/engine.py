@@ -50,10 +50,10 @@ from langgraph.types import Send
 
 from actors.engines.langgraph.moves import FAIL, FINISH, Mover, arrive_node, collect_node, join_node
 from actors.engines.langgraph.nodes import RunFailed, RunNodes, merge_records
+from actors.flow.llm import LLMClient
 from actors.flow.logic import Counters, FlowError
 from actors.flow.node_exec import NodeFailed
 from actors.flow.plan import Plan
-from actors.llm.messages import LLMClient
 from configs import START as FLOW_START
 from configs import FlowSpec, InputError, initial_state
 

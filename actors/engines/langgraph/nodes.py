@@ -18,10 +18,10 @@ from typing import Any, Literal
 from langgraph.types import Send
 
 from actors.engines.langgraph.moves import FAIL, Mover, Moves, Token, counters_of, step_id
+from actors.flow.llm import LLMClient
 from actors.flow.logic import Counters, FlowError, collect_map, map_info, map_runtime, write_outputs
 from actors.flow.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, run_llm_node
 from actors.flow.plan import Plan
-from actors.llm.messages import LLMClient
 from configs import START, FlowSpec
 from configs.errors import CaActorsError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from actors.llm.messages import LLMReply, LLMRequest
+from actors.flow.llm import LLMReply, LLMRequest
 from bus import Bus, subjects
 
 

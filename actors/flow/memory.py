@@ -4,6 +4,7 @@ A node with memory gets, before it runs, the records of its scope in its prompt 
 appended after the prompt when it has no such placeholder); after it runs, its configured output
 fields are written as a new record. Node workers reach memory only through ``ca.memory.*`` requests,
 so a worker on another machine needs no database driver; the memory actor owns the store.
+This module is what both sides agree on: the policy of a node and the request models.
 
 YAML (seed form, then the extension):
 
@@ -23,11 +24,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import BaseModel, ConfigDict, Field
 
-from bus import Bus, subjects
 from configs import FlowSpec, MemorySpec, NodeSpec, render
 from configs.errors import CaActorsError
 
@@ -131,33 +129,6 @@ class MemoryWrite(BaseModel):
 def record_id(step_id: str) -> str:
     """A memory record's id from the step that wrote it, so a redelivered step writes it once."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ca-actors:memory:{step_id}"))
-
-
-class MemoryClient:
-    """Memory over the bus, for node workers."""
-
-    def __init__(self, bus: Bus, *, timeout_s: float = 10.0) -> None:
-        self._bus = bus
-        self._timeout_s = timeout_s
-
-    async def _ask(self, subject: str, body: BaseModel) -> dict[str, Any]:
-        try:
-            reply = await self._bus.nc.request(subject, body.model_dump_json().encode(), timeout=self._timeout_s)
-        except NoRespondersError:
-            raise MemoryUnavailable("no memory actor is running (`ca-actors up` starts one)") from None
-        except (NatsTimeoutError, TimeoutError):
-            raise MemoryUnavailable(f"the memory actor did not answer within {self._timeout_s:g}s") from None
-        answer: dict[str, Any] = json.loads(reply.data)
-        if "error" in answer:
-            raise MemoryUnavailable(str(answer["error"]))
-        return answer
-
-    async def read(self, request: MemoryRequest) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = (await self._ask(subjects.MEMORY_READ, request))["records"]
-        return records
-
-    async def write(self, record: MemoryWrite) -> None:
-        await self._ask(subjects.MEMORY_WRITE, record)
 
 
 def expires(ttl_days: float | None) -> float | None:
