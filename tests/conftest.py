@@ -16,7 +16,8 @@ from bus import EmbeddedNats
 from configs import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SEEDS = ROOT.parent / "shared" / "seed-configs"
+# Our users' seed-format files, shipped in the repo (`configs/seeds/`, a copy of ../shared/seed-configs).
+SEEDS = ROOT / "configs" / "seeds"
 EXAMPLES = ROOT / "configs" / "examples"
 
 

@@ -16,6 +16,7 @@ from actors.flow.plan import Plan, compile_plan
 from actors.llm.backend import LLMBackend
 from actors.llm.mock import MockScript
 from configs import load_flow
+from tests.conftest import SEEDS
 
 with warnings.catch_warnings():
     # langgraph.checkpoint builds a langchain-core `Reviver` at import time, which announces a future
@@ -28,7 +29,7 @@ with warnings.catch_warnings():
     )
     from actors.engines.langgraph.engine import recursion_limit, run_langgraph
 
-SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seed-configs"
+
 SEED_INPUTS: dict[str, dict[str, Any]] = {
     "article_writer": {"topic": "bees"},
     "echo": {"message": "hello"},
