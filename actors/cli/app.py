@@ -27,7 +27,7 @@ from actors.cli.options import (
 )
 from actors.cli.reports import register as register_report
 from actors.flow import load_flows
-from actors.launch.stack import ACTOR_KINDS, ActorKind, LocalStack, serve_actor
+from actors.launch import ACTOR_KINDS, ActorKind, LocalStack, serve_actor
 from actors.runtime.logs import LogFormat, configure_logging
 from actors.tracking import prompt_fetcher
 from bus import Bus
@@ -165,7 +165,7 @@ async def _run_langgraph(
     settings: Settings, plan: Any, inputs: dict[str, Any], *, timeout_s: float | None
 ) -> dict[str, Any]:
     from actors.engines import langgraph_runner
-    from actors.launch.stack import backend_for
+    from actors.launch import backend_for
 
     return await langgraph_runner()(
         plan, inputs, llm=backend_for(settings), model_override=settings.llm_override, timeout_s=timeout_s

@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 
 from actors.flow.node_exec import run_llm_node
 from actors.flow.plan import Plan, compile_plan
-from actors.launch.stack import LocalStack
+from actors.launch import LocalStack
 from actors.llm.backend import LLMBackend
 from bus import TERMINAL_EVENTS, Bus, subjects
 from configs import Settings, initial_state, load_flow_text

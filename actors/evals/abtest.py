@@ -19,7 +19,7 @@ import yaml
 from actors.evals.evaluate import Example, LoggedRun, RowResult, bus_judge, log_run, mlflow_module, run_examples
 from actors.evals.scorers import AnyScorer
 from actors.flow.plan import Plan, compile_plan
-from actors.launch.stack import LocalStack
+from actors.launch import LocalStack
 from actors.tools import tool_names
 from bus import new_id
 from configs import ABTestSpec, GateSpec, Settings, VariantSpec, load_flow_text

@@ -30,7 +30,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from actors.evals.scorers import AnyScorer, Judge, Score, Scorer, ScorerError
 from actors.flow.llm import LLMReply, LLMRequest
 from actors.flow.plan import Plan
-from actors.launch.stack import LocalStack
+from actors.launch import LocalStack
 from actors.observer.summary import summarize as summarize_run
 from actors.runtime.follow import events, final_record
 from actors.tracking import experiment_id, import_mlflow

@@ -3,6 +3,17 @@
 The ``up`` supervisor (`actors.launch.supervisor`) runs each actor in its own process.
 """
 
-from actors.launch.stack import ACTOR_KINDS, ActorKind, LocalStack, backend_for, serve_actor, trace_sink
+from actors.launch.kinds import ACTOR_KINDS, ACTORS, ActorContext, ActorKind, actor_id, backend_for, trace_sink
+from actors.launch.stack import LocalStack, serve_actor
 
-__all__ = ["ACTOR_KINDS", "ActorKind", "LocalStack", "backend_for", "serve_actor", "trace_sink"]
+__all__ = [
+    "ACTORS",
+    "ACTOR_KINDS",
+    "ActorContext",
+    "ActorKind",
+    "LocalStack",
+    "actor_id",
+    "backend_for",
+    "serve_actor",
+    "trace_sink",
+]

@@ -7,6 +7,7 @@ Several gateways may run: NATS spreads requests over the queue group.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -34,9 +35,24 @@ class LLMGateway:
         self._budgets = Budgets(bus.kv(topology.BUDGETS))
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
 
-    async def start(self) -> None:
+    async def run(self, ready: Callable[[], None]) -> None:
+        """Answer requests until `stop()`, then finish the ones in flight."""
         await self._bus.subscribe(subjects.LLM_COMPLETE, self._on_request, queue=QUEUE)
+        ready()
+        await self._stopping.wait()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def serves(self) -> list[str]:
+        return [subjects.LLM_COMPLETE]
+
+    def capabilities(self) -> list[str]:
+        return []
 
     def load(self) -> Load:
         """Requests being answered now, of at most `max_concurrency`."""
@@ -73,11 +89,6 @@ class LLMGateway:
             await self._bus.publish_nowait(subjects.event(request.run_id, kind), event)
         except (ValueError, BusError, NatsError) as exc:  # an event never stops the answer
             log.warning("llm_gateway.event_failed", error=str(exc))
-
-    async def stop(self) -> None:
-        """Finish the requests in flight."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _on_request(self, msg: Msg) -> None:
         # A subscription's callbacks run one at a time: hand each request to its own task at once

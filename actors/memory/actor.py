@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
 
 from actors.flow.memory import MemoryRequest, MemoryWrite, expires
+from actors.runtime.presence import Load
 from bus import Bus, subjects
 from store import MemoryRecord, Store, StoreError
 
@@ -29,15 +31,23 @@ class MemoryActor:
         self._store = store
         self._stopping = asyncio.Event()
 
-    async def run(self, started: asyncio.Event | None = None) -> None:
+    async def run(self, ready: Callable[[], None]) -> None:
         await self._bus.subscribe(subjects.MEMORY_READ, self._on_read, queue=QUEUE)
         await self._bus.subscribe(subjects.MEMORY_WRITE, self._on_write, queue=QUEUE)
-        if started is not None:
-            started.set()
+        ready()
         await self._stopping.wait()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def serves(self) -> list[str]:
+        return ["ca.memory"]
+
+    def load(self) -> Load:
+        return Load()
+
+    def capabilities(self) -> list[str]:
+        return []
 
     async def _answer(self, msg: Msg, body: dict[str, Any]) -> None:
         if msg.reply:

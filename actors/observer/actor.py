@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -24,6 +25,7 @@ from nats.js.errors import NotFoundError
 from actors.observer.summary import RunTrace, summarize
 from actors.runtime.consume import Drop, Retry, consume
 from actors.runtime.follow import stored_events
+from actors.runtime.presence import Load
 from bus import TERMINAL_EVENTS, Bus, Event, decode, topology
 from configs import Settings
 from store import Store, StoreError
@@ -39,6 +41,8 @@ READ_TIMEOUT_S = 30.0
 # this long after the run's end for them to finish before writing it.
 LATE_STEPS_GRACE_S = 60.0
 REMEMBERED_RUNS = 1000
+# Runs written at once.
+OBSERVE_CONCURRENCY = 4
 
 
 class TraceSink(Protocol):
@@ -73,7 +77,7 @@ class Observer:
             self._waiters.pop(run_id, None)
         return True
 
-    async def run(self, started: asyncio.Event | None = None) -> None:
+    async def run(self, ready: Callable[[], None]) -> None:
         with contextlib.suppress(NotFoundError):
             await self._bus.js.delete_consumer(topology.EVENTS, LEGACY_DURABLE)
         ended = await self._bus.js.pull_subscribe(
@@ -88,12 +92,11 @@ class Observer:
             ),
         )
         self._bus.track(ended)
-        if started is not None:
-            started.set()
+        ready()
         await consume(
             ended,
             self._observe,
-            max_concurrency=4,
+            max_concurrency=OBSERVE_CONCURRENCY,
             ack_wait_s=self._settings.ack_wait_s,
             stopping=self._stopping,
             name=DURABLE,
@@ -101,6 +104,15 @@ class Observer:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def serves(self) -> list[str]:
+        return ["ca.evt"]
+
+    def load(self) -> Load:
+        return Load(in_flight=len(self._locks), max=OBSERVE_CONCURRENCY)
+
+    def capabilities(self) -> list[str]:
+        return []
 
     async def _observe(self, msg: Msg) -> None:
         try:

@@ -21,12 +21,13 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
 
-from actors.runtime.presence import ActorInfo
+from actors.runtime.presence import ActorInfo, Load
 from actors.runtime.roster import Expected, Status, actors, ping, status_of
 from bus import Bus, subjects, topology
 
@@ -44,15 +45,14 @@ class Registry:
         self._known: dict[str, tuple[ActorInfo, Status]] = {}
         self._stopping = asyncio.Event()
 
-    async def run(self, started: asyncio.Event | None = None) -> None:
+    async def run(self, ready: Callable[[], None]) -> None:
         for info in await actors(self._bus):
             self._known[info.id] = (info, status_of(info, now=time.time(), heartbeat_s=self._heartbeat_s))
         await self._bus.subscribe(subjects.REGISTRY_HEARTBEATS, self._on_heartbeat)
         await self._bus.subscribe(subjects.REGISTRY_BYES, self._on_bye)
         await self._bus.subscribe(subjects.REGISTRY_EXPECT, self._on_expect)
         await ping(self._bus, wait_s=0.0)  # answers arrive as heartbeats
-        if started is not None:
-            started.set()
+        ready()
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._heartbeat_s / 2)
@@ -60,6 +60,15 @@ class Registry:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def serves(self) -> list[str]:
+        return ["ca.registry"]
+
+    def load(self) -> Load:
+        return Load()
+
+    def capabilities(self) -> list[str]:
+        return []
 
     async def _on_heartbeat(self, msg: Msg) -> None:
         try:

@@ -3,11 +3,12 @@
 Consuming JetStream work, events, logs, presence and the roster, compare-and-swap, run records, following a run.
 """
 
+from actors.runtime.actor import Actor, ActorHost, ActorStatus, first
 from actors.runtime.cas import compare_and_swap
 from actors.runtime.consume import Drop, InFlight, Retry, consume
 from actors.runtime.events import Emitter, warn_if_unserved
 from actors.runtime.follow import events, final_record, stored_events
-from actors.runtime.logs import RUN_LOGS, LogFormat, configure_logging
+from actors.runtime.logs import LogFormat, configure_logging, publish_run_logs
 from actors.runtime.presence import ActorInfo, Load, Presence
 from actors.runtime.redact import Redactor
 from actors.runtime.roster import RegistryView
@@ -15,8 +16,10 @@ from actors.runtime.runs import FINAL_STATUSES, RunRecord, RunStore, StepRecord
 
 __all__ = [
     "FINAL_STATUSES",
-    "RUN_LOGS",
+    "Actor",
+    "ActorHost",
     "ActorInfo",
+    "ActorStatus",
     "Drop",
     "Emitter",
     "InFlight",
@@ -34,6 +37,8 @@ __all__ = [
     "consume",
     "events",
     "final_record",
+    "first",
+    "publish_run_logs",
     "stored_events",
     "warn_if_unserved",
 ]

@@ -2,13 +2,14 @@
 
 The standard library's loggers (nats, litellm, uvicorn, mlflow) go through the same renderer; the
 actors bind ``actor``, ``run_id``, ``flow`` and ``node`` with contextvars. A log line that belongs to
-a run (it has ``run_id`` and ``flow``) is also published as a ``log`` event of that run, once the
-process's actor has attached its bus (`RUN_LOGS.attach`), so a dashboard can stream a run's logs.
+a run (it has ``run_id`` and ``flow``) is also published as a ``log`` event of that run, through the
+connection of the actor whose task logged it (`publish_run_logs`), so a dashboard can stream a run's logs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import sys
@@ -25,33 +26,22 @@ LogFormat = Literal["auto", "console", "json"]
 _RESERVED = frozenset({"event", "level", "timestamp", "run_id", "flow", "node", "actor"})
 
 
-class RunLogEvents:
-    """A structlog processor publishing each log line of a run as a ``log`` event of the run."""
+class RunLogSink:
+    """Where the log lines of one actor's runs go: ``log`` events published through its connection."""
 
-    def __init__(self) -> None:
-        self._bus: Bus | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sender = ""
+    def __init__(self, bus: Bus, sender: str) -> None:
+        self._bus = bus
+        self._sender = sender
+        self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def attach(self, bus: Bus, sender: str) -> None:
-        """Publish through `bus` from now on (the process's actor connection; call it from its loop)."""
-        self._bus, self._sender, self._loop = bus, sender, asyncio.get_running_loop()
-
-    def detach(self, bus: Bus) -> None:
-        if self._bus is bus:
-            self._bus = None
-
-    def __call__(self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        bus, run_id, flow = self._bus, event_dict.get("run_id"), event_dict.get("flow")
-        if bus is None or not isinstance(run_id, str) or not isinstance(flow, str):
-            return event_dict
+    def publish(self, event_dict: MutableMapping[str, Any], run_id: str, flow: str) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return event_dict
+            return
         if loop is not self._loop:
-            return event_dict  # another thread's loop: the bus is not safe to use from there
+            return  # another thread's loop: the bus is not safe to use from there
         fields = {k: v for k, v in event_dict.items() if k not in _RESERVED}
         node = event_dict.get("node")
         try:
@@ -69,20 +59,37 @@ class RunLogEvents:
             )
             subject = subjects.event(run_id, "log")
         except ValueError:
-            return event_dict  # not a run id or flow the bus accepts: the line is still logged
-        task = loop.create_task(self._publish(bus, subject, event))
+            return  # not a run id or flow the bus accepts: the line is still logged
+        task = loop.create_task(self._send(subject, event))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return event_dict
 
-    async def _publish(self, bus: Bus, subject: str, event: Event) -> None:
+    async def _send(self, subject: str, event: Event) -> None:
         try:
-            await bus.publish_nowait(subject, event)
+            await self._bus.publish_nowait(subject, event)
         except Exception:  # noqa: BLE001 - a log line must never break the code that logged it
             return
 
 
-RUN_LOGS = RunLogEvents()
+# The sink of the actor whose task (and the tasks it starts) is running: set by `publish_run_logs`.
+_SINK: contextvars.ContextVar[RunLogSink | None] = contextvars.ContextVar("ca_run_log_sink", default=None)
+
+
+def publish_run_logs(bus: Bus, sender: str) -> None:
+    """From now on, in this task and the tasks it starts, log lines of a run are also its ``log`` events.
+
+    Call it at the start of an actor's own task (`actors.runtime.ActorHost` does): the setting stays
+    inside that task's context, so actors sharing a process each publish through their own connection.
+    """
+    _SINK.set(RunLogSink(bus, sender))
+
+
+def _run_log_events(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: a line with ``run_id`` and ``flow`` goes to the current actor's sink too."""
+    sink, run_id, flow = _SINK.get(), event_dict.get("run_id"), event_dict.get("flow")
+    if sink is not None and isinstance(run_id, str) and isinstance(flow, str):
+        sink.publish(event_dict, run_id, flow)
+    return event_dict
 
 
 class _Stderr:
@@ -110,10 +117,9 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    run_logs: list[structlog.typing.Processor] = [RUN_LOGS]
     numeric = logging.getLevelName(level.upper())
     structlog.configure(
-        processors=[*shared, *run_logs, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, _run_log_events, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         # Not cached: a process that configures again (tests, CliRunner) gets the new settings everywhere.

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -28,6 +28,7 @@ from actors.flow.plan import Plan, PlanStore
 from actors.flow.router import Barriers, Moves, Router
 from actors.runtime.consume import Drop, consume
 from actors.runtime.events import Emitter, warn_if_unserved
+from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
 from actors.runtime.runs import FINAL_STATUSES, RunRecord, RunStore
 from actors.scheduler.rendezvous import Rendezvous, digest
@@ -83,7 +84,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
 
-    async def run(self, started: asyncio.Event | None = None) -> None:
+    async def run(self, ready: Callable[[], None]) -> None:
         """Publish plans, recover, serve until `stop()`."""
         for plan in self._local_plans:
             await self._plans.publish(plan)
@@ -94,8 +95,7 @@ class Scheduler:
         triggers = await self._pull(subjects.TRIGGER_ALL, TRIGGER_DURABLE, topology.TRIGGERS)
         ctl = await self._pull(subjects.CTL_ALL, CTL_DURABLE, topology.CTL)
         await self._recover()
-        if started is not None:
-            started.set()
+        ready()
         common = {"max_concurrency": 32, "ack_wait_s": self._settings.ack_wait_s, "stopping": self._stopping}
         try:
             async with asyncio.TaskGroup() as tg:
@@ -109,6 +109,15 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def serves(self) -> list[str]:
+        return [f"trigger.{p.flow}" for p in self._local_plans]
+
+    def load(self) -> Load:
+        return Load(in_flight=len(self._tasks))
+
+    def capabilities(self) -> list[str]:
+        return []
 
     async def _pull(self, subject: str, durable: str, stream: str) -> Any:
         sub = await self._bus.js.pull_subscribe(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import structlog
@@ -48,9 +49,8 @@ from actors.runtime.events import Emitter, warn_if_unserved
 from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
 from actors.runtime.runs import RunRecord, RunStore, StepRecord
-from actors.tools import ToolContext
 from actors.worker.memory_client import MemoryClient
-from actors.worker.tool_host import RemoteToolClient
+from actors.worker.tool_host import RemoteToolClient, ToolHost
 from bus import Bus, DeadLetter, EventKind, RunEnded, WorkItem, decode, subjects, topology
 from configs import Settings, render
 
@@ -70,7 +70,14 @@ class NodeWorker:
         only_flows: frozenset[str] | None = None,
         only_nodes: frozenset[str] | None = None,
         registry: RegistryView | None = None,
+        serve_tools: bool = False,
     ) -> None:
+        """Args:
+        only_flows: Serve only these flows (None: every published flow, also later ones).
+        only_nodes: Serve only these ``flow.node`` names.
+        registry: The roster, to say when work waits for a node no live worker serves.
+        serve_tools: Also run the tools flows pin to this actor (``tools: [{name, actor}]``).
+        """
         self._bus = bus
         self._settings = settings
         self._llm = llm
@@ -91,49 +98,48 @@ class NodeWorker:
         self._router = Router(Barriers(bus.kv(topology.JOINS)), actor_id)
         self._serving: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
-        self._ready = asyncio.Event()
+        self._tool_host = ToolHost(bus, actor_id, self._tool_context) if serve_tools else None
 
-    @property
-    def tool_context(self) -> ToolContext:
-        return self._tool_context
-
-    @property
-    def serving(self) -> list[str]:
+    def serves(self) -> list[str]:
         """The nodes this worker consumes, as ``flow.node``."""
         return sorted(self._served)
+
+    def capabilities(self) -> list[str]:
+        return ["tools"] if self._tool_host is not None else []
 
     def load(self) -> Load:
         """Steps in flight now, and the most it would take (all node subscriptions together)."""
         return Load(in_flight=self.in_flight.count, max=self._settings.max_concurrency * max(len(self._served), 1))
 
-    async def run(self) -> None:
-        """Serve until `stop()`; then finish the steps in flight."""
+    async def run(self, ready: Callable[[], None]) -> None:
+        """Serve until `stop()`, ready once the plans published before start-up are served; then finish
+        the steps in flight."""
         kv = self._bus.kv(topology.PLANS)
         watcher = await kv.watch("*.latest")
+        if self._tool_host is not None:
+            await self._tool_host.start()
         try:
-            await self._follow_plans(watcher)
+            await self._follow_plans(watcher, ready)
         finally:
             self._stopping.set()
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py's KeyWatcher is untyped
             await asyncio.gather(*self._serving.values(), return_exceptions=True)
-
-    async def wait_ready(self) -> None:
-        """Until the plans published before start-up are being served."""
-        await self._ready.wait()
+            if self._tool_host is not None:
+                await self._tool_host.stop()
 
     def stop(self) -> None:
         """Stop taking new work; steps in flight finish."""
         self._stopping.set()
 
-    async def _follow_plans(self, watcher: KeyValue.KeyWatcher) -> None:
+    async def _follow_plans(self, watcher: KeyValue.KeyWatcher, ready: Callable[[], None]) -> None:
         while not self._stopping.is_set():
             try:
                 entry = await watcher.updates(timeout=0.5)  # type: ignore[no-untyped-call]  # untyped in nats-py
             except Exception:  # noqa: BLE001 - nats TimeoutError: no news, look at the stop flag again
                 continue
             if entry is None:
-                self._ready.set()
+                ready()  # the watch delivered every plan there was: they are served now
                 continue
             if entry.operation is not None or not entry.value:
                 continue
