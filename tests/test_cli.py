@@ -368,3 +368,27 @@ def test_the_seed_configs_in_the_repo_are_our_users_files_unchanged() -> None:
     if shared.is_dir():  # beside a workplace checkout: the copy must not drift from the originals
         for original in shared.iterdir():
             assert (SEEDS / original.name).read_bytes() == original.read_bytes(), original.name
+
+
+@pytest.mark.timeout(120)
+def test_up_runs_in_a_folder_that_has_its_own_configs_bus_and_store_packages(tmp_path: Path) -> None:
+    for shadow in ("configs", "bus", "store", "actors"):
+        (tmp_path / shadow).mkdir()
+        (tmp_path / shadow / "__init__.py").write_text("raise ImportError('the user folder shadows the package')\n")
+    console_script = Path(sys.executable).parent / "ca-actors"
+    proc = subprocess.Popen(
+        [str(console_script), "up", "--data-dir", str(tmp_path / ".ca"), "--llm", "mock", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    try:
+        lines = [proc.stdout.readline().strip() for _ in range(4)]
+        assert any("ready" in line for line in lines), lines
+        children = _children(proc.pid)
+        result = cli("trigger", "echo", "-i", "message=hi", "--wait", "--json", "--data-dir", str(tmp_path / ".ca"))
+        assert json.loads(result.stdout)["status"] == "succeeded", result.stderr
+    finally:
+        _stop(proc, children)

@@ -79,7 +79,8 @@ class Supervisor:
         self._stop = asyncio.Event()
 
     def _command(self, kind: str) -> list[str]:
-        cmd = [sys.executable, "-m", "actors", "actor", kind, "--nats", self.settings.nats_url, *self.log_args]
+        # -P: the directory `up` runs in never shadows our packages (a user folder of its own `configs/`).
+        cmd = [sys.executable, "-P", "-m", "actors", "actor", kind, "--nats", self.settings.nats_url, *self.log_args]
         cmd += ["--heartbeat", str(self.settings.heartbeat_s)]
         if kind in ("memory", "observer"):
             cmd += ["--store", self.settings.store()]
