@@ -1,4 +1,4 @@
-"""Warnings for keys a flow file uses that the models do not know (kept, but probably typos)."""
+"""Errors for keys a flow file uses that the models do not know: a misspelled key must not pass silently."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ _PASSTHROUGH: tuple[type[BaseModel], ...] = (LLMSpec,)
 
 
 def unknown_keys(model: type[BaseModel], data: Any, path: KeyPath = ()) -> list[Problem]:
-    """Return a warning for every key of `data` (recursively) that `model` does not declare.
+    """Return an error for every key of `data` (recursively) that `model` does not declare.
 
     Args:
         model: The model that `data` is meant for.
@@ -25,7 +25,7 @@ def unknown_keys(model: type[BaseModel], data: Any, path: KeyPath = ()) -> list[
         path: Key path of `data`.
 
     Returns:
-        One warning per unknown key, naming the closest known key.
+        One error per unknown key, naming the closest known key.
     """
     if not isinstance(data, Mapping):
         return []
@@ -40,7 +40,7 @@ def unknown_keys(model: type[BaseModel], data: Any, path: KeyPath = ()) -> list[
             continue
         where = format_path(path) or "the top level"
         listing = "" if hint else f" (known keys: {', '.join(known)})"
-        problems.append(Problem((*path, key), f"unknown key {key!r} in {where}{listing}", hint, "warning"))
+        problems.append(Problem((*path, key), f"unknown key {key!r} in {where}{listing}", hint, "error"))
     return problems
 
 

@@ -491,25 +491,24 @@ def test_all_errors_are_reported_at_once_in_file_order() -> None:
     assert all(line.startswith("multi.yaml:") for line in lines[1:])
 
 
-def test_unknown_key_is_a_warning_with_the_closest_known_key() -> None:
-    loaded = load_flow_text(
-        flow("""\
-        nodes:
-          - id: write
-            promt: "x"
-            outputs: [summary]
-        edges:
-          - {from: START, to: write}
-          - {from: write, to: END}
-        """)
-    )
-    assert len(loaded.warnings) == 1
-    warning = loaded.warnings[0]
-    assert warning.severity == "warning"
-    assert (warning.line, warning.column, warning.path) == (17, 5, "nodes[0].promt")
-    assert warning.message == "unknown key 'promt' in nodes[0]"
-    assert warning.suggestion == "prompt"
-    assert "promt" in (loaded.spec.nodes[0].model_extra or {})
+def test_an_unknown_key_is_an_error_located_with_the_closest_known_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_flow_text(
+            flow("""\
+            nodes:
+              - id: write
+                promt: "x"
+                outputs: [summary]
+            edges:
+              - {from: START, to: write}
+              - {from: write, to: END}
+            """)
+        )
+    [issue] = caught.value.issues
+    assert issue.severity == "error"
+    assert (issue.line, issue.column, issue.path) == (17, 5, "nodes[0].promt")
+    assert issue.message == "unknown key 'promt' in nodes[0]"
+    assert issue.suggestion == "prompt"
 
 
 def test_extension_keys_are_kept_without_warnings() -> None:
