@@ -1,5 +1,8 @@
 # One task runner: the same targets run locally and in .ci/run.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The newest Python the project supports (3.11 to 3.13) that actually runs here (pyenv shims may not).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	$$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null && { command -v $$p; break; }; \
+	done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -10,6 +13,8 @@ install: $(STAMP)
 
 # The venv gets the package editable with every extra and the dev tools, pinned by requirements.lock.
 $(STAMP): pyproject.toml requirements.lock
+	@test -n "$(PYTHON)" || { echo "error: ca-actors needs Python 3.11, 3.12 or 3.13 (python3.13, python3.12 or python3.11 on PATH)"; exit 1; }
+	@echo "using $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[llm,langgraph,postgres,redis,tools,mlflow,plot,dev]'
