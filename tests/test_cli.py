@@ -392,3 +392,51 @@ def test_up_runs_in_a_folder_that_has_its_own_configs_bus_and_store_packages(tmp
         assert json.loads(result.stdout)["status"] == "succeeded", result.stderr
     finally:
         _stop(proc, children)
+
+
+@pytest.mark.timeout(180)
+def test_a_second_up_in_the_same_folder_exits_at_once_naming_the_running_stack(stack_dir: Path) -> None:
+    proc, lines = _start_up(stack_dir, "--llm", "mock")
+    try:
+        url = next(line.split()[-1] for line in lines if line.startswith("NATS:"))
+        children = _children(proc.pid)
+        second = cli("up", "--data-dir", str(stack_dir), "--llm", "mock", "--log-level", "warning")
+        assert second.returncode == 3
+        [message] = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+        assert f"pid {proc.pid}" in message
+        assert url in message
+        assert "--data-dir" in message
+        # The first stack is untouched and still found through its stack.json.
+        result = cli("trigger", "echo", "-i", "message=hi", "--wait", "--json", "--data-dir", str(stack_dir))
+        assert json.loads(result.stdout)["status"] == "succeeded", result.stderr
+    finally:
+        _stop(proc, children)
+    assert not (stack_dir / "stack.json").exists(), "the owner removes its stack.json when it stops"
+
+
+@pytest.mark.timeout(120)
+def test_up_takes_over_a_folder_left_by_a_stack_that_died_with_a_warning(stack_dir: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stack_dir.mkdir(exist_ok=True)
+    (stack_dir / "stack.json").write_text(json.dumps({"nats_url": "nats://127.0.0.1:1", "pid": dead.pid}))
+    proc = subprocess.Popen(
+        [*CLI, "up", "--data-dir", str(stack_dir), "--llm", "mock", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not any("ready" in line for line in lines):
+        line = proc.stdout.readline()
+        assert line, lines
+        lines.append(line.strip())
+    children = _children(proc.pid)
+    try:
+        assert any(line.startswith("warning: taking over") and str(dead.pid) in line for line in lines), lines
+        url = json.loads((stack_dir / "stack.json").read_text())["nats_url"]
+        assert url != "nats://127.0.0.1:1"
+    finally:
+        _stop(proc, children)

@@ -1,31 +1,99 @@
-"""``<data-dir>/stack.json``: how other commands on this machine find the stack ``up`` is running."""
+"""A data folder belongs to one running stack: its lock, and ``stack.json`` for the commands that look for it.
+
+``up`` takes an exclusive lock on ``<data-dir>/stack.lock`` before it starts anything (two servers
+must never write one JetStream store), then writes ``stack.json`` (its NATS URL and pid) once ready,
+and only the owner of the lock removes it. The kernel drops the lock when its owner dies, so a stack
+that was killed leaves a stale ``stack.json`` that the next ``up`` takes over, with a warning.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import time
 from pathlib import Path
+from typing import IO, Any, Self
+
+from configs.errors import ActorError
 
 STACK_FILE = "stack.json"
+LOCK_FILE = "stack.lock"
 
 
-def write(data_dir: Path, nats_url: str) -> None:
-    """Record the running stack (its NATS URL and the supervisor's pid)."""
-    (data_dir / STACK_FILE).write_text(
-        json.dumps({"nats_url": nats_url, "pid": os.getpid(), "started_at": time.time()})
-    )
+class StackBusy(ActorError):
+    """Another stack runs from this data folder."""
+
+    def __init__(self, data_dir: Path, running: dict[str, Any] | None) -> None:
+        self.data_dir = data_dir
+        self.running = running or {}
+        pid = self.running.get("pid", "?")
+        url = self.running.get("nats_url", "its NATS URL is not written yet")
+        super().__init__(
+            f"a stack is already running from {data_dir} (pid {pid}, NATS {url}); "
+            "stop it, or start another one with --data-dir DIR"
+        )
+
+
+def read(data_dir: Path) -> dict[str, Any] | None:
+    """What ``stack.json`` says (nats_url, pid, started_at), or None."""
+    try:
+        record = json.loads((data_dir / STACK_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def read_url(data_dir: Path) -> str | None:
     """The NATS URL of the stack running from `data_dir`, or None when there is none."""
-    try:
-        return str(json.loads((data_dir / STACK_FILE).read_text())["nats_url"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    url = (read(data_dir) or {}).get("nats_url")
+    return url if isinstance(url, str) else None
 
 
-def remove(data_dir: Path) -> None:
-    with contextlib.suppress(OSError):
-        (data_dir / STACK_FILE).unlink()
+class StackLock:
+    """The exclusive hold of one data folder while a stack runs from it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._file: IO[str] | None = None
+        # What a stack that died without cleaning up left in stack.json (taken over), if anything.
+        self.stale: dict[str, Any] | None = None
+
+    def acquire(self) -> Self:
+        """Take the folder.
+
+        Raises:
+            StackBusy: another live stack holds it.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        handle = os.fdopen(fd, "r+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StackBusy(self.data_dir, read(self.data_dir)) from None
+        self._file = handle
+        self.stale = read(self.data_dir)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return self
+
+    def publish(self, nats_url: str) -> None:
+        """Write ``stack.json``: other commands on this machine find the stack from it."""
+        record = {"nats_url": nats_url, "pid": os.getpid(), "started_at": time.time()}
+        fd = os.open(self.data_dir / STACK_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(record))
+
+    def release(self) -> None:
+        """Remove ``stack.json`` and let the folder go. Idempotent."""
+        handle, self._file = self._file, None
+        if handle is None:
+            return
+        with contextlib.suppress(OSError):
+            (self.data_dir / STACK_FILE).unlink()
+        handle.close()

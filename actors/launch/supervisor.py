@@ -37,6 +37,8 @@ log = structlog.get_logger(__name__)
 
 OLLAMA_URL = "http://127.0.0.1:11434"
 GRACE_S = 10.0
+# `up` exits with this when another stack runs from the same data folder.
+EXIT_BUSY = 3
 
 
 def choose_llm(requested: str) -> tuple[str | None, str]:
@@ -115,11 +117,20 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         server: EmbeddedNats | None = None
-        data_dir = self.settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = stackfile.StackLock(self.settings.data_dir).acquire()
+        except stackfile.StackBusy as exc:
+            typer.echo(f"error: {exc}", err=True)
+            return EXIT_BUSY
+        if lock.stale is not None:
+            typer.echo(
+                f"warning: taking over {self.settings.data_dir} from a stack that did not stop cleanly "
+                f"(pid {lock.stale.get('pid', '?')})",
+                err=True,
+            )
         try:
             if self.embedded:
-                server = EmbeddedNats(data_dir / "nats", port=free_port(4222))
+                server = EmbeddedNats(self.settings.data_dir / "nats", port=free_port(4222))
                 await server.start()
                 self.settings = self.settings.model_copy(update={"nats_url": server.url})
             async with Bus(self.settings.nats_url, name="supervisor") as bus:
@@ -142,7 +153,7 @@ class Supervisor:
                     self._spawn(name)
                 if not await self._await_ready(ready, len(names) - 1):
                     return 1
-                stackfile.write(data_dir, self.settings.nats_url)
+                lock.publish(self.settings.nats_url)
                 flows = ", ".join(p.flow for p in flow_set.plans)
                 typer.echo(f"NATS: {self.settings.nats_url}")
                 typer.echo(f"flows: {flows}")
@@ -163,7 +174,7 @@ class Supervisor:
         finally:
             await self._stop_children()
             await self._stop_mlflow()
-            stackfile.remove(data_dir)
+            lock.release()
             if server is not None:
                 await server.close()
             typer.echo("stopped")
