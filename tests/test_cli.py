@@ -440,3 +440,42 @@ def test_up_takes_over_a_folder_left_by_a_stack_that_died_with_a_warning(stack_d
         assert url != "nats://127.0.0.1:1"
     finally:
         _stop(proc, children)
+
+
+def _command_paths() -> list[list[str]]:
+    import click
+    import typer.main
+
+    from actors.cli import app
+
+    paths: list[list[str]] = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        paths.append(path)
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+def test_no_help_text_loses_words_to_markup() -> None:
+    from typer.testing import CliRunner
+
+    from actors.cli import app
+
+    runner = CliRunner()
+    for path in _command_paths():
+        result = runner.invoke(app, [*path, "-h"])
+        assert result.exit_code == 0, (path, result.output)
+        flat = " ".join(result.output.split())
+        for empty in ("()", "( )", "[]", "[ ]"):
+            assert empty not in flat, (path, empty)
+    assert "(needs [mlflow])" in " ".join(runner.invoke(app, ["run", "--help"]).output.split())
+
+
+def test_version_is_printed() -> None:
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("ca-actors ")

@@ -23,20 +23,22 @@ from actors.cli.options import (
     MlflowUri,
     NatsUrl,
     StoreUrl,
+    command_group,
     parse_inputs,
 )
 from actors.cli.reports import register as register_report
 from actors.flow import load_flows
 from actors.launch import ACTOR_KINDS, ActorKind, LocalStack, serve_actor
 from actors.runtime.logs import LogFormat, configure_logging
+from actors.runtime.presence import package_version
 from actors.tracking import prompt_fetcher
 from bus import Bus
 from configs import Settings, flow_json_schema
 
 EXAMPLES = Path(configs.__file__).resolve().parent / "examples"
 
-app = typer.Typer(
-    help=(
+app = command_group(
+    (
         "Configurable Agents as actors: run YAML multi-agent LLM workflows as actors over NATS.\n\n"
         "Start a local stack with `ca-actors up`, run one file with `ca-actors run FILE -i key=value`, "
         "check files with `ca-actors validate FILE...`."
@@ -46,8 +48,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-register_report(app)
-register_eval(app)
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ca-actors {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """Configurable Agents as actors."""
 
 
 def flow_store(plan: Any) -> str | None:
@@ -288,7 +303,7 @@ def trigger(
     raise typer.Exit(0 if "run_id" in result and result.get("status") != "rejected" else 1)
 
 
-runs_app = typer.Typer(help="Runs of a running stack: list them, or show one with its dead letters.")
+runs_app = command_group("Runs of a running stack: list them, or show one with its dead letters.")
 app.add_typer(runs_app, name="runs")
 
 
@@ -341,7 +356,7 @@ def runs_show(
         console.print_run_details(details)
 
 
-memory_app = typer.Typer(help="Long-term memory of flows: list scopes, show records, clear them.")
+memory_app = command_group("Long-term memory of flows: list scopes, show records, clear them.")
 app.add_typer(memory_app, name="memory")
 
 
@@ -516,7 +531,7 @@ def agent(
     asyncio.run(serve_actor("worker", settings, flows or [], nodes=only, name=name, serve_tools=serve_tools))
 
 
-agents_app = typer.Typer(help="The registry's view of the system: actors, their status and load.")
+agents_app = command_group("The registry's view of the system: actors, their status and load.")
 app.add_typer(agents_app, name="agents")
 
 
@@ -592,6 +607,10 @@ def _fmt(value: str) -> LogFormat:
     if value not in ("auto", "console", "json"):
         raise typer.BadParameter(f"--log-format must be auto, console or json, not {value!r}")
     return value  # type: ignore[return-value]
+
+
+register_report(app)
+register_eval(app)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Command-line options and input parsing shared by the ``ca-actors`` commands (`cli`, `cli_report`, `cli_eval`)."""
+"""Command-line options and input parsing shared by the ``ca-actors`` commands (`app`, `reports`, `evals`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+# Help is plain text: Rich markup would eat brackets such as ``[mlflow]`` (the name of an extra).
+HELP_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+
+
+def command_group(help: str, **options: Any) -> typer.Typer:
+    """A ``ca-actors`` command group: ``-h`` beside ``--help``, help text shown as written."""
+    return typer.Typer(help=help, rich_markup_mode=None, context_settings=HELP_SETTINGS, **options)
+
 
 Inputs = Annotated[list[str] | None, typer.Option("--input", "-i", help="An input as key=value (repeatable).")]
 InputJson = Annotated[str | None, typer.Option("--input-json", help="All inputs as one JSON object.")]

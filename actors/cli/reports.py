@@ -10,13 +10,13 @@ from typing import Annotated
 
 import typer
 
-from actors.cli.options import DataDir, StoreUrl
+from actors.cli.options import DataDir, StoreUrl, command_group
 from actors.insights import plots, profiles, reports
 from configs import Settings
 from store import RunHistory, StoreError, open_store
 
-report_app = typer.Typer(
-    help=(
+report_app = command_group(
+    (
         "Reports over the stored run history: what runs cost, and where their time goes.\n\n"
         "Examples: `ca-actors report costs --by model --since 7d`, `ca-actors report profile RUN_ID`, "
         "`ca-actors report profile --flow article_writer --last 50 --plot latency.png`."
