@@ -479,3 +479,19 @@ def test_version_is_printed() -> None:
     result = cli("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("ca-actors ")
+
+
+@pytest.mark.timeout(180)
+def test_runs_started_at_once_get_distinct_ids_and_each_keeps_its_history_row(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    args = ["run", str(EXAMPLES / "echo.yaml"), "-i", "message=hi", "--llm", "mock", "--json", "--store", store]
+    procs = [
+        subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        for _ in range(4)
+    ]
+    outs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0, 0], [err for _, err in outs]
+    ids = {json.loads(out)["run_id"] for out, _ in outs}
+    assert len(ids) == 4
+    history = json.loads(cli("runs", "--store", store, "--json").stdout)
+    assert {h["run_id"] for h in history} == ids

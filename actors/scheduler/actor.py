@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -46,9 +47,19 @@ SESSION_HEADER = "Ca-Session"
 CTL_DURABLE = "scheduler-ctl"
 
 
-def make_run_id(stored_at: float, stream_seq: int) -> str:
-    """Run id from the trigger's place in its stream: readable, sortable, the same on redelivery."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(stored_at)) + f"-{stream_seq:06d}"
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def make_run_id(stored_at: float, stream_seq: int, stream_salt: str) -> str:
+    """Run id of a stored trigger: its UTC time (readable, sortable to the second) and 40 bits that are
+    random across trigger streams yet the same on redelivery.
+
+    `stream_salt` identifies the stream instance (its creation time), so two stacks that each number
+    their triggers from 1 (two ``ca-actors run`` in the same second, writing one store) never share an id.
+    """
+    bits = int.from_bytes(hashlib.sha256(f"{stream_salt}:{stream_seq}".encode()).digest()[:5], "big")
+    tail = "".join(_CROCKFORD[(bits >> shift) & 31] for shift in range(35, -1, -5))
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(stored_at)) + f"-{tail}"
 
 
 def origin(headers: dict[str, str] | None) -> dict[str, str]:
@@ -83,6 +94,7 @@ class Scheduler:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
+        self._stream_salt = ""
 
     async def run(self, ready: Callable[[], None]) -> None:
         """Publish plans, recover, serve until `stop()`."""
@@ -93,6 +105,8 @@ class Scheduler:
         await self._bus.subscribe(subjects.SYS_ASSIGNED, self._on_assigned)
         await self._bus.subscribe(subjects.RUN_CMD_ALL, self._on_command, queue=QUEUE)
         triggers = await self._pull(subjects.TRIGGER_ALL, TRIGGER_DURABLE, topology.TRIGGERS)
+        # The trigger stream's creation time tells this stream from every other (see `make_run_id`).
+        self._stream_salt = str((await self._bus.js.stream_info(topology.TRIGGERS)).created)
         ctl = await self._pull(subjects.CTL_ALL, CTL_DURABLE, topology.CTL)
         await self._recover()
         ready()
@@ -156,7 +170,7 @@ class Scheduler:
 
     async def _handle_trigger(self, msg: Msg) -> None:
         meta = msg.metadata
-        run_id = make_run_id(meta.timestamp.timestamp(), meta.sequence.stream)
+        run_id = make_run_id(meta.timestamp.timestamp(), meta.sequence.stream, self._stream_salt)
         structlog.contextvars.bind_contextvars(run_id=run_id)
         try:
             answer = await self._start_run(run_id, msg.subject, msg.data, origin(msg.headers))
