@@ -495,3 +495,26 @@ def test_runs_started_at_once_get_distinct_ids_and_each_keeps_its_history_row(tm
     assert len(ids) == 4
     history = json.loads(cli("runs", "--store", store, "--json").stdout)
     assert {h["run_id"] for h in history} == ids
+
+
+@pytest.mark.timeout(180)
+def test_a_stack_restarted_with_fewer_flows_serves_only_those(stack_dir: Path, tmp_path: Path) -> None:
+    both, one = tmp_path / "both", tmp_path / "one"
+    both.mkdir()
+    one.mkdir()
+    for name in ("demo.yaml", "echo.yaml"):
+        (both / name).write_text((EXAMPLES / name).read_text())
+    (one / "echo.yaml").write_text((EXAMPLES / "echo.yaml").read_text())
+    proc, _ = _start_up(stack_dir, "--llm", "mock", "--flows", str(both))
+    _stop(proc, _children(proc.pid))
+    proc, lines = _start_up(stack_dir, "--llm", "mock", "--flows", str(one))
+    try:
+        children = _children(proc.pid)
+        assert any(line.startswith("no longer served") and "demo" in line for line in lines), lines
+        served = json.loads(cli("flows", "--json", "--data-dir", str(stack_dir)).stdout)
+        assert [(f["flow"], f["nodes"]) for f in served] == [("echo", 1)]
+        refused = cli("trigger", "demo", "-i", "topic=x", "--data-dir", str(stack_dir))
+        assert refused.returncode == 1
+        assert "flow 'demo' is not served by this stack" in refused.stderr
+    finally:
+        _stop(proc, children)

@@ -14,6 +14,7 @@ import typer
 import configs
 from actors.cli import console
 from actors.cli.evals import register as register_eval
+from actors.cli.flows import register as register_flows
 from actors.cli.options import (
     DataDir,
     InputJson,
@@ -299,6 +300,8 @@ def trigger(
     if wait:
         console.print_result(result, as_json=as_json)
         raise typer.Exit(0 if result["status"] == "succeeded" else 1)
+    if result.get("status") == "rejected" and not as_json:
+        typer.echo(f"rejected: {result.get('error')}", err=True)
     typer.echo(json.dumps(result) if as_json else result.get("run_id", result))
     raise typer.Exit(0 if "run_id" in result and result.get("status") != "rejected" else 1)
 
@@ -609,6 +612,7 @@ def _fmt(value: str) -> LogFormat:
     return value  # type: ignore[return-value]
 
 
+register_flows(app)
 register_report(app)
 register_eval(app)
 

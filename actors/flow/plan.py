@@ -122,6 +122,14 @@ class PlanStore:
             return None
         return await self.get(flow, (entry.value or b"").decode())
 
+    async def retire_except(self, served: set[str]) -> list[str]:
+        """Stop serving every flow not in `served`: its ``latest`` goes (its versions stay, so runs
+        pinned to them finish). Returns the flows retired."""
+        retired = [flow for flow in await self.flows() if flow not in served]
+        for flow in retired:
+            await self._kv.delete(f"{flow}.latest")
+        return retired
+
     async def flows(self) -> list[str]:
         """Names of every flow with a published plan."""
         try:

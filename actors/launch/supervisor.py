@@ -27,10 +27,10 @@ import structlog
 import typer
 from nats.aio.msg import Msg
 
-from actors.flow import load_flows
+from actors.flow import PlanStore, load_flows
 from actors.launch import stackfile
 from actors.tracking import prompt_fetcher
-from bus import Bus, EmbeddedNats, die_with_parent, free_port, subjects
+from bus import Bus, EmbeddedNats, die_with_parent, free_port, subjects, topology
 from configs import Settings
 
 log = structlog.get_logger(__name__)
@@ -134,6 +134,11 @@ class Supervisor:
                 await server.start()
                 self.settings = self.settings.model_copy(update={"nats_url": server.url})
             async with Bus(self.settings.nats_url, name="supervisor") as bus:
+                # The stack serves exactly the flows it is given: plans an earlier stack left are retired.
+                served = {p.flow for p in flow_set.plans}
+                retired = await PlanStore(bus.kv(topology.PLANS)).retire_except(served)
+                if retired:
+                    typer.echo(f"no longer served (not in {self.flows}): {', '.join(retired)}")
                 if self.mlflow_ui:
                     self._start_mlflow()
                 names = ["scheduler", "registry", "memory", "observer", "llm-gateway"] + [

@@ -198,7 +198,10 @@ class Scheduler:
         if plan is None:
             known = await self._plans.flows()
             hint = closest(flow, known)
-            problem = f"unknown flow '{flow}'" + (f"; did you mean '{hint}'?" if hint else f"; known flows: {known}")
+            served = ", ".join(known) or "none"
+            problem = f"flow '{flow}' is not served by this stack" + (
+                f"; did you mean '{hint}'?" if hint else f" (served: {served})"
+            )
         else:
             try:
                 inputs = json.loads(data or b"{}")
