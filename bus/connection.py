@@ -68,7 +68,9 @@ class Bus:
                 timeout=timeout_s,
             )
         except (TimeoutError, NoServersError, OSError) as exc:
-            raise BusError(f"cannot connect to NATS at {self.url} within {timeout_s:g}s: {exc or 'timed out'}") from exc
+            raise BusError(
+                f"cannot connect to NATS at {self.url} within {timeout_s:g}s: {str(exc) or 'no answer'}"
+            ) from exc
         self._js = self._nc.jetstream()
         self._kv = await topology.ensure_topology(self._js, dedup_window_s=self._dedup_window_s)
         self.status = BusStatus.CONNECTED

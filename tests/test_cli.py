@@ -518,3 +518,48 @@ def test_a_stack_restarted_with_fewer_flows_serves_only_those(stack_dir: Path, t
         assert "flow 'demo' is not served by this stack" in refused.stderr
     finally:
         _stop(proc, children)
+
+
+UNREACHABLE_STORES = ["postgresql://ca@127.0.0.1:1/none", "redis://127.0.0.1:1/0"]
+
+
+@pytest.mark.parametrize("store", UNREACHABLE_STORES)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", str(EXAMPLES / "echo.yaml"), "-i", "message=hi", "--llm", "mock"],
+        ["runs"],
+        ["memory", "list"],
+        ["memory", "show", "flow/echo/node/echo/default"],
+        ["memory", "clear", "--flow", "echo"],
+        ["report", "costs"],
+        ["up", "--llm", "mock"],
+    ],
+    ids=lambda c: " ".join(c[:2]) if c[0] != "run" else "run",
+)
+@pytest.mark.timeout(120)
+def test_an_unreachable_store_is_one_line_and_a_distinct_exit_code(
+    command: list[str], store: str, tmp_path: Path
+) -> None:
+    where = [] if command[0] == "run" else ["--data-dir", str(tmp_path)]
+    result = cli(*command, "--store", store, *where, timeout=90)
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 4, result.stderr
+    assert "Traceback" not in result.stderr
+    assert errors[-1].startswith("error: ")
+    assert "127.0.0.1:1" in errors[-1]
+    assert [line for line in errors if not line.startswith(("error: ", "LLM: "))] == []
+
+
+def test_a_bad_store_url_is_one_line_and_the_usage_exit_code(tmp_path: Path) -> None:
+    result = cli("runs", "--store", "bogus://somewhere")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: store: choose backend failed: unknown store URL scheme 'bogus'; "
+        "valid schemes: postgres, postgresql, redis, rediss, sqlite"
+    ]
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = cli("--debug", "runs", "--store", "redis://127.0.0.1:1/0")
+    assert "Traceback" in result.stderr

@@ -14,6 +14,7 @@ import typer
 import configs
 from actors.cli import console
 from actors.cli.evals import register as register_eval
+from actors.cli.failures import run_cli
 from actors.cli.flows import register as register_flows
 from actors.cli.options import (
     DataDir,
@@ -618,8 +619,8 @@ register_eval(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: our errors end in one line and an exit code (`actors.cli.failures`)."""
+    run_cli(app)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import typer
 from actors.cli.options import DataDir, StoreUrl, command_group
 from actors.insights import plots, profiles, reports
 from configs import Settings
-from store import RunHistory, StoreError, open_store
+from store import RunHistory, open_store
 
 report_app = command_group(
     (
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
+    typer.echo(f"error: {message}", err=True)
     return typer.Exit(1)
 
 
@@ -107,10 +107,7 @@ def costs(
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--since") from None
     group: reports.GroupBy = by  # type: ignore[assignment]  # checked against GROUPS above
-    try:
-        runs = asyncio.run(_list_runs(_store_url(store, data_dir), flow, limit, cutoff))
-    except StoreError as exc:
-        raise _fail(str(exc)) from None
+    runs = asyncio.run(_list_runs(_store_url(store, data_dir), flow, limit, cutoff))
     if len(runs) >= limit:
         typer.echo(f"note: only the newest {limit} runs were read; raise --limit to count older ones", err=True)
     report = reports.cost_report(runs, by=group, since=cutoff)
@@ -159,10 +156,7 @@ def profile(
 
 
 def _profile_run(url: str, run_id: str, flow: str | None, *, as_json: bool, plot: Path | None) -> None:
-    try:
-        run = asyncio.run(_get_run(url, run_id))
-    except StoreError as exc:
-        raise _fail(str(exc)) from None
+    run = asyncio.run(_get_run(url, run_id))
     if run is None:
         raise _fail(f"no run {run_id!r} in the run history ({url})")
     if flow is not None and run.flow != flow:
@@ -173,11 +167,8 @@ def _profile_run(url: str, run_id: str, flow: str | None, *, as_json: bool, plot
 
 
 def _profile_flow(url: str, flow: str, last: int, *, as_json: bool, plot: Path | None) -> None:
-    try:
-        # Runs still going have partial timings: read a few more so that `last` finished ones remain.
-        recent = asyncio.run(_list_runs(url, flow, last * 2 + 10))
-    except StoreError as exc:
-        raise _fail(str(exc)) from None
+    # Runs still going have partial timings: read a few more so that `last` finished ones remain.
+    recent = asyncio.run(_list_runs(url, flow, last * 2 + 10))
     finished = [r for r in recent if r.status != "running"][:last]
     if not finished:
         raise _fail(f"no finished runs of flow {flow!r} in the run history")

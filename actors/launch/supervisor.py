@@ -32,12 +32,13 @@ from actors.launch import stackfile
 from actors.tracking import prompt_fetcher
 from bus import Bus, EmbeddedNats, die_with_parent, free_port, subjects, topology
 from configs import Settings
+from store import connect_store
 
 log = structlog.get_logger(__name__)
 
 OLLAMA_URL = "http://127.0.0.1:11434"
 GRACE_S = 10.0
-# `up` exits with this when another stack runs from the same data folder.
+# `up` exits with this when another stack runs from the same data folder (see `actors.cli.failures`).
 EXIT_BUSY = 3
 
 
@@ -113,6 +114,9 @@ class Supervisor:
         if not flow_set.plans:
             typer.echo(f"no valid flows in {self.flows}", err=True)
             return 2
+        # The store answers before any actor starts: a wrong URL is one line, not two dying actors.
+        store = await connect_store(self.settings.store())
+        await store.close()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
