@@ -563,3 +563,15 @@ def test_a_bad_store_url_is_one_line_and_the_usage_exit_code(tmp_path: Path) -> 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = cli("--debug", "runs", "--store", "redis://127.0.0.1:1/0")
     assert "Traceback" in result.stderr
+
+
+def test_memory_list_rejects_an_unknown_scope_naming_the_valid_ones(tmp_path: Path) -> None:
+    result = cli("memory", "list", "--scope", "bogus", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "valid: node, agent, workflow" in result.stderr
+
+
+def test_memory_show_of_a_missing_key_says_so_and_exits_1(tmp_path: Path) -> None:
+    result = cli("memory", "show", "flow/nothing/node/x/default", "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "no memory under 'flow/nothing/node/x/default'" in result.stderr

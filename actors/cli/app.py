@@ -30,6 +30,7 @@ from actors.cli.options import (
 )
 from actors.cli.reports import register as register_report
 from actors.flow import load_flows
+from actors.flow.memory import MEMORY_SCOPES
 from actors.launch import ACTOR_KINDS, ActorKind, LocalStack, serve_actor
 from actors.runtime.logs import LogFormat, configure_logging
 from actors.runtime.presence import package_version
@@ -377,6 +378,8 @@ def memory_list(
     data_dir: DataDir = Path(".ca-actors"),
 ) -> None:
     """Memory scopes (keys) that hold records, with their record counts."""
+    if scope is not None and scope not in MEMORY_SCOPES:
+        raise typer.BadParameter(f"{scope!r} is not a scope; valid: {', '.join(MEMORY_SCOPES)}", param_hint="--scope")
     keys = asyncio.run(console.memory_keys(_store_url(store, data_dir), flow, scope))
     if as_json:
         typer.echo(json.dumps(keys, indent=2))
@@ -397,6 +400,9 @@ def memory_show(
 ) -> None:
     """The newest records of one memory scope."""
     records = asyncio.run(console.memory_records(_store_url(store, data_dir), key, limit))
+    if not records:
+        typer.echo(f"no memory under {key!r} (see `ca-actors memory list`)", err=True)
+        raise typer.Exit(1)
     if as_json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return

@@ -22,7 +22,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,7 @@ from configs import FlowSpec, MemorySpec, NodeSpec, render
 from configs.errors import CaActorsError
 
 Scope = Literal["node", "agent", "workflow"]
+MEMORY_SCOPES: tuple[Scope, ...] = get_args(Scope)
 ReadMode = Literal["recent", "all", "search"]
 
 
