@@ -12,7 +12,7 @@ import pytest
 from actors.launch.stack import LocalStack
 from bus import Bus, EmbeddedNats, subjects
 from configs import Settings
-from tests.conftest import EXAMPLES, SEEDS
+from tests.conftest import EXAMPLES, ROOT, SEEDS
 from tests.helpers import EventLog, linear_flow, node_names, plans, run_flow, write_flow, write_script
 
 LINEAR_SEEDS: dict[str, dict[str, Any]] = {
@@ -230,3 +230,20 @@ async def test_the_embedded_server_reports_a_port_already_in_use(nats_server: Em
     with pytest.raises(BusError, match="nats-server"):
         await clash.start(timeout_s=5)
     await clash.close()
+
+
+async def test_the_readmes_nats_py_snippet_reads_a_runs_events_from_the_first(settings: Settings) -> None:
+    import sys
+
+    async with LocalStack(settings.model_copy(update={"llm_override": "mock"}), plans(EXAMPLES / "demo.yaml")) as stack:
+        snippet = ROOT / "docs" / "examples" / "follow_run.py"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(snippet), stack.url, "demo", '{"topic": "snippets"}',
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    kinds = [line.split()[0] for line in out.decode().splitlines()[1:]]
+    assert kinds[0] == "run.started"
+    assert kinds[-1] == "run.finished"
+    assert kinds.count("node.finished") == 3
