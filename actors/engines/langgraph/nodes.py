@@ -22,10 +22,10 @@ from actors.flow.llm import LLMClient
 from actors.flow.logic import Counters, FlowError, collect_map, map_info, map_runtime, write_outputs
 from actors.flow.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, run_llm_node
 from actors.flow.plan import Plan
+from actors.flow.policy import gave_up, retry_policy
 from configs import START, FlowSpec
 from configs.errors import CaActorsError
 
-_FAILURE_KINDS: tuple[str, ...] = ("llm_error", "timeout", "bad_output")
 # Parts of a barrier record that accumulate (one entry per branch or map item).
 PARTS = ("arrived", "results", "failed", "skipped")
 
@@ -265,10 +265,7 @@ class RunNodes:
         """
         spec = self.spec
         node = spec.node(token["node"])
-        policy = node.retry
-        max_attempts = policy.max_attempts if policy and policy.max_attempts else 1 + self.plan.max_retries
-        on: set[str] = set(policy.on) if policy else set(_FAILURE_KINDS)
-        backoff_s = (policy.backoff_ms if policy else 500) / 1000
+        policy = retry_policy(spec, node)
         runtime: dict[str, Any] = {}
         if map_info(spec, node.id) is not None:
             runtime.update(map_runtime(spec, node.id, token["item"], token["index"]))
@@ -282,7 +279,7 @@ class RunNodes:
                 token["state"],
                 llm=self.llm,
                 model_override=self.model_override,
-                max_retries=max_attempts - 1 if "bad_output" in on else 0,
+                max_retries=policy.output_retries,
                 runtime=runtime,
                 run_id=self.run_id,
                 step_id=step_id(self.run_id, token),
@@ -295,10 +292,10 @@ class RunNodes:
                 kind, problem = "llm_error", str(exc)
             except TimeoutError:
                 kind, problem = "timeout", f"node '{node.id}' took longer than timeout_s={node.timeout_s:g}"
-            if kind not in on or delivery >= max_attempts:
-                raise NodeFailed(f"{problem} (after {delivery} attempt{'s' if delivery > 1 else ''})")
-            # The bus redelivers after backoff_ms * 2^(attempt-1); in-process the step simply waits.
-            await asyncio.sleep(backoff_s * 2 ** (delivery - 1))
+            if not policy.retries(kind, delivery):
+                raise NodeFailed(gave_up(problem, delivery))
+            # The bus redelivers after this delay; in-process the step simply waits.
+            await asyncio.sleep(policy.delay_s(delivery))
             delivery += 1
 
 
