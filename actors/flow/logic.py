@@ -33,6 +33,10 @@ class Counters:
     def took(self, route: str) -> Counters:
         return Counters(self.visits, {**self.taken, route: self.taken.get(route, 0) + 1})
 
+    def record(self) -> dict[str, dict[str, int]]:
+        """The counters as a barrier record keeps them: ``{"visits": {...}, "taken": {...}}``."""
+        return {"visits": dict(self.visits), "taken": dict(self.taken)}
+
     def iteration(self, node: str) -> int:
         """The iteration the next step of `node` will have."""
         return self.visits.get(node, 0)

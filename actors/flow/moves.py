@@ -81,9 +81,7 @@ class StartMap:
 
     def steps(self) -> list[Enter]:
         """The step of every item, in item order (the first `window` start now)."""
-        return [
-            _item(self.node, self.iteration, i, self.base, self.counters, self.items) for i in range(len(self.items))
-        ]
+        return [Enter(self.node, self.iteration, i, self.base, self.counters, item=x) for i, x in enumerate(self.items)]
 
     def record(self) -> MapBarrier:
         """The map's barrier record before any item finished."""
@@ -124,7 +122,7 @@ class JoinBarrier(BaseModel):
         if slot in self.arrived:
             return None
         arrived = {**self.arrived, slot: list(arrival.branch.writes)}
-        counters = {**self.counters, slot: _counts(arrival.counters)}
+        counters = {**self.counters, slot: arrival.counters.record()}
         return self.model_copy(update={"arrived": arrived, "counters": counters})
 
 
@@ -237,8 +235,8 @@ def after_map(spec: FlowSpec, run_id: str, node: str, record: MapBarrier) -> lis
 
 def map_step(spec: FlowSpec, node: str, iteration: int, index: int, record: MapBarrier) -> Enter:
     """The step of item `index` of map node `node`, rebuilt from the map's barrier record."""
-    counters = Counters(record.visits, record.taken)
-    return _item(node, iteration, index, record.base, counters, map_items(spec, node, record.base))
+    item = map_items(spec, node, record.base)[index]
+    return Enter(node, iteration, index, record.base, Counters(record.visits, record.taken), item=item)
 
 
 def enter(
@@ -293,11 +291,3 @@ def _proceed(
     if branch is not None and target == graph.fanouts[branch.source].join:
         return [*moves, Arrive(branch, counters)]
     return [*moves, *enter(spec, run_id, target, state, counters, branch)]
-
-
-def _item(node: str, iteration: int, index: int, base: dict[str, Any], counters: Counters, items: list[Any]) -> Enter:
-    return Enter(node, iteration, index, base, counters, item=items[index])
-
-
-def _counts(counters: Counters) -> dict[str, dict[str, int]]:
-    return {"visits": dict(counters.visits), "taken": dict(counters.taken)}
