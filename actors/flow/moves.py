@@ -91,7 +91,11 @@ class StartMap:
 
 @dataclass(frozen=True)
 class MainLine:
-    """The run's main line (outside fan-out branches) went on from `state`."""
+    """The run's main line (outside fan-out branches) went on from `state`.
+
+    LangGraph keeps it as the state a failed run reports; the bus ignores it, as its run record is
+    checkpointed when a main-line step is recorded (`NodeWorker._record`), never after a map.
+    """
 
     state: dict[str, Any]
 
@@ -207,7 +211,7 @@ def after_join(spec: FlowSpec, run_id: str, source: str, record: JoinBarrier) ->
 def after_map_item(spec: FlowSpec, run_id: str, step: Enter, record: MapBarrier) -> list[Move]:
     """The moves after item `step.index` of a map finished (`record`: the map's barrier with its outputs).
 
-    The item `window` places further starts (`max_concurrency`); once every item is done, `after_map`.
+    The item one window (`max_concurrency`) further starts; once every item is done, `after_map` follows.
 
     Raises:
         FlowError: a route condition or a map's items cannot be evaluated after the map.
