@@ -8,6 +8,7 @@ from configs._loader import LoadedFlow, load_flow, load_flow_text
 from configs._outputs import output_json_schema, output_model, validate_output
 from configs._schema import (
     END,
+    FAILURE_KINDS,
     GATE_METRICS,
     REDUCERS,
     SCORER_KINDS,
@@ -17,6 +18,7 @@ from configs._schema import (
     ConditionSpec,
     EdgeSpec,
     ExecutionSpec,
+    FailureKind,
     FieldSpec,
     FlowMeta,
     FlowSpec,
@@ -52,6 +54,7 @@ from configs.settings import Settings
 
 __all__ = [
     "END",
+    "FAILURE_KINDS",
     "GATE_METRICS",
     "REDUCERS",
     "SCORER_KINDS",
@@ -69,6 +72,7 @@ __all__ = [
     "Expr",
     "ExprError",
     "ExprEvalError",
+    "FailureKind",
     "FanOutInfo",
     "FieldSpec",
     "FlowGraph",

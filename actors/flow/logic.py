@@ -1,9 +1,9 @@
 """The decisions of control flow, as pure functions shared by every engine (docs/control-flow.md).
 
 Given a flow, the state after a node and the run's counters, which node(s) come next; how a node's
-outputs are written into the state (reducers); how fan-out branches and map items are merged. The
-bus engine (`actors.worker.actor`) and the in-process LangGraph engine call these, so they cannot disagree
-about what a flow means, only about how it is executed.
+outputs are written into the state (reducers); how fan-out branches and map items are merged.
+`actors.flow.moves` walks the graph with these, and both engines (the bus and the in-process LangGraph
+engine) execute its moves, so they cannot disagree about what a flow means, only about how it is executed.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ class Counters:
 
     def took(self, route: str) -> Counters:
         return Counters(self.visits, {**self.taken, route: self.taken.get(route, 0) + 1})
+
+    def record(self) -> dict[str, dict[str, int]]:
+        """The counters as a barrier record keeps them: ``{"visits": {...}, "taken": {...}}``."""
+        return {"visits": dict(self.visits), "taken": dict(self.taken)}
 
     def iteration(self, node: str) -> int:
         """The iteration the next step of `node` will have."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
+from actors.flow.policy import budget_of
 from actors.tools import Tool, ToolContext, ToolError, get_tool, openai_tool_spec, run_tool
 from configs import (
     FlowSpec,
@@ -166,7 +167,7 @@ async def run_llm_node(
     schema = output_json_schema(spec, node)
     choice = choose_model(spec, node, model_override)
     tools = node_tools(node)
-    limits = spec.budget or spec.config.budget
+    limits = budget_of(spec)
     budget = limits.model_dump(exclude={"model_config"}) if limits is not None else None
     specs = [openai_tool_spec(t.tool) for t in tools.values()]
     max_calls = node.max_tool_calls if node.max_tool_calls is not None else DEFAULT_MAX_TOOL_CALLS

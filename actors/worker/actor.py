@@ -43,6 +43,7 @@ from actors.flow.node_exec import (
     run_llm_node,
 )
 from actors.flow.plan import Plan, PlanStore
+from actors.flow.policy import budget_of, gave_up, retry_policy
 from actors.flow.router import Barriers, Moves, Router
 from actors.runtime.consume import Drop, InFlight, Retry, consume
 from actors.runtime.events import Emitter, warn_if_unserved
@@ -367,10 +368,7 @@ class NodeWorker:
         """Run the node under its retry policy; raises `Retry` to be redelivered, `NodeFailed` when done."""
         spec = plan.spec
         node = spec.node(item.node)
-        policy = node.retry
-        max_attempts = policy.max_attempts if policy and policy.max_attempts else 1 + plan.max_retries
-        on = set(policy.on) if policy else {"llm_error", "timeout", "bad_output"}
-        backoff_s = (policy.backoff_ms if policy else 500) / 1000
+        policy = retry_policy(spec, node)
         runtime: dict[str, Any] = {}
         is_map_item = map_info(spec, item.node) is not None
         if is_map_item:
@@ -421,7 +419,7 @@ class NodeWorker:
             item.state,
             llm=self._llm,
             model_override=self._settings.llm_override,
-            max_retries=max_attempts - 1 if "bad_output" in on else 0,
+            max_retries=policy.output_retries,
             runtime=runtime,
             run_id=item.run_id,
             step_id=item.step_id,
@@ -441,7 +439,7 @@ class NodeWorker:
         except TimeoutError:
             kind, problem = "timeout", f"node '{item.node}' took longer than timeout_s={node.timeout_s:g}"
         except BudgetExceeded as exc:
-            limits = spec.budget or spec.config.budget
+            limits = budget_of(spec)
             if limits is not None and limits.on_exceed == "pause" and delivery < self._settings.max_deliver:
                 await self._step_event(
                     item,
@@ -450,14 +448,14 @@ class NodeWorker:
                 )
                 raise Retry(str(exc), delay_s=60.0) from exc
             raise NodeFailed(str(exc)) from exc
-        if kind in on and delivery < min(max_attempts, self._settings.max_deliver):
+        if policy.retries(kind, delivery) and delivery < self._settings.max_deliver:
             await self._step_event(
                 item,
                 "node.retry",
                 data={"attempt": delivery, "error": problem, "kind": kind},
             )
-            raise Retry(problem, delay_s=backoff_s * 2 ** (delivery - 1))
-        raise NodeFailed(f"{problem} (after {delivery} attempt{'s' if delivery > 1 else ''})")
+            raise Retry(problem, delay_s=policy.delay_s(delivery))
+        raise NodeFailed(gave_up(problem, delivery))
 
     async def _publish(self, item: WorkItem, moves: Moves) -> None:
         """Publish what follows the step, all at once (each publish is deduplicated by its step id)."""

@@ -1,19 +1,21 @@
 """The in-process LangGraph engine: a flow compiled into a `StateGraph` and run with no bus.
 
-It is the oracle of the differential tests against the bus engine, so it makes the same decisions
-(`actors.flow.logic`, mirrored move for move by `actors.engines.langgraph.moves.Mover`) and runs nodes
-with the same code (`actors.flow.node_exec.run_llm_node`). Mapping onto LangGraph:
+It is the oracle of the differential tests against the bus engine, so it makes the same moves (the
+walk of `actors.flow.moves`, executed as `Send`s by `actors.engines.langgraph.moves.sends`) and runs
+nodes with the same code (`actors.flow.node_exec.run_llm_node`, under `actors.flow.policy`). Mapping
+onto LangGraph:
 
 - every flow node is one graph node fed by `Send`s carrying a token (input state, counters, fan-out
-  branch, map item), as a work item feeds a bus worker; its conditional edge calls `next_targets`
-  through the `Mover` and returns the next `Send`s, so counters travel with each path;
+  branch, map item), as a work item feeds a bus worker; its conditional edge asks for the moves after
+  its step (`moves.after_step`) and returns them as `Send`s, so counters travel with each path;
 - a map node gets one `Send` per item, all in one superstep; a static edge leads to ``<node>.collect``,
-  which applies `collect_map` in item order and follows the map node's own edge once.
+  which goes on with `moves.after_map` (collect in item order, then the map node's own edge, once).
   ``max_concurrency: k`` is honoured as on the bus: item ``i + k`` starts when item ``i`` has finished
   (and never when it failed); LangGraph's own ``max_concurrency`` setting is not used;
-- a fan-out sends each branch its own copy of the state; branch ends `Send` their writes to
-  ``<source>.arrive``, whose static edge runs ``<source>.join`` (a barrier like the bus's: it merges
-  with `merge_branches` once every branch has arrived, whatever the branches' lengths). Not
+- a fan-out opens its barrier record with a `Send` to ``<source>.arrive`` and sends each branch its
+  own copy of the state; branch ends `Send` their writes there too, and its static edge runs
+  ``<source>.join`` (a barrier like the bus's: it goes on with `moves.after_join` once every branch
+  has arrived, whatever the branches' lengths). Not
   ``defer=True``: LangGraph finishes deferred nodes when no edge fires, even with `Send`s pending, so
   a deferred join would run before a longer branch had arrived;
 - a failure (`NodeFailed`, or a `FlowError` deciding a step's moves) goes to ``run.fail``, which marks
@@ -26,8 +28,8 @@ Checkpointers: "memory" (`InMemorySaver`) or "sqlite" (`AsyncSqliteSaver`), thre
 ``durability="sync"`` (a checkpoint per superstep before the next one starts, as the bus checkpoints
 each step before publishing its successors).
 
-Modules: `engine_langgraph_moves` (tokens and moves, pure), `engine_langgraph_nodes` (graph nodes of
-one run), this one (graph assembly and `run_langgraph`).
+Modules: `moves` (tokens, and moves as `Send`s; pure), `nodes` (graph nodes of one run), this one
+(graph assembly and `run_langgraph`).
 """
 
 from __future__ import annotations
@@ -48,14 +50,14 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from actors.engines.langgraph.moves import FAIL, FINISH, Mover, arrive_node, collect_node, join_node
+from actors.engines.langgraph.moves import FAIL, FINISH, arrive_node, collect_node, join_node
 from actors.engines.langgraph.nodes import RunFailed, RunNodes, merge_records
+from actors.flow import moves
 from actors.flow.llm import LLMClient
-from actors.flow.logic import Counters, FlowError
+from actors.flow.logic import FlowError
 from actors.flow.node_exec import NodeFailed
 from actors.flow.plan import Plan
-from configs import START as FLOW_START
-from configs import FlowSpec, InputError, initial_state
+from configs import FlowSpec, InputError, analyze_graph, initial_state
 
 __all__ = ["Checkpointer", "RunFailed", "build_graph", "recursion_limit", "run_langgraph"]
 
@@ -113,7 +115,7 @@ async def run_langgraph(
     try:
         state = initial_state(spec, inputs)
         # The scheduler rejects a run whose first moves cannot be made (e.g. a map over a non-list).
-        Mover(spec).proceed(FLOW_START, state, Counters(), None, None)
+        moves.start(spec, run_id, state)
     except (InputError, FlowError) as exc:
         return _result(run_id, plan.flow, "rejected", {}, [], str(exc))
     nodes = RunNodes(plan, llm, model_override, run_id, main_state=state)
@@ -166,7 +168,7 @@ _MAX_GRAPHS = 64
 
 def _compile(spec: FlowSpec) -> CompiledStateGraph[Any, Any, Any, Any]:
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(_Channels, context_schema=RunNodes)
-    graph = Mover(spec).graph
+    graph = analyze_graph(spec)
 
     def node(name: str, fn: _NodeFn, path: _PathFn | None = None) -> None:
         builder.add_node(name, fn)

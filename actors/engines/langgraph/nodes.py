@@ -2,9 +2,11 @@
 
 A flow node runs its step like a bus worker (`run_llm_node` under the node's retry policy) and hands
 its result to its own conditional edge through the ``out`` channel (a path function reads the state
-with the writes of its own node applied). Barriers (map collection, fan-out joins) are records in the
-``maps``/``fans`` channels: items and branches add their part, the collect/join node that runs in the
-next superstep merges the record once it is complete.
+with the writes of its own node applied); the edge asks `actors.flow.moves` for the moves and sends
+them (`sends`). Barriers (map collection, fan-out joins) are records in the ``maps``/``fans``
+channels: a fan-out opens its record, items and branches add their part, and the collect/join node
+that runs in the next superstep takes the record once it is complete and asks `actors.flow.moves`
+what follows (`after_map`, `after_join`).
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ from typing import Any, Literal
 
 from langgraph.types import Send
 
-from actors.engines.langgraph.moves import FAIL, Mover, Moves, Token, counters_of, step_id
+from actors.engines.langgraph.moves import FAIL, Token, sends, step_of, token_of
+from actors.flow import moves
 from actors.flow.llm import LLMClient
-from actors.flow.logic import Counters, FlowError, collect_map, map_info, map_runtime, write_outputs
+from actors.flow.logic import FlowError, map_info, map_runtime
+from actors.flow.moves import JoinBarrier, MainLine, MapBarrier, Move
 from actors.flow.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, run_llm_node
 from actors.flow.plan import Plan
-from configs import START, FlowSpec
+from actors.flow.policy import gave_up, retry_policy
+from bus import step_id
+from configs import FlowSpec
 from configs.errors import CaActorsError
 
-_FAILURE_KINDS: tuple[str, ...] = ("llm_error", "timeout", "bad_output")
 # Parts of a barrier record that accumulate (one entry per branch or map item).
-PARTS = ("arrived", "results", "failed", "skipped")
+PARTS = ("arrived", "counters", "by", "done", "failed", "skipped")
 
 
 class RunFailed(CaActorsError):
@@ -47,13 +52,9 @@ class RunNodes:
     model_override: str | None
     run_id: str
     main_state: dict[str, Any]
-    mover: Mover = field(init=False)
     steps: list[dict[str, Any]] = field(default_factory=list)
     # Map windows: (map key, index) -> whether that item finished well (item i + k waits for item i).
     _gates: dict[tuple[str, int], asyncio.Future[bool]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.mover = Mover(self.plan.spec)
 
     @property
     def spec(self) -> FlowSpec:
@@ -67,7 +68,7 @@ class RunNodes:
         info = map_info(self.spec, token["node"])
         if info is None:
             return await self._plain_step(token)
-        key, index = f"{token['node']}.{token['iteration']}", token["index"]
+        key, index = moves.map_barrier(self.run_id, token["node"], token["iteration"]), token["index"]
         record = _map_record(token)
         window = info.max_concurrency
         if window and index >= window and not await self._gate(key, index - window):
@@ -86,7 +87,7 @@ class RunNodes:
             raise
         self._record(token, "succeeded", started)
         self._gate(key, index).set_result(True)
-        return {"maps": {key: {**record, "results": {str(index): outcome.outputs}}}}
+        return {"maps": {key: {**record, "done": {str(index): outcome.outputs}}}}
 
     async def _plain_step(self, token: Token) -> dict[str, Any]:
         started = time.time()
@@ -96,25 +97,19 @@ class RunNodes:
             self._record(token, "failed", started)
             return {"out": {"token": token, "failed": str(exc)}}
         self._record(token, "succeeded", started)
-        node = self.spec.node(token["node"])
-        pairs = [(name, outcome.outputs[name]) for name in node.outputs if name in outcome.outputs]
-        branch = token["branch"]
-        if branch is not None:
-            branch = {**branch, "writes": [*branch["writes"], *([name, value] for name, value in pairs)]}
-        return {"out": {"token": token, "state": write_outputs(self.spec, token["state"], pairs), "branch": branch}}
+        return {"out": {"token": token, "outputs": outcome.outputs}}
 
     def after_node(self, channels: Mapping[str, Any]) -> list[Send]:
-        """Conditional edge of a plain flow node: `next_targets` through the `Mover`."""
+        """Conditional edge of a plain flow node: the moves after its step (`moves.after_step`)."""
         out = channels["out"]
         token: Token = out["token"]
         if out.get("failed") is not None:
             return [Send(FAIL, {"token": token, "error": out["failed"]})]
-        counters = counters_of(token).visited(token["node"])
         try:
-            moves = self.mover.proceed(token["node"], out["state"], counters, out["branch"], token)
+            after = moves.after_step(self.spec, self.run_id, step_of(token), out["outputs"])
         except FlowError as exc:
             return [Send(FAIL, {"token": token, "error": str(exc)})]
-        return self._take(moves)
+        return self._take(after, token)
 
     # --- maps -------------------------------------------------------------------------------------
 
@@ -131,40 +126,29 @@ class RunNodes:
 
     def after_map(self, channels: Mapping[str, Any]) -> list[Send]:
         """Conditional edge of a map's collect node: collect in item order, then the map node's edge."""
-        sends: list[Send] = []
+        out: list[Send] = []
         for record in channels["out"]["records"]:
             failed: dict[str, str] = record.get("failed", {})
             if failed:
                 first = min(failed, key=int)
-                sends.append(Send(FAIL, {"token": self.mover.map_token(record, int(first)), "error": failed[first]}))
+                out.append(Send(FAIL, {"token": self._map_token(record, int(first)), "error": failed[first]}))
                 continue
-            node = record["node"]
-            outputs = [record["results"][str(i)] for i in range(record["total"])]
-            after = collect_map(self.spec, node, record["base"], outputs)
             try:
-                moves = self.mover.proceed(node, after, counters_of(record).visited(node), None, None)
+                after = moves.after_map(self.spec, self.run_id, record["node"], _map_barrier(record))
             except FlowError as exc:
                 # On the bus the item that finished last takes the blame; here, the last item.
-                last = self.mover.map_token(record, record["total"] - 1)
-                sends.append(Send(FAIL, {"token": last, "error": str(exc)}))
+                last = self._map_token(record, record["total"] - 1)
+                out.append(Send(FAIL, {"token": last, "error": str(exc)}))
                 continue
-            sends += self._take(moves)
-        return sends
+            out += self._take(after, None)
+        return out
 
     # --- fan-outs ---------------------------------------------------------------------------------
 
     @staticmethod
     async def arrive(arg: Any) -> dict[str, Any]:
-        """A branch reached its join: add its writes and counters to the fan-out's record."""
-        branch = arg["branch"]
-        arrival = {"writes": branch["writes"], "visits": arg["visits"], "taken": arg["taken"], "by": arg["by"]}
-        record = {
-            "source": branch["source"],
-            "expected": branch["expected"],
-            "base": branch["base"],
-            "arrived": {str(branch["index"]): arrival},
-        }
-        return {"fans": {branch["key"]: record}}
+        """A fan-out opens its record, or a branch reached its join: its writes and counters go into it."""
+        return {"fans": {arg["barrier"]: arg["record"]}}
 
     @staticmethod
     def joiner(source: str) -> Callable[[Mapping[str, Any]], Awaitable[dict[str, Any]]]:
@@ -183,20 +167,22 @@ class RunNodes:
 
     def after_join(self, channels: Mapping[str, Any]) -> list[Send]:
         """Conditional edge of a join node: merge the branches in branch order, enter the join."""
-        sends: list[Send] = []
+        out: list[Send] = []
         for record in channels["out"]["records"]:
-            moves = Moves()
+            barrier = JoinBarrier(
+                expected=record["expected"], base=record["base"], arrived=record["arrived"], counters=record["counters"]
+            )
             try:
-                self.mover.join(record, moves)
+                after = moves.after_join(self.spec, self.run_id, record["source"], barrier)
             except FlowError as exc:
                 # On the bus the branch that arrived last takes the blame; here, the last branch.
-                by = record["arrived"][str(record["expected"] - 1)]["by"]
+                by = record["by"][str(record["expected"] - 1)]
                 if by is None:
                     raise
-                sends.append(Send(FAIL, {"token": by, "error": str(exc)}))
+                out.append(Send(FAIL, {"token": by, "error": str(exc)}))
                 continue
-            sends += self._take(moves)
-        return sends
+            out += self._take(after, None)
+        return out
 
     # --- failures, start and end ------------------------------------------------------------------
 
@@ -207,7 +193,7 @@ class RunNodes:
             RunFailed: the node has no ``on_error`` target.
         """
         token: Token = arg["token"]
-        sid = step_id(self.run_id, token)
+        sid = _step_id(self.run_id, token)
         for step in self.steps:
             if step["step_id"] == sid:
                 step["status"] = "failed"
@@ -221,14 +207,11 @@ class RunNodes:
         token: Token = out["token"]
         target = self.spec.node(token["node"]).on_error
         assert target is not None  # `fail` raised otherwise
-        moves = Moves()
-        counters = counters_of(token).visited(token["node"])
-        self.mover.enter(target, token["state"], counters, token["branch"], moves, error=out["error"])
-        return self._take(moves)
+        return self._take(moves.after_failure(self.spec, self.run_id, step_of(token), target, out["error"]), None)
 
     def first(self, channels: Mapping[str, Any]) -> list[Send]:
         """Conditional edge of START (the scheduler keeps the initial state as the run's state)."""
-        return self.mover.proceed(START, channels["out"]["state"], Counters(), None, None).sends
+        return sends(moves.start(self.spec, self.run_id, channels["out"]["state"]), None)
 
     @staticmethod
     async def finish(arg: Any) -> dict[str, Any]:
@@ -237,15 +220,21 @@ class RunNodes:
 
     # --- helpers ----------------------------------------------------------------------------------
 
-    def _take(self, moves: Moves) -> list[Send]:
-        if moves.main_state is not None:
-            self.main_state = moves.main_state
-        return moves.sends
+    def _take(self, after: list[Move], by: Token | None) -> list[Send]:
+        for move in after:
+            if isinstance(move, MainLine):
+                self.main_state = move.state
+        return sends(after, by)
+
+    def _map_token(self, record: Mapping[str, Any], index: int) -> Token:
+        """The token item `index` of a map ran with (rebuilt from the map's record)."""
+        step = moves.map_step(self.spec, record["node"], record["iteration"], index, _map_barrier(record))
+        return token_of(step, total=record["total"])
 
     def _record(self, token: Token, status: Literal["succeeded", "failed"], started: float) -> None:
         self.steps.append(
             {
-                "step_id": step_id(self.run_id, token),
+                "step_id": _step_id(self.run_id, token),
                 "node": token["node"],
                 "iteration": token["iteration"],
                 "index": token["index"],
@@ -265,10 +254,7 @@ class RunNodes:
         """
         spec = self.spec
         node = spec.node(token["node"])
-        policy = node.retry
-        max_attempts = policy.max_attempts if policy and policy.max_attempts else 1 + self.plan.max_retries
-        on: set[str] = set(policy.on) if policy else set(_FAILURE_KINDS)
-        backoff_s = (policy.backoff_ms if policy else 500) / 1000
+        policy = retry_policy(spec, node)
         runtime: dict[str, Any] = {}
         if map_info(spec, node.id) is not None:
             runtime.update(map_runtime(spec, node.id, token["item"], token["index"]))
@@ -282,10 +268,10 @@ class RunNodes:
                 token["state"],
                 llm=self.llm,
                 model_override=self.model_override,
-                max_retries=max_attempts - 1 if "bad_output" in on else 0,
+                max_retries=policy.output_retries,
                 runtime=runtime,
                 run_id=self.run_id,
-                step_id=step_id(self.run_id, token),
+                step_id=_step_id(self.run_id, token),
                 index=token["index"],
                 timeout_s=node.timeout_s,
             )
@@ -295,10 +281,10 @@ class RunNodes:
                 kind, problem = "llm_error", str(exc)
             except TimeoutError:
                 kind, problem = "timeout", f"node '{node.id}' took longer than timeout_s={node.timeout_s:g}"
-            if kind not in on or delivery >= max_attempts:
-                raise NodeFailed(f"{problem} (after {delivery} attempt{'s' if delivery > 1 else ''})")
-            # The bus redelivers after backoff_ms * 2^(attempt-1); in-process the step simply waits.
-            await asyncio.sleep(backoff_s * 2 ** (delivery - 1))
+            if not policy.retries(kind, delivery):
+                raise NodeFailed(gave_up(problem, delivery))
+            # The bus redelivers after this delay; in-process the step simply waits.
+            await asyncio.sleep(policy.delay_s(delivery))
             delivery += 1
 
 
@@ -326,6 +312,18 @@ def _map_record(token: Token) -> dict[str, Any]:
     }
 
 
+def _map_barrier(record: Mapping[str, Any]) -> MapBarrier:
+    """The bus's record of a map, from the LangGraph one (which also has its failed and skipped items)."""
+    visits, taken = record["visits"], record["taken"]
+    return MapBarrier(
+        total=record["total"], base=record["base"], visits=visits, taken=taken, done=record.get("done", {})
+    )
+
+
 def _complete(record: Mapping[str, Any]) -> bool:
-    finished = sum(len(record.get(part, {})) for part in ("results", "failed", "skipped"))
+    finished = sum(len(record.get(part, {})) for part in ("done", "failed", "skipped"))
     return bool(finished >= record["total"])
+
+
+def _step_id(run_id: str, token: Token) -> str:
+    return step_id(run_id, token["node"], token["iteration"], token["index"])
