@@ -1,4 +1,4 @@
-"""Fixtures shared by the test suite: a real nats-server per test, settings, seed-config paths."""
+"""Fixtures shared by the test suite: a real nats-server per test, settings, seed-config paths, a tool context."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from actors.tools import ToolContext
 from bus import EmbeddedNats
 from configs import Settings
 
@@ -47,6 +48,20 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
 def settings(nats_server: EmbeddedNats, tmp_path: Path) -> Settings:
     """Settings pointing at this test's server, with short redelivery times."""
     return Settings(nats_url=nats_server.url, data_dir=tmp_path, ack_wait_s=2.0, max_deliver=5)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """The tools' workspace: a directory inside tmp_path, so tmp_path itself is 'outside'."""
+    path = tmp_path / "workspace"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def ctx(workspace: Path) -> ToolContext:
+    """A tool context allowing only 127.0.0.1, with an empty environment and a short time budget."""
+    return ToolContext(workspace=workspace, allowed_hosts=frozenset({"127.0.0.1"}), env={}, timeout_s=5.0)
 
 
 @pytest.fixture

@@ -1,14 +1,12 @@
-"""Fixtures of the tool tests: a tool context on a temporary workspace and a local HTTP server (no internet)."""
+"""Fixtures of the web-tool tests: a local HTTP server (no internet)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from actors.tools import ToolContext
-from tests.tools.local_http import LocalServer, serve
+from tests.fakes.local_http import LocalServer, serve
 
 
 @pytest.fixture
@@ -16,17 +14,3 @@ def local_server() -> Iterator[LocalServer]:
     """A local HTTP server on a free port of 127.0.0.1, shut down after the test."""
     with serve() as server:
         yield server
-
-
-@pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    """The tools' workspace: a directory inside tmp_path, so tmp_path itself is 'outside'."""
-    path = tmp_path / "workspace"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def ctx(workspace: Path) -> ToolContext:
-    """A context allowing only 127.0.0.1, with an empty environment and a short time budget."""
-    return ToolContext(workspace=workspace, allowed_hosts=frozenset({"127.0.0.1"}), env={}, timeout_s=5.0)

@@ -11,8 +11,7 @@ import pytest
 from store import StoreError, open_store
 from store._common import escape_like, query_words
 from store._sqlite import parse_url
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT
 
 
 def test_sqlite_urls_follow_the_three_slash_convention_for_relative_and_absolute_paths() -> None:
