@@ -16,12 +16,7 @@ import pytest
 
 from bus import EmbeddedNats
 from tests.conftest import EXAMPLES, ROOT, SEEDS
-
-CLI = [sys.executable, "-m", "actors"]
-
-
-def cli(*args: str, timeout: float = 60, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False)
+from tests.support.cli import CLI, alive, child_pids, cli, start_up, stop
 
 
 def test_help_explains_every_command() -> None:
@@ -119,61 +114,13 @@ def stack_dir(tmp_path: Path) -> Iterator[Path]:
     return tmp_path
 
 
-def _start_up(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], list[str]]:
-    """Start `ca-actors up` and read its output until the ready line."""
-    proc = subprocess.Popen(
-        [*CLI, "up", "--data-dir", str(data_dir), "--log-format", "json", "--log-level", "warning", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.strip())
-        if "ready" in line:
-            return proc, lines
-    proc.kill()
-    proc.stdout.close()
-    raise AssertionError(f"no ready line: {lines}")
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False)
-    return [int(p) for p in out.stdout.split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
-
-
-def _stop(proc: subprocess.Popen[str], children: list[int]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    code = proc.wait(timeout=30)
-    if proc.stdout is not None:
-        proc.stdout.close()
-    assert code == 0
-    time.sleep(0.2)
-    assert [pid for pid in children if _alive(pid)] == [], "orphan processes left behind"
-
-
 @pytest.mark.timeout(120)
 def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: Path) -> None:
-    proc, lines = _start_up(stack_dir, "--workers", "2", "--llm", "mock")
+    proc, lines = start_up(stack_dir, "--workers", "2", "--llm", "mock")
     try:
         url = next(line.split()[-1] for line in lines if line.startswith("NATS:"))
         assert url.startswith("nats://127.0.0.1:")
-        children = _children(proc.pid)
+        children = child_pids(proc.pid)
         # nats-server, scheduler, registry, memory, observer, llm-gateway and two workers, each its own process.
         assert len(children) == 8
         result = cli(
@@ -199,39 +146,21 @@ def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: 
         assert plain.returncode == 0, plain.stderr
         assert plain.stdout.strip()
     finally:
-        _stop(proc, children)
+        stop(proc, children)
     assert not (stack_dir / "stack.json").exists()
 
 
 @pytest.mark.timeout(120)
 def test_up_uses_an_external_nats_server_when_given_one(stack_dir: Path, nats_server: EmbeddedNats) -> None:
-    proc, lines = _start_up(stack_dir, "--nats", nats_server.url, "--flows", str(EXAMPLES))
+    proc, lines = start_up(stack_dir, "--nats", nats_server.url, "--flows", str(EXAMPLES))
     try:
         assert f"NATS: {nats_server.url}" in lines
-        children = _children(proc.pid)
+        children = child_pids(proc.pid)
         assert len(children) == 6, "no embedded nats-server when --nats is given"
         result = cli("trigger", "echo", "-i", "message=external", "--wait", "--json", "--nats", nats_server.url)
         assert json.loads(result.stdout)["state"]["message"] == "external"
     finally:
-        _stop(proc, children)
-
-
-@pytest.mark.timeout(120)
-def test_up_restarts_an_actor_process_that_dies(stack_dir: Path) -> None:
-    proc, _ = _start_up(stack_dir, "--llm", "mock")
-    children = _children(proc.pid)
-    try:
-        gateway = next(p for p in children if "llm-gateway" in Path(f"/proc/{p}/cmdline").read_text())
-        os.kill(gateway, signal.SIGKILL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and gateway in _children(proc.pid):
-            time.sleep(0.2)
-        result = cli("trigger", "echo", "-i", "message=again", "--wait", "--json", "--data-dir", str(stack_dir))
-        assert json.loads(result.stdout)["status"] == "succeeded"
-        children = _children(proc.pid)
-        assert gateway not in children
-    finally:
-        _stop(proc, children)
+        stop(proc, children)
 
 
 def test_run_fails_fast_naming_the_missing_provider_key(tmp_path: Path) -> None:
@@ -270,8 +199,8 @@ def test_run_with_the_langgraph_engine_gives_the_bus_engine_result() -> None:
 def test_runs_show_lists_steps_and_dead_letters(stack_dir: Path, tmp_path: Path) -> None:
     script = tmp_path / "s.yaml"
     script.write_text("echo:\n  - {result: [not, a, string]}\n")
-    proc, _ = _start_up(stack_dir, "--llm", "mock", "--mock-script", str(script))
-    children = _children(proc.pid)
+    proc, _ = start_up(stack_dir, "--llm", "mock", "--mock-script", str(script))
+    children = child_pids(proc.pid)
     try:
         result = cli("trigger", "echo", "-i", "message=hi", "--wait", "--json", "--data-dir", str(stack_dir))
         out = json.loads(result.stdout)
@@ -283,7 +212,7 @@ def test_runs_show_lists_steps_and_dead_letters(stack_dir: Path, tmp_path: Path)
         text = cli("runs", "show", out["run_id"], "--data-dir", str(stack_dir)).stdout
         assert "dead letter:" in text
     finally:
-        _stop(proc, children)
+        stop(proc, children)
 
 
 @pytest.mark.timeout(120)
@@ -303,24 +232,24 @@ def test_ctrl_c_on_the_terminal_stops_up_without_errors(stack_dir: Path) -> None
         for line in proc.stdout:
             if "ready" in line:
                 break
-        children = _children(proc.pid)
+        children = child_pids(proc.pid)
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(timeout=30)
         proc.stdout.close()
     assert code == 0
     time.sleep(0.2)
-    assert [pid for pid in children if _alive(pid)] == []
+    assert [pid for pid in children if alive(pid)] == []
     assert "Traceback" not in err.read_text()
 
 
 def _descendants(pid: int) -> list[int]:
-    found = _children(pid)
+    found = child_pids(pid)
     return found + [d for c in found for d in _descendants(c)]
 
 
 @pytest.mark.timeout(240)
 def test_up_with_mlflow_serves_the_traces_of_its_runs_and_stops_the_server(stack_dir: Path) -> None:
-    proc, lines = _start_up(stack_dir, "--llm", "mock", "--mlflow")
+    proc, lines = start_up(stack_dir, "--llm", "mock", "--mlflow")
     try:
         ui = next(line.split()[2] for line in lines if line.startswith("MLflow UI:"))
         everything = _descendants(proc.pid)  # again once the server is up: it starts workers of its own
@@ -351,20 +280,10 @@ def test_up_with_mlflow_serves_the_traces_of_its_runs_and_stops_the_server(stack
         assert client.stdout.split() == ["1", "echo"], client.stderr
         assert not [line for line in lines if "error" in line.lower()]
     finally:
-        _stop(proc, everything)
+        stop(proc, everything)
 
 
 def python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
     )
-
-
-def test_the_seed_configs_in_the_repo_are_our_users_files_unchanged() -> None:
-    names = sorted(p.name for p in SEEDS.iterdir())
-    assert "README.md" in names
-    assert len([n for n in names if n.endswith(".yaml")]) >= 6
-    shared = ROOT.parent / "shared" / "seed-configs"
-    if shared.is_dir():  # beside a workplace checkout: the copy must not drift from the originals
-        for original in shared.iterdir():
-            assert (SEEDS / original.name).read_bytes() == original.read_bytes(), original.name
