@@ -10,7 +10,7 @@ from bus import Bus
 from configs import Settings
 from store import RunHistory, open_store
 from tests.conftest import SEEDS
-from tests.helpers import Actors, run_flow
+from tests.helpers import Actors, run_flow, until
 from tests.support.observer import mlflow_traces, traced
 
 
@@ -47,10 +47,11 @@ async def test_a_killed_observer_catches_up_on_restart_and_writes_each_run_once(
 
 
 async def wait_for_history(url: str, run_ids: set[str], timeout_s: float = 60) -> list[RunHistory]:
-    """Poll the store (another process writes it) until every run in `run_ids` is there."""
-    async with open_store(url) as st, asyncio.timeout(timeout_s):
-        while True:
+    """The history of every run in `run_ids`, once the observer (another process) has written them all."""
+    async with open_store(url) as st:
+
+        async def all_written() -> list[RunHistory]:
             found = [h for h in await st.list_runs(limit=1000) if h.run_id in run_ids]
-            if len(found) == len(run_ids):
-                return found
-            await asyncio.sleep(0.1)
+            return found if len(found) == len(run_ids) else []
+
+        return await until(all_written, f"the store holds the history of {len(run_ids)} run(s)", timeout_s=timeout_s)

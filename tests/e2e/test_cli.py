@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,8 @@ import pytest
 
 from bus import EmbeddedNats
 from tests.conftest import EXAMPLES, ROOT, SEEDS
-from tests.support.cli import CLI, alive, child_pids, cli, start_up, stop
+from tests.helpers import until_sync
+from tests.support.cli import CLI, child_pids, cli, start_up, stop, wait_exited
 
 
 def test_help_explains_every_command() -> None:
@@ -133,11 +133,13 @@ def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: 
         assert [s["node"] for s in out["steps"]] == ["outline", "draft", "title"]
         listed = json.loads(cli("runs", "--json", "--data-dir", str(stack_dir)).stdout)
         assert [r["run_id"] for r in listed] == [out["run_id"]]
+
         # The observer process writes the run's history (and trace) shortly after it ends.
-        deadline = time.monotonic() + 60
-        while (profile := cli("report", "profile", out["run_id"], "--json", "--data-dir", str(stack_dir))).returncode:
-            assert time.monotonic() < deadline, profile.stderr
-            time.sleep(0.5)
+        def profiled() -> subprocess.CompletedProcess[str] | None:
+            shown = cli("report", "profile", out["run_id"], "--json", "--data-dir", str(stack_dir))
+            return None if shown.returncode else shown
+
+        profile = until_sync(profiled, "the observer has written the run's history", timeout_s=60)
         critical = json.loads(profile.stdout)["critical_path"]
         assert [step_id.split(".")[1] for step_id in critical] == ["outline", "draft", "title"]
         history = json.loads(cli("runs", "--store", f"sqlite:///{stack_dir / 'store.db'}", "--json").stdout)
@@ -237,8 +239,7 @@ def test_ctrl_c_on_the_terminal_stops_up_without_errors(stack_dir: Path) -> None
         code = proc.wait(timeout=30)
         proc.stdout.close()
     assert code == 0
-    time.sleep(0.2)
-    assert [pid for pid in children if alive(pid)] == []
+    wait_exited(children)
     assert "Traceback" not in err.read_text()
 
 
@@ -255,15 +256,16 @@ def test_up_with_mlflow_serves_the_traces_of_its_runs_and_stops_the_server(stack
         everything = _descendants(proc.pid)  # again once the server is up: it starts workers of its own
         result = cli("trigger", "echo", "-i", "message=traced", "--wait", "--json", "--data-dir", str(stack_dir))
         run_id = json.loads(result.stdout)["run_id"]
-        deadline = time.monotonic() + 150  # mlflow server takes 15-60 s to start here
-        while True:
+
+        def healthy() -> bool:
             try:
                 with urllib.request.urlopen(f"{ui}/health", timeout=2) as health:
-                    assert health.status == 200
-                break
+                    return bool(health.status == 200)
             except OSError:
-                assert time.monotonic() < deadline, "mlflow server did not answer"
-                time.sleep(1)
+                return False
+
+        # The MLflow server takes 15-60 s to start here.
+        until_sync(healthy, "the MLflow server answers /health", timeout_s=150, every_s=1)
         everything = _descendants(proc.pid)
         with urllib.request.urlopen(ui, timeout=10) as page:
             assert page.headers.get("X-Frame-Options") is None, "the dashboard must be able to frame the UI"

@@ -14,7 +14,7 @@ from actors.launch.stack import LocalStack
 from configs import Settings
 from store import open_store
 from tests.conftest import ROOT
-from tests.helpers import plans, run_flow, write_script
+from tests.helpers import plans, run_flow, until, write_script
 from tests.support.memory import SCRIPT, chat_flow
 
 # litellm keeps process-wide logging state across event loops (see conftest.litellm_state).
@@ -37,10 +37,12 @@ async def test_memory_and_run_history_are_visible_from_the_command_line(settings
             await run_flow(stack.client, "chat", {"user_id": u, "message": m})
             for u, m in [("ada", "one"), ("bob", "two")]
         ]
-        async with open_store(url) as store, asyncio.timeout(10):
-            # The memory actor records ended runs as it sees them: poll the store (another process's writes).
-            while len(await store.list_runs()) < 2:  # noqa: ASYNC110 - nothing to wait on but the database
-                await asyncio.sleep(0.05)
+        async with open_store(url) as store:
+            # The memory actor records ended runs as it sees them: nothing announces it but the database.
+            async def both_recorded() -> bool:
+                return len(await store.list_runs()) >= 2
+
+            await until(both_recorded, "the memory actor has recorded both runs", timeout_s=10)
     listed = json.loads(
         (await asyncio.to_thread(_cli, "memory", "list", "--flow", "chat", "--json", "--store", url)).stdout
     )

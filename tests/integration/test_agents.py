@@ -265,7 +265,7 @@ async def test_provider_limits_bound_concurrency_and_space_out_calls(monkeypatch
         async with limits.slot(model):
             inside += 1
             peak = max(peak, inside)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # hold the slot, so the six calls overlap and the limit is what stops them
             inside -= 1
 
     await asyncio.gather(*(call("openai/gpt-4o-mini") for _ in range(6)))

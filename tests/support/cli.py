@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import ROOT
+from tests.helpers import until_sync
 
 CLI = [sys.executable, "-m", "actors"]
 
@@ -63,5 +64,9 @@ def stop(proc: subprocess.Popen[str], pids: list[int]) -> None:
     if proc.stdout is not None:
         proc.stdout.close()
     assert code == 0
-    time.sleep(0.2)
-    assert [pid for pid in pids if alive(pid)] == [], "orphan processes left behind"
+    wait_exited(pids)
+
+
+def wait_exited(pids: list[int], timeout_s: float = 10.0) -> None:
+    """Until none of `pids` runs: `up` reaps its actors, but grandchildren (MLflow's workers) go a moment later."""
+    until_sync(lambda: not [pid for pid in pids if alive(pid)], "no orphan process is left behind", timeout_s=timeout_s)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from nats.aio.msg import Msg
+
 from actors.cli.console import agent_rows
-from bus import Bus
+from bus import Bus, subjects
 from tests.conftest import EXAMPLES
-from tests.helpers import Actors
+from tests.helpers import Actors, until
 
 BEAT = 0.5  # heartbeat of every actor in these tests: stale after 1.5 s, dead after 5 s
 
@@ -35,12 +37,39 @@ async def rows(actors: Actors) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in await agent_rows(actors.bus, BEAT)}
 
 
-async def wait_status(actors: Actors, actor_id: str, status: str | None, timeout_s: float = 15.0) -> float:
-    """Seconds until `actor_id` has `status` in the registry (None: gone)."""
-    t0 = time.monotonic()
-    async with asyncio.timeout(timeout_s):
-        while True:
-            row = (await rows(actors)).get(actor_id)
-            if (row["status"] if row else None) == status:
-                return time.monotonic() - t0
-            await asyncio.sleep(0.1)
+async def wait_status(actors: Actors, actor_id: str, status: str | None, timeout_s: float = 15.0) -> None:
+    """Until `actor_id` has `status` in the registry's bucket (None: gone from it)."""
+
+    async def reached() -> bool:
+        row = (await rows(actors)).get(actor_id)
+        return (row["status"] if row else None) == status
+
+    await until(reached, f"{actor_id} is {status or 'gone'} in the registry", timeout_s=timeout_s)
+
+
+class RegistryEvents:
+    """The registry's announcements (``ca.registry.evt.actor.<change>``) from the moment `start` subscribes."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, str]] = []  # (change, actor id or expected name), in arrival order
+        self._changed = asyncio.Event()
+
+    async def start(self, bus: Bus) -> RegistryEvents:
+        await bus.subscribe(subjects.REGISTRY_EVENTS_ALL, self._on)
+        await bus.nc.flush()  # subscribed at the server before the caller goes on
+        return self
+
+    async def _on(self, msg: Msg) -> None:
+        body = json.loads(msg.data)
+        self.changes.append((msg.subject.rsplit(".", 1)[-1], body.get("id") or body["name"]))
+        self._changed.set()
+
+    def of(self, actor_id: str) -> list[str]:
+        """The changes announced for `actor_id`, in order (joined, stale, dead, recovered, left, ...)."""
+        return [change for change, who in self.changes if who == actor_id]
+
+    async def wait_for(self, change: str, actor_id: str, timeout_s: float = 30.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while change not in self.of(actor_id):
+                self._changed.clear()
+                await self._changed.wait()
