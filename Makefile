@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install up test lint typecheck check bench clean
+.PHONY: install up test test-fast lint typecheck check bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ up: install
 
 test: install
 	$(BIN)/pytest
+
+# The pure tests only (tests/unit/: no server, process or network), for the edit loop; `test` runs every kind.
+test-fast: install
+	$(BIN)/pytest tests/unit
 
 lint: install
 	$(BIN)/ruff check .

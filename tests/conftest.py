@@ -1,4 +1,14 @@
-"""Fixtures shared by the test suite: a real nats-server per test, settings, seed-config paths."""
+"""Fixtures shared by the test suite: a real nats-server per test, settings, seed-config paths, a tool context.
+
+Tests live in one folder per kind, and each test is marked with its folder's kind (`pytest -m unit`):
+
+* ``unit/``: no server, no subprocess, no network;
+* ``integration/``: a real nats-server, PostgreSQL or Redis, or a fake HTTP server in this process;
+* ``e2e/``: starts ``ca-actors`` processes or builds a venv;
+* ``chaos/``: kills, stops or cuts processes and servers on purpose.
+
+A test module anywhere else under tests/ stops the run (see `pytest_collection_modifyitems`).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +22,43 @@ from typing import Any
 
 import pytest
 
+from actors.tools import ToolContext
 from bus import EmbeddedNats
 from configs import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 # Our users' seed-format files, shipped in the repo (`configs/seeds/`, a copy of ../shared/seed-configs).
 SEEDS = ROOT / "configs" / "seeds"
 EXAMPLES = ROOT / "configs" / "examples"
+KINDS = ("unit", "integration", "e2e", "chaos")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the kind of the folder it is in; refuse a test that is in none of them.
+
+    Refusing (rather than leaving it unmarked) keeps a new module at the top of tests/ out of no
+    target silently: `make test-fast` would skip it, `pytest -m unit` too, and nobody would notice.
+    """
+    unplaced: set[str] = set()
+    for item in items:
+        try:
+            kind = item.path.relative_to(TESTS).parts[0]
+        except ValueError:  # a path outside tests/ given on the command line: not ours to classify
+            continue
+        if kind not in KINDS:
+            unplaced.add(str(item.path.relative_to(ROOT)))
+            continue
+        other = {mark.name for mark in item.iter_markers() if mark.name in KINDS} - {kind}
+        if other:
+            raise pytest.UsageError(f"{item.nodeid} is marked {', '.join(sorted(other))} but lives in tests/{kind}/")
+        item.add_marker(kind)
+    if unplaced:
+        raise pytest.UsageError(
+            "every test module goes in the folder of its kind, tests/{" + ",".join(KINDS) + "}/ "
+            f"(see tests/conftest.py); not in one: {', '.join(sorted(unplaced))}"
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,6 +87,20 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
 def settings(nats_server: EmbeddedNats, tmp_path: Path) -> Settings:
     """Settings pointing at this test's server, with short redelivery times."""
     return Settings(nats_url=nats_server.url, data_dir=tmp_path, ack_wait_s=2.0, max_deliver=5)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """The tools' workspace: a directory inside tmp_path, so tmp_path itself is 'outside'."""
+    path = tmp_path / "workspace"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def ctx(workspace: Path) -> ToolContext:
+    """A tool context allowing only 127.0.0.1, with an empty environment and a short time budget."""
+    return ToolContext(workspace=workspace, allowed_hosts=frozenset({"127.0.0.1"}), env={}, timeout_s=5.0)
 
 
 @pytest.fixture

@@ -1,17 +1,19 @@
-"""Helpers for integration tests: collect events, run a flow on a stack, write flow files."""
+"""Helpers for integration tests: collect events, wait for a condition, run a flow on a stack, write flow files."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
@@ -21,6 +23,8 @@ from actors.flow import load_flows
 from actors.flow.plan import Plan
 from bus import Bus, Event, decode, subjects
 from tests.conftest import ROOT
+
+T = TypeVar("T")
 
 
 def plans(*paths: Path) -> list[Plan]:
@@ -71,6 +75,36 @@ class EventLog:
                 self._changed.clear()
                 await self._changed.wait()
         return self.of(kind, run_id)[count - 1]
+
+
+async def until(
+    check: Callable[[], Awaitable[T]] | Callable[[], T], what: str, *, timeout_s: float = 30.0, every_s: float = 0.05
+) -> T:
+    """Poll `check` (sync or async) until it returns something truthy, and return that; fail after `timeout_s`.
+
+    For conditions nothing announces: rows another process writes to a database or a KV bucket, the
+    process table. Where an event announces the condition, wait for the event (`EventLog.wait_for`).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value] - awaited above when it was an awaitable
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")
+        await asyncio.sleep(every_s)
+
+
+def until_sync(check: Callable[[], T], what: str, *, timeout_s: float = 30.0, every_s: float = 0.05) -> T:
+    """`until` for tests that are not coroutines (they drive `ca-actors` processes with blocking calls)."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")
+        time.sleep(every_s)
+    return value
 
 
 def write_flow(path: Path, body: str) -> Path:

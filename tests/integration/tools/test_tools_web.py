@@ -10,7 +10,7 @@ import pytest
 
 from actors.tools import ToolContext, ToolError, get_tool, html_to_text, run_tool
 from actors.tools._web import NO_BACKEND, check_host
-from tests.tools.local_http import LocalServer
+from tests.fakes.local_http import LocalServer
 
 
 def _ctx(workspace: Path, *, hosts: set[str] | None = None, timeout_s: float = 5.0, **env: str) -> ToolContext:

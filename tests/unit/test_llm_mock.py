@@ -155,7 +155,7 @@ async def test_a_request_and_its_stored_trigger_meet_whichever_comes_first() -> 
     rendezvous.announce("d1", {"run_id": "early"})
     assert await rendezvous.wait("d1", timeout_s=1) == {"run_id": "early"}
     waiting = asyncio.create_task(rendezvous.wait("d2", timeout_s=1))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: the task is now waiting on d2, so the answer comes late
     rendezvous.announce("d2", {"run_id": "late"})
     assert await waiting == {"run_id": "late"}
     with pytest.raises(TimeoutError):

@@ -1,66 +1,19 @@
-"""`ca-actors eval`: datasets, scorers, runs over a real stack and their MLflow evaluation runs."""
+"""`ca-actors eval` without a stack: datasets, scorers, metrics, and what the command refuses before running."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from actors.cli.evals import register
-from actors.evals.evaluate import EvalError, Example, RowResult, evaluate_plan, load_dataset, parse_example, summarize
+from actors.evals.evaluate import EvalError, Example, RowResult, load_dataset, parse_example, summarize
 from actors.evals.scorers import Judge, ScorerError, parse_scorer, parse_scorers, split_scorers
 from actors.flow.llm import LLMReply
-from configs import Settings, load_flow_text
-from tests.helpers import plans, write_flow, write_script
+from configs import load_flow_text
+from tests.support.evals import QA, evals_cli, qa_flow
 
 # MLflow and the libraries it loads warn on import and use; none of these are ours to fix.
-
-QA = """\
-schema_version: "1.0"
-flow: {name: qa}
-state:
-  fields:
-    question: {type: str, required: true}
-    answer: {type: str, default: ""}
-nodes:
-  - id: answer
-    prompt: "Answer in a few words: {state.question}"
-    outputs: [answer]
-    output_schema: {type: str}
-edges:
-  - {from: START, to: answer}
-  - {from: answer, to: END}
-config:
-  llm: {model: mock}
-GATES
-"""
-
-DATASET = [
-    {"inputs": {"question": "Capital of France?"}, "expectations": {"answer": "Paris"}},
-    {"inputs": {"question": "Capital of Italy?"}, "expectations": {"answer": "Rome"}},
-    {"inputs": {"question": "Capital of Spain?"}, "expectations": {"answer": "Madrid"}},
-]
-
-
-@pytest.fixture(scope="module")
-def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One MLflow tracking DB for the module (creating its tables takes a second or two)."""
-    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-
-
-def _flow(tmp_path: Path, gates: str = "") -> Path:
-    return write_flow(tmp_path / "qa.yaml", QA.replace("GATES", gates))
-
-
-def _dataset(tmp_path: Path, rows: list[dict[str, Any]] = DATASET) -> Path:
-    path = tmp_path / "qa.jsonl"
-    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
-    return path
 
 
 def _spec() -> Any:
@@ -202,93 +155,20 @@ def test_metrics_sum_cost_and_tokens_and_take_latency_percentiles() -> None:
     assert metrics["tokens"] == 7
 
 
-# --- runs and MLflow ------------------------------------------------------------------------------
-
-
-async def test_an_evaluation_runs_every_example_and_logs_scores_cost_and_latency_to_mlflow(
-    tmp_path: Path, mlflow_uri: str
-) -> None:
-    import mlflow
-
-    script = write_script(tmp_path / "script.json", {"answer": [{"answer": "Paris"}]})
-    settings = Settings(data_dir=tmp_path, llm_override="mock", mock_script=script, mlflow_tracking_uri=mlflow_uri)
-    (plan,) = plans(_flow(tmp_path))
-    examples = load_dataset(_dataset(tmp_path), plan.spec)
-    scorers = parse_scorers(["exact:answer", "length:answer:1:10"], judge_model="mock")
-    report = await evaluate_plan(settings, plan, examples, scorers, experiment="eval-test")
-
-    assert [row.status for row in report.rows] == ["succeeded"] * 3
-    assert all(row.tokens_in > 0 and row.run_id for row in report.rows)
-    run = mlflow.MlflowClient(tracking_uri=mlflow_uri).get_run(report.logged.run_id)
-    metrics = run.data.metrics
-    assert metrics["exact_answer"] == pytest.approx(1 / 3)
-    assert metrics["exact_answer/mean"] == pytest.approx(1 / 3)
-    assert metrics["length_answer"] == 1.0
-    assert 0.0 <= metrics["judge/mean"] <= 1.0
-    assert metrics["quality"] == pytest.approx((1 / 3 + 1 + metrics["judge"]) / 3)
-    assert metrics["success_rate"] == 1.0
-    assert metrics["cost_usd_total"] == 0.0
-    assert metrics["latency_ms"] > 0
-    assert metrics["tokens_in_total"] == sum(row.tokens_in for row in report.rows)
-    assert run.data.tags["ca.kind"] == "eval"
-    assert run.data.tags["ca.flow"] == "qa"
-    experiment = mlflow.MlflowClient(tracking_uri=mlflow_uri).get_experiment(run.info.experiment_id)
-    assert experiment.name == "eval-test"
-
-
-async def test_a_judge_that_cannot_grade_scores_zero_instead_of_being_left_out(tmp_path: Path, mlflow_uri: str) -> None:
-    import mlflow
-
-    # The judge's request is made for node "judge": the mock script answers it without a usable score.
-    script = write_script(
-        tmp_path / "script.json", {"answer": [{"answer": "Paris"}], "judge": [{"score": "high", "rationale": "?"}]}
-    )
-    settings = Settings(data_dir=tmp_path, llm_override="mock", mock_script=script, mlflow_tracking_uri=mlflow_uri)
-    (plan,) = plans(_flow(tmp_path))
-    examples = load_dataset(_dataset(tmp_path), plan.spec)
-    report = await evaluate_plan(settings, plan, examples, parse_scorers([], judge_model="mock"), experiment="judged")
-    metrics = mlflow.MlflowClient(tracking_uri=mlflow_uri).get_run(report.logged.run_id).data.metrics
-    assert metrics["judge"] == 0.0
-    assert metrics["quality"] == 0.0
-
-
-async def _cli(*args: str) -> Any:
-    """Invoke the commands in a thread: their asyncio.run() must not touch this test's event loop."""
-    app = typer.Typer()
-    register(app)
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args))
-
-
-async def test_eval_checks_the_flows_gates_and_exits_1_when_a_failing_gate_says_fail(
-    tmp_path: Path, mlflow_uri: str
-) -> None:
-    gates = "  gates:\n    - {metric: exact_answer, min: 0.9}\n    - {metric: latency_ms, max: 60000, on_fail: warn}\n"
-    flow = _flow(tmp_path, gates)
-    script = write_script(tmp_path / "script.json", {"answer": [{"answer": "Paris"}]})
-    common = ["-d", str(_dataset(tmp_path)), "--mock-script", str(script), "--mlflow-uri", mlflow_uri]
-    result = await _cli("eval", str(flow), "-s", "exact:answer", *common, "--data-dir", str(tmp_path), "--json")
-    assert result.exit_code == 1, result.output
-    out = json.loads(result.stdout)
-    assert [(g["metric"], g["passed"]) for g in out["gates"]] == [("exact_answer", False), ("latency_ms", True)]
-    assert out["metrics"]["exact_answer"] == pytest.approx(1 / 3)
-
-    passing = _flow(tmp_path, "  gates:\n    - {metric: success_rate, min: 1}\n")
-    result = await _cli("eval", str(passing), "-s", "exact:answer", *common, "--data-dir", str(tmp_path))
-    assert result.exit_code == 0, result.output
-    assert "PASS success_rate = 1 (min 1)" in result.stdout
+# --- the command line -----------------------------------------------------------------------------
 
 
 async def test_eval_refuses_a_bad_dataset_or_a_missing_expectation_before_running(tmp_path: Path) -> None:
-    flow = _flow(tmp_path)
+    flow = qa_flow(tmp_path)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "a"}\n{"question": \n')
-    result = await _cli("eval", str(flow), "-d", str(bad), "--llm", "mock")
+    result = await evals_cli("eval", str(flow), "-d", str(bad), "--llm", "mock")
     assert result.exit_code == 2
     assert f"{bad}:2: not JSON" in result.stderr
 
     flat = tmp_path / "flat.jsonl"
     flat.write_text('{"question": "a"}\n')
-    result = await _cli("eval", str(flow), "-d", str(flat), "-s", "exact:answer", "--llm", "mock")
+    result = await evals_cli("eval", str(flow), "-d", str(flat), "-s", "exact:answer", "--llm", "mock")
     assert result.exit_code == 2
     assert "no expectation 'answer'" in result.stderr
     assert f"{flat}:1:" in result.stderr

@@ -1,4 +1,4 @@
-"""Agent nodes with tools, gateway retries and fallbacks, structured outputs, record and replay."""
+"""Agent nodes with tools, gateway retries and fallbacks, structured outputs, cassettes, budgets."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from actors.llm.cassette import Cassette
 from configs import Settings
 from tests.fakes.openai_server import ErrorReply, FakeOpenAI, ToolCallsReply, serve
 from tests.helpers import EventLog, plans, run_flow, write_flow, write_script
+from tests.support.agents import agent_flow
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 pytestmark = [
@@ -24,27 +25,6 @@ pytestmark = [
 ]
 
 KEY_ENV = "CA_TEST_AGENT_KEY"
-
-AGENT = """
-schema_version: "1.0"
-flow: {name: helper}
-state:
-  fields:
-    question: {type: str, required: true}
-    answer: {type: str, default: ""}
-nodes:
-  - id: solve
-    prompt: "Answer with the help of your tools: {state.question}"
-    tools: TOOLS
-    max_tool_calls: MAX
-    outputs: [answer]
-    output_schema: {type: object, fields: [{name: answer, type: str}]}
-edges: [{from: START, to: solve}, {from: solve, to: END}]
-"""
-
-
-def agent_flow(tmp_path: Path, tools: str = "[calculator, datetime_now]", max_calls: int = 10, extra: str = "") -> Path:
-    return write_flow(tmp_path / "agent.yaml", AGENT.replace("TOOLS", tools).replace("MAX", str(max_calls)) + extra)
 
 
 @pytest.fixture
@@ -212,43 +192,6 @@ async def test_a_recorded_cassette_replays_offline_and_refuses_unknown_requests(
     assert "Something else" in (unknown.error or "")
 
 
-def test_run_records_then_replays_a_whole_flow_from_the_command_line(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT, SEEDS
-
-    cassette = tmp_path / "c.yaml"
-
-    def run(*args: str) -> dict[str, object]:
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "actors",
-                "run",
-                str(SEEDS / "article_writer.yaml"),
-                "-i",
-                "topic=nats",
-                "--json",
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-            check=False,
-        )
-        assert out.returncode == 0, out.stderr
-        result: dict[str, object] = json.loads(out.stdout)
-        return result
-
-    first = run("--llm", "mock", "--record", str(cassette))
-    again = run("--llm", "mock", "--replay", str(cassette))
-    assert again["state"] == first["state"]
-    assert ROOT.exists()
-
-
 BUDGETED = """
 schema_version: "1.0"
 flow: {name: budgeted}
@@ -309,38 +252,6 @@ async def test_spending_is_counted_and_a_paused_run_waits_with_a_clear_event(
     assert record["status"] == "running"
 
 
-@pytest.mark.timeout(120)
-async def test_a_tool_pinned_to_an_actor_runs_on_that_actor(settings: Settings, tmp_path: Path) -> None:
-    from tests.helpers import Actors
-
-    box = tmp_path / "box-workspace"
-    box.mkdir()
-    (box / "secret.txt").write_text("only on the box")
-    script = write_script(
-        tmp_path / "s.yaml",
-        {"solve": [{"tool_calls": [{"name": "file_read", "arguments": {"path": "secret.txt"}}]}, {"answer": "read"}]},
-    )
-    flow = agent_flow(tmp_path, "[{name: file_read, actor: box}]")
-    s = settings.model_copy(update={"llm_override": "mock", "mock_script": script})
-    async with LocalStack(s, plans(flow), embedded=False) as stack:
-        assert stack.client is not None
-        actors = Actors(stack.client, s.nats_url, flow, "mock")
-        await actors.listen()
-        try:
-            log = await EventLog().start(stack.client)
-            missing = await run_flow(stack.client, "helper", {"question": "before the box is up"})
-            await actors.start_agent("--name", "box", "--serve-tools", "--workspace", str(box), "--nodes", "x.none")
-            result = await run_flow(stack.client, "helper", {"question": "now"})
-        finally:
-            actors.stop_all()
-    assert missing["status"] == "failed"
-    assert "--serve-tools" in missing["error"]
-    assert result["status"] == "succeeded"
-    finished = [e for e in log.of("tool.finished") if e.run_id == result["run_id"]]
-    assert finished[0].data["actor"] == "box"
-    assert finished[0].data["result"]["content"] == "only on the box"
-
-
 async def test_provider_limits_bound_concurrency_and_space_out_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
@@ -354,7 +265,7 @@ async def test_provider_limits_bound_concurrency_and_space_out_calls(monkeypatch
         async with limits.slot(model):
             inside += 1
             peak = max(peak, inside)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # hold the slot, so the six calls overlap and the limit is what stops them
             inside -= 1
 
     await asyncio.gather(*(call("openai/gpt-4o-mini") for _ in range(6)))

@@ -15,8 +15,8 @@ from configs import (
     output_model,
     types_compatible,
 )
+from tests.conftest import SEEDS
 
-SEEDS = Path("/work/shared/seed-configs")
 SEED_FILES = sorted(SEEDS.glob("*.yaml"))
 
 

@@ -2,13 +2,15 @@
 
 PostgreSQL (``postgresql://root@127.0.0.1:5432/test``, trust auth) and Redis (``redis://127.0.0.1:6379/0``) must be
 running; override with CA_TEST_POSTGRES_URL / CA_TEST_REDIS_URL. Each test gets its own schema or key prefix and
-removes it afterwards.
+removes it afterwards. Then what opening a store says when there is no server, and which drivers it imports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -30,6 +32,7 @@ from store import (
     connect_store,
     open_store,
 )
+from tests.conftest import ROOT
 
 POSTGRES_URL = os.environ.get("CA_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -279,7 +282,7 @@ async def test_a_claim_is_won_once_then_lost_until_its_ttl_has_passed(store: Sto
     assert await store.claim("webhook", "msg-2", 1.0) is True
     assert await store.claim("telegram", "msg-1", 1.0) is True
     assert await store.claim("forever", "k") is True
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(1.2)  # past the 1 s TTL: its expiry is what is tested, and the backends keep real time
     assert await store.claim("webhook", "msg-1", 1.0) is True
     assert await store.claim("webhook", "msg-1", 1.0) is False
     assert await store.claim("forever", "k") is False
@@ -427,3 +430,17 @@ async def test_a_server_that_is_down_raises_a_clear_store_error_within_seconds(u
     assert caught.value.operation == "connect"
     assert str(caught.value).startswith(f"{backend} store at 127.0.0.1:1")
     assert "connect failed" in str(caught.value)
+
+
+async def test_a_password_in_the_url_never_reaches_the_error_message() -> None:
+    with pytest.raises(StoreError) as caught:
+        async with open_store("postgresql://root:s3cret@127.0.0.1:1/test"):
+            pass
+    assert "s3cret" not in str(caught.value)
+    assert "127.0.0.1:1/test" in str(caught.value)
+
+
+def test_importing_the_store_loads_no_database_driver() -> None:
+    code = "import sys, store; print(sorted(m for m in ('aiosqlite', 'asyncpg', 'redis') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -14,13 +14,13 @@ import pytest
 from actors.launch.stack import LocalStack
 from actors.observer.mlflow_sink import RUN_TAG
 from actors.observer.summary import summarize
-from actors.tracking import import_mlflow
 from bus import Bus, Event
 from configs import Settings
-from store import RunHistory, open_store
+from store import open_store
 from tests.conftest import SEEDS
 from tests.fakes.openai_server import FakeOpenAI, ToolCallsReply, serve
-from tests.helpers import Actors, EventLog, linear_flow, plans, run_flow, write_flow, write_script
+from tests.helpers import EventLog, linear_flow, plans, run_flow, write_flow, write_script
+from tests.support.observer import mlflow_traces, traced
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
@@ -56,20 +56,6 @@ config:
     api_base: "API_BASE"
     api_key_env: KEY_ENV
 """
-
-
-def traced(settings: Settings, tmp_path: Path, **update: Any) -> Settings:
-    return settings.model_copy(
-        update={"traces": True, "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", **update}
-    )
-
-
-def mlflow_traces(settings: Settings) -> list[Any]:
-    mlflow = import_mlflow()
-    mlflow.set_tracking_uri(settings.mlflow_uri())
-    experiment = mlflow.MlflowClient().get_experiment_by_name(settings.mlflow_experiment)
-    assert experiment is not None, "the observer created no experiment"
-    return list(mlflow.search_traces(locations=[experiment.experiment_id], return_type="list"))
 
 
 async def trigger(bus: Bus, flow: str, inputs: dict[str, Any], session: str) -> str:
@@ -196,38 +182,6 @@ async def test_without_log_prompts_traces_keep_timings_and_tokens_but_no_content
     assert sum(1 for sp in trace.data.spans if sp.span_type == "CHAT_MODEL") == 9
 
 
-async def test_a_killed_observer_catches_up_on_restart_and_writes_each_run_once(
-    settings: Settings, tmp_path: Path
-) -> None:
-    """Runs that end while the observer is down are traced when it comes back; none twice."""
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    (flows / "echo.yaml").write_text((SEEDS / "echo.yaml").read_text())
-    s = traced(settings, tmp_path)
-    store_url = s.store()
-    async with Bus(s.nats_url, name="test-client") as bus:
-        actors = Actors(bus, s.nats_url, flows, "mock")
-        await actors.listen()
-        try:
-            for kind in ("scheduler", "worker", "llm-gateway"):
-                await actors.start(kind)
-            observer_cmd = ["actor", "observer", "--nats", s.nats_url, "--store", store_url]
-            observer_cmd += ["--mlflow-uri", s.mlflow_uri(), "--traces"]
-            observer = await actors.spawn(observer_cmd)
-            first = await run_flow(bus, "echo", {"message": "before the crash"})
-            await wait_for_history(store_url, {first["run_id"]})
-            actors.kill(observer)
-            during = [await run_flow(bus, "echo", {"message": f"while down {i}"}) for i in range(3)]
-            await actors.spawn(observer_cmd)
-            expected = {first["run_id"], *(r["run_id"] for r in during)}
-            histories = await wait_for_history(store_url, expected)
-        finally:
-            actors.stop_all()
-    assert {h.run_id: h.status for h in histories} == dict.fromkeys(expected, "succeeded")
-    traces = await asyncio.to_thread(mlflow_traces, s)
-    assert sorted(t.info.tags[RUN_TAG] for t in traces) == sorted(expected)
-
-
 async def test_a_step_still_running_when_its_run_is_cancelled_is_counted_in_the_history(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -253,16 +207,6 @@ async def test_a_step_still_running_when_its_run_is_cancelled_is_counted_in_the_
     assert step["llm_calls"] == 1  # the call made after the run was cancelled is not lost
     assert history.llm_calls == 1
     assert step["finished_at"] > history.finished_at
-
-
-async def wait_for_history(url: str, run_ids: set[str], timeout_s: float = 60) -> list[RunHistory]:
-    """Poll the store (another process writes it) until every run in `run_ids` is there."""
-    async with open_store(url) as st, asyncio.timeout(timeout_s):
-        while True:
-            found = [h for h in await st.list_runs(limit=1000) if h.run_id in run_ids]
-            if len(found) == len(run_ids):
-                return found
-            await asyncio.sleep(0.1)
 
 
 def _event(kind: str, ts: float, step: str | None = None, **data: Any) -> Event:

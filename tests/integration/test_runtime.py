@@ -75,13 +75,17 @@ async def test_event_payloads_are_json_objects_carrying_their_kind(settings: Set
     async with LocalStack(settings, plans(SEEDS / "echo.yaml"), embedded=False) as stack:
         assert stack.client is not None
         seen: list[tuple[str, dict[str, Any]]] = []
+        ended = asyncio.Event()
 
         async def on(msg: Any) -> None:
             seen.append((msg.subject, json.loads(msg.data)))
+            if seen[-1][1]["kind"] == "run.finished":
+                ended.set()
 
         await stack.client.subscribe(subjects.EVENTS_ALL, on)
         result = await run_flow(stack.client, "echo", {"message": "x"})
-        await asyncio.sleep(0.1)
+        # The reply can overtake the run's last events on this plain subscription.
+        await asyncio.wait_for(ended.wait(), timeout=10)
     run_id = result["run_id"]
     kinds = [body["kind"] for subject, body in seen]
     assert kinds == ["run.started", "node.started", "llm.called", "llm.finished", "node.finished", "run.finished"]
@@ -179,8 +183,10 @@ async def test_a_cancelled_run_starts_no_further_node(settings: Settings, tmp_pa
             (await bus.nc.request(subjects.run_cmd(reply["run_id"]), b'{"cmd": "cancel"}', timeout=10)).data
         )
         await log.wait_for("run.cancelled")
-        await asyncio.sleep(0.8)
+        # The step of `a` in flight at the cancel ends as discarded, where its worker would otherwise start `b`.
+        discarded = await log.wait_for("node.discarded", run_id=reply["run_id"])
     assert answer == {"run_id": reply["run_id"], "status": "cancelled"}
+    assert discarded.node == "a"
     assert [e.node for e in log.of("node.started")] == ["a"]
     assert not log.of("run.finished")
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +15,8 @@ import pytest
 
 from bus import EmbeddedNats
 from tests.conftest import EXAMPLES, ROOT, SEEDS
-
-CLI = [sys.executable, "-m", "actors"]
-
-
-def cli(*args: str, timeout: float = 60, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False)
+from tests.helpers import until_sync
+from tests.support.cli import CLI, child_pids, cli, start_up, stop, wait_exited
 
 
 def test_help_explains_every_command() -> None:
@@ -119,61 +114,13 @@ def stack_dir(tmp_path: Path) -> Iterator[Path]:
     return tmp_path
 
 
-def _start_up(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], list[str]]:
-    """Start `ca-actors up` and read its output until the ready line."""
-    proc = subprocess.Popen(
-        [*CLI, "up", "--data-dir", str(data_dir), "--log-format", "json", "--log-level", "warning", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.strip())
-        if "ready" in line:
-            return proc, lines
-    proc.kill()
-    proc.stdout.close()
-    raise AssertionError(f"no ready line: {lines}")
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False)
-    return [int(p) for p in out.stdout.split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
-
-
-def _stop(proc: subprocess.Popen[str], children: list[int]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    code = proc.wait(timeout=30)
-    if proc.stdout is not None:
-        proc.stdout.close()
-    assert code == 0
-    time.sleep(0.2)
-    assert [pid for pid in children if _alive(pid)] == [], "orphan processes left behind"
-
-
 @pytest.mark.timeout(120)
 def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: Path) -> None:
-    proc, lines = _start_up(stack_dir, "--workers", "2", "--llm", "mock")
+    proc, lines = start_up(stack_dir, "--workers", "2", "--llm", "mock")
     try:
         url = next(line.split()[-1] for line in lines if line.startswith("NATS:"))
         assert url.startswith("nats://127.0.0.1:")
-        children = _children(proc.pid)
+        children = child_pids(proc.pid)
         # nats-server, scheduler, registry, memory, observer, llm-gateway and two workers, each its own process.
         assert len(children) == 8
         result = cli(
@@ -186,11 +133,13 @@ def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: 
         assert [s["node"] for s in out["steps"]] == ["outline", "draft", "title"]
         listed = json.loads(cli("runs", "--json", "--data-dir", str(stack_dir)).stdout)
         assert [r["run_id"] for r in listed] == [out["run_id"]]
+
         # The observer process writes the run's history (and trace) shortly after it ends.
-        deadline = time.monotonic() + 60
-        while (profile := cli("report", "profile", out["run_id"], "--json", "--data-dir", str(stack_dir))).returncode:
-            assert time.monotonic() < deadline, profile.stderr
-            time.sleep(0.5)
+        def profiled() -> subprocess.CompletedProcess[str] | None:
+            shown = cli("report", "profile", out["run_id"], "--json", "--data-dir", str(stack_dir))
+            return None if shown.returncode else shown
+
+        profile = until_sync(profiled, "the observer has written the run's history", timeout_s=60)
         critical = json.loads(profile.stdout)["critical_path"]
         assert [step_id.split(".")[1] for step_id in critical] == ["outline", "draft", "title"]
         history = json.loads(cli("runs", "--store", f"sqlite:///{stack_dir / 'store.db'}", "--json").stdout)
@@ -199,39 +148,21 @@ def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: 
         assert plain.returncode == 0, plain.stderr
         assert plain.stdout.strip()
     finally:
-        _stop(proc, children)
+        stop(proc, children)
     assert not (stack_dir / "stack.json").exists()
 
 
 @pytest.mark.timeout(120)
 def test_up_uses_an_external_nats_server_when_given_one(stack_dir: Path, nats_server: EmbeddedNats) -> None:
-    proc, lines = _start_up(stack_dir, "--nats", nats_server.url, "--flows", str(EXAMPLES))
+    proc, lines = start_up(stack_dir, "--nats", nats_server.url, "--flows", str(EXAMPLES))
     try:
         assert f"NATS: {nats_server.url}" in lines
-        children = _children(proc.pid)
+        children = child_pids(proc.pid)
         assert len(children) == 6, "no embedded nats-server when --nats is given"
         result = cli("trigger", "echo", "-i", "message=external", "--wait", "--json", "--nats", nats_server.url)
         assert json.loads(result.stdout)["state"]["message"] == "external"
     finally:
-        _stop(proc, children)
-
-
-@pytest.mark.timeout(120)
-def test_up_restarts_an_actor_process_that_dies(stack_dir: Path) -> None:
-    proc, _ = _start_up(stack_dir, "--llm", "mock")
-    children = _children(proc.pid)
-    try:
-        gateway = next(p for p in children if "llm-gateway" in Path(f"/proc/{p}/cmdline").read_text())
-        os.kill(gateway, signal.SIGKILL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and gateway in _children(proc.pid):
-            time.sleep(0.2)
-        result = cli("trigger", "echo", "-i", "message=again", "--wait", "--json", "--data-dir", str(stack_dir))
-        assert json.loads(result.stdout)["status"] == "succeeded"
-        children = _children(proc.pid)
-        assert gateway not in children
-    finally:
-        _stop(proc, children)
+        stop(proc, children)
 
 
 def test_run_fails_fast_naming_the_missing_provider_key(tmp_path: Path) -> None:
@@ -270,8 +201,8 @@ def test_run_with_the_langgraph_engine_gives_the_bus_engine_result() -> None:
 def test_runs_show_lists_steps_and_dead_letters(stack_dir: Path, tmp_path: Path) -> None:
     script = tmp_path / "s.yaml"
     script.write_text("echo:\n  - {result: [not, a, string]}\n")
-    proc, _ = _start_up(stack_dir, "--llm", "mock", "--mock-script", str(script))
-    children = _children(proc.pid)
+    proc, _ = start_up(stack_dir, "--llm", "mock", "--mock-script", str(script))
+    children = child_pids(proc.pid)
     try:
         result = cli("trigger", "echo", "-i", "message=hi", "--wait", "--json", "--data-dir", str(stack_dir))
         out = json.loads(result.stdout)
@@ -283,7 +214,7 @@ def test_runs_show_lists_steps_and_dead_letters(stack_dir: Path, tmp_path: Path)
         text = cli("runs", "show", out["run_id"], "--data-dir", str(stack_dir)).stdout
         assert "dead letter:" in text
     finally:
-        _stop(proc, children)
+        stop(proc, children)
 
 
 @pytest.mark.timeout(120)
@@ -303,38 +234,38 @@ def test_ctrl_c_on_the_terminal_stops_up_without_errors(stack_dir: Path) -> None
         for line in proc.stdout:
             if "ready" in line:
                 break
-        children = _children(proc.pid)
+        children = child_pids(proc.pid)
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(timeout=30)
         proc.stdout.close()
     assert code == 0
-    time.sleep(0.2)
-    assert [pid for pid in children if _alive(pid)] == []
+    wait_exited(children)
     assert "Traceback" not in err.read_text()
 
 
 def _descendants(pid: int) -> list[int]:
-    found = _children(pid)
+    found = child_pids(pid)
     return found + [d for c in found for d in _descendants(c)]
 
 
 @pytest.mark.timeout(240)
 def test_up_with_mlflow_serves_the_traces_of_its_runs_and_stops_the_server(stack_dir: Path) -> None:
-    proc, lines = _start_up(stack_dir, "--llm", "mock", "--mlflow")
+    proc, lines = start_up(stack_dir, "--llm", "mock", "--mlflow")
     try:
         ui = next(line.split()[2] for line in lines if line.startswith("MLflow UI:"))
         everything = _descendants(proc.pid)  # again once the server is up: it starts workers of its own
         result = cli("trigger", "echo", "-i", "message=traced", "--wait", "--json", "--data-dir", str(stack_dir))
         run_id = json.loads(result.stdout)["run_id"]
-        deadline = time.monotonic() + 150  # mlflow server takes 15-60 s to start here
-        while True:
+
+        def healthy() -> bool:
             try:
                 with urllib.request.urlopen(f"{ui}/health", timeout=2) as health:
-                    assert health.status == 200
-                break
+                    return bool(health.status == 200)
             except OSError:
-                assert time.monotonic() < deadline, "mlflow server did not answer"
-                time.sleep(1)
+                return False
+
+        # The MLflow server takes 15-60 s to start here.
+        until_sync(healthy, "the MLflow server answers /health", timeout_s=150, every_s=1)
         everything = _descendants(proc.pid)
         with urllib.request.urlopen(ui, timeout=10) as page:
             assert page.headers.get("X-Frame-Options") is None, "the dashboard must be able to frame the UI"
@@ -351,23 +282,13 @@ def test_up_with_mlflow_serves_the_traces_of_its_runs_and_stops_the_server(stack
         assert client.stdout.split() == ["1", "echo"], client.stderr
         assert not [line for line in lines if "error" in line.lower()]
     finally:
-        _stop(proc, everything)
+        stop(proc, everything)
 
 
 def python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
     )
-
-
-def test_the_seed_configs_in_the_repo_are_our_users_files_unchanged() -> None:
-    names = sorted(p.name for p in SEEDS.iterdir())
-    assert "README.md" in names
-    assert len([n for n in names if n.endswith(".yaml")]) >= 6
-    shared = ROOT.parent / "shared" / "seed-configs"
-    if shared.is_dir():  # beside a workplace checkout: the copy must not drift from the originals
-        for original in shared.iterdir():
-            assert (SEEDS / original.name).read_bytes() == original.read_bytes(), original.name
 
 
 @pytest.mark.timeout(120)
@@ -387,19 +308,19 @@ def test_up_runs_in_a_folder_that_has_its_own_configs_bus_and_store_packages(tmp
     try:
         lines = [proc.stdout.readline().strip() for _ in range(4)]
         assert any("ready" in line for line in lines), lines
-        children = _children(proc.pid)
+        children = child_pids(proc.pid)
         result = cli("trigger", "echo", "-i", "message=hi", "--wait", "--json", "--data-dir", str(tmp_path / ".ca"))
         assert json.loads(result.stdout)["status"] == "succeeded", result.stderr
     finally:
-        _stop(proc, children)
+        stop(proc, children)
 
 
 @pytest.mark.timeout(180)
 def test_a_second_up_in_the_same_folder_exits_at_once_naming_the_running_stack(stack_dir: Path) -> None:
-    proc, lines = _start_up(stack_dir, "--llm", "mock")
+    proc, lines = start_up(stack_dir, "--llm", "mock")
     try:
         url = next(line.split()[-1] for line in lines if line.startswith("NATS:"))
-        children = _children(proc.pid)
+        children = child_pids(proc.pid)
         second = cli("up", "--data-dir", str(stack_dir), "--llm", "mock", "--log-level", "warning")
         assert second.returncode == 3
         [message] = [line for line in second.stderr.splitlines() if line.startswith("error:")]
@@ -410,7 +331,7 @@ def test_a_second_up_in_the_same_folder_exits_at_once_naming_the_running_stack(s
         result = cli("trigger", "echo", "-i", "message=hi", "--wait", "--json", "--data-dir", str(stack_dir))
         assert json.loads(result.stdout)["status"] == "succeeded", result.stderr
     finally:
-        _stop(proc, children)
+        stop(proc, children)
     assert not (stack_dir / "stack.json").exists(), "the owner removes its stack.json when it stops"
 
 
@@ -433,13 +354,13 @@ def test_up_takes_over_a_folder_left_by_a_stack_that_died_with_a_warning(stack_d
         line = proc.stdout.readline()
         assert line, lines
         lines.append(line.strip())
-    children = _children(proc.pid)
+    children = child_pids(proc.pid)
     try:
         assert any(line.startswith("warning: taking over") and str(dead.pid) in line for line in lines), lines
         url = json.loads((stack_dir / "stack.json").read_text())["nats_url"]
         assert url != "nats://127.0.0.1:1"
     finally:
-        _stop(proc, children)
+        stop(proc, children)
 
 
 def _command_paths() -> list[list[str]]:
@@ -505,11 +426,11 @@ def test_a_stack_restarted_with_fewer_flows_serves_only_those(stack_dir: Path, t
     for name in ("demo.yaml", "echo.yaml"):
         (both / name).write_text((EXAMPLES / name).read_text())
     (one / "echo.yaml").write_text((EXAMPLES / "echo.yaml").read_text())
-    proc, _ = _start_up(stack_dir, "--llm", "mock", "--flows", str(both))
-    _stop(proc, _children(proc.pid))
-    proc, lines = _start_up(stack_dir, "--llm", "mock", "--flows", str(one))
+    proc, _ = start_up(stack_dir, "--llm", "mock", "--flows", str(both))
+    stop(proc, child_pids(proc.pid))
+    proc, lines = start_up(stack_dir, "--llm", "mock", "--flows", str(one))
     try:
-        children = _children(proc.pid)
+        children = child_pids(proc.pid)
         assert any(line.startswith("no longer served") and "demo" in line for line in lines), lines
         served = json.loads(cli("flows", "--json", "--data-dir", str(stack_dir)).stdout)
         assert [(f["flow"], f["nodes"]) for f in served] == [("echo", 1)]
@@ -517,7 +438,7 @@ def test_a_stack_restarted_with_fewer_flows_serves_only_those(stack_dir: Path, t
         assert refused.returncode == 1
         assert "flow 'demo' is not served by this stack" in refused.stderr
     finally:
-        _stop(proc, children)
+        stop(proc, children)
 
 
 UNREACHABLE_STORES = ["postgresql://ca@127.0.0.1:1/none", "redis://127.0.0.1:1/0"]

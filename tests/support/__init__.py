@@ -1,0 +1,1 @@
+"""What test modules of different kinds share, one module per topic (the flows, stacks and readers of each)."""
