@@ -27,13 +27,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from configs import FlowSpec, MemorySpec, NodeSpec, render
-from configs.errors import CaActorsError
+from configs.errors import ActorError
 
 Scope = Literal["node", "agent", "workflow"]
 ReadMode = Literal["recent", "all", "search"]
 
 
-class MemoryUnavailable(CaActorsError):
+class MemoryUnavailable(ActorError):
     """The memory actor or its store could not serve a request (a later attempt may succeed)."""
 
 

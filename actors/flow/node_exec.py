@@ -29,21 +29,21 @@ from configs import (
     resolve_path,
     validate_output,
 )
-from configs.errors import CaActorsError
+from configs.errors import ActorError
 
 DEFAULT_MODEL = "mock"
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
 
 
-class NodeFailed(CaActorsError):
+class NodeFailed(ActorError):
     """The node cannot produce a valid output: the run fails with this error."""
 
 
-class BudgetExceeded(CaActorsError):
+class BudgetExceeded(ActorError):
     """The gateway refused the call: it would pass the run's or the flow's budget."""
 
 
-class LLMUnavailable(CaActorsError):
+class LLMUnavailable(ActorError):
     """The LLM call failed in a way a later attempt may fix (provider busy, gateway down)."""
 
     def __init__(self, message: str, *, unreachable: bool = False) -> None:

@@ -23,14 +23,14 @@ from actors.flow.logic import Counters, FlowError, collect_map, map_info, map_ru
 from actors.flow.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, run_llm_node
 from actors.flow.plan import Plan
 from configs import START, FlowSpec
-from configs.errors import CaActorsError
+from configs.errors import ActorError
 
 _FAILURE_KINDS: tuple[str, ...] = ("llm_error", "timeout", "bad_output")
 # Parts of a barrier record that accumulate (one entry per branch or map item).
 PARTS = ("arrived", "results", "failed", "skipped")
 
 
-class RunFailed(CaActorsError):
+class RunFailed(ActorError):
     """A node failed for good and has no ``on_error`` target: the run fails with its error."""
 
 
