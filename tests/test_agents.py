@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-from actors.flow.llm import ChatMessage, LLMRequest
+from actors.flow.llm import ChatMessage, LLMReply, LLMRequest
 from actors.launch.stack import LocalStack
 from actors.llm.backend import LLMBackend, provider_schema
 from actors.llm.cassette import Cassette
@@ -206,10 +207,39 @@ async def test_a_recorded_cassette_replays_offline_and_refuses_unknown_requests(
     assert replayed.content == "recorded answer"
     assert replayed.cache_hit
     unknown = await replayer.complete(other)
-    assert not unknown.ok
-    assert not unknown.retryable
+    assert unknown.error_kind == "permanent"
     assert "not in cassette" in (unknown.error or "")
     assert "Something else" in (unknown.error or "")
+
+
+async def test_a_cassette_written_before_error_kinds_still_replays(tmp_path: Path) -> None:
+    request = LLMRequest(model="openai/gpt-4o-mini", messages=[ChatMessage(role="user", content="Say hello.")])
+    # What earlier versions wrote: the reply with its `ok`, `unreachable` and `budget_exceeded` flags.
+    old = {
+        "ok": True,
+        "content": "hello from the past",
+        "tool_calls": [],
+        "model": "gpt-4o-mini",
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+        "cost_usd": 0.001,
+        "unreachable": False,
+        "budget_exceeded": False,
+    }
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump([{"key": request.cache_key(), "request": {"model": request.model}, "reply": old}]))
+
+    replayed = await LLMBackend(cassette=Cassette(path, "replay")).complete(request)
+
+    assert replayed.ok
+    assert (replayed.content, replayed.usage.completion_tokens, replayed.cache_hit) == ("hello from the past", 4, True)
+
+
+def test_replies_with_the_old_flags_read_as_error_kinds() -> None:
+    assert LLMReply.model_validate({"ok": False, "retryable": True, "unreachable": True}).error_kind == "unreachable"
+    assert LLMReply.model_validate({"ok": False, "retryable": True}).error_kind == "transient"
+    assert LLMReply.model_validate({"ok": False, "budget_exceeded": True}).error_kind == "budget"
+    assert LLMReply.model_validate({"ok": False, "error": "bad request"}).error_kind == "permanent"
+    assert LLMReply.model_validate({"ok": True, "content": "x"}).ok
 
 
 def test_run_records_then_replays_a_whole_flow_from_the_command_line(tmp_path: Path) -> None:

@@ -201,11 +201,11 @@ async def run_llm_node(
             extra=extra,
         )
         reply: LLMReply = await llm.complete(request)
-        if not reply.ok:
-            if reply.budget_exceeded:
-                raise BudgetExceeded(reply.error or "budget exceeded")
-            if reply.retryable:
-                raise LLMUnavailable(reply.error or "LLM call failed", unreachable=reply.unreachable)
+        if reply.error_kind == "budget":
+            raise BudgetExceeded(reply.error or "budget exceeded")
+        if reply.error_kind in ("transient", "unreachable"):
+            raise LLMUnavailable(reply.error or "LLM call failed", unreachable=reply.error_kind == "unreachable")
+        if reply.error_kind == "permanent":
             raise NodeFailed(f"LLM call to {choice.model} failed: {reply.error}")
         if reply.tool_calls and offer:
             messages.append(ChatMessage(role="assistant", content=reply.content, tool_calls=reply.tool_calls))

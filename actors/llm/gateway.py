@@ -49,9 +49,7 @@ class LLMGateway:
         reservation = await self._budgets.reserve(request, spec)
         if isinstance(reservation, str):
             log.warning("llm_gateway.budget_refused", run_id=request.run_id, node=request.node, reason=reservation)
-            return LLMReply(
-                ok=False, model=request.model, error=f"budget exceeded: {reservation}", budget_exceeded=True
-            )
+            return LLMReply(model=request.model, error=f"budget exceeded: {reservation}", error_kind="budget")
         reply = await self._backend.complete(request)
         await self._budgets.settle(reservation, reply)
         return reply
@@ -94,7 +92,7 @@ class LLMGateway:
         try:
             request = LLMRequest.model_validate_json(msg.data)
         except ValueError as exc:
-            reply = LLMReply(ok=False, error=f"bad LLM request: {exc}")
+            reply = LLMReply(error=f"bad LLM request: {exc}", error_kind="permanent")
         else:
             call = new_id()  # pairs this call's two events
             messages = [_clipped(m.model_dump(mode="json", exclude_none=True)) for m in request.messages]

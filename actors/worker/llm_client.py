@@ -21,14 +21,9 @@ class BusLLMClient:
         try:
             msg = await self._bus.nc.request(subjects.LLM_COMPLETE, request.model_dump_json().encode(), timeout=timeout)
         except NoRespondersError:
-            return LLMReply(
-                ok=False, model=request.model, error="no LLM gateway is running", retryable=True, unreachable=True
-            )
+            return LLMReply(model=request.model, error="no LLM gateway is running", error_kind="unreachable")
         except (NatsTimeoutError, TimeoutError):
             return LLMReply(
-                ok=False,
-                model=request.model,
-                error=f"LLM gateway did not answer in {timeout:.0f}s",
-                retryable=True,
+                model=request.model, error=f"LLM gateway did not answer in {timeout:.0f}s", error_kind="transient"
             )
         return LLMReply.model_validate_json(msg.data)
