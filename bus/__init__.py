@@ -1,4 +1,4 @@
-"""Everything NATS: connection, subjects, envelopes, JetStream topology and the embedded server."""
+"""Everything NATS: connection, subjects, envelopes, message bodies, JetStream topology and the embedded server."""
 
 from bus import subjects, topology
 from bus.connection import Bus, BusStatus, MsgHandler
@@ -15,19 +15,29 @@ from bus.envelope import (
     new_id,
     step_id,
 )
+from bus.replay import Replay
 from bus.server import EmbeddedNats, die_with_parent, find_nats_server, free_port
+from bus.wire import Empty, WireModel
+from configs.errors import BadReplyError, BusError, NoResponderError, RequestTimeoutError
 
 __all__ = [
     "TERMINAL_EVENTS",
+    "BadReplyError",
     "Branch",
     "Bus",
+    "BusError",
     "BusStatus",
     "DeadLetter",
     "EmbeddedNats",
+    "Empty",
     "Event",
     "EventKind",
     "MsgHandler",
+    "NoResponderError",
+    "Replay",
+    "RequestTimeoutError",
     "RunEnded",
+    "WireModel",
     "WorkItem",
     "decode",
     "die_with_parent",

@@ -16,7 +16,7 @@ from actors.llm.backend import LLMBackend, provider_schema
 from actors.llm.cassette import Cassette
 from configs import Settings
 from tests.fakes.openai_server import ErrorReply, FakeOpenAI, ToolCallsReply, serve
-from tests.helpers import EventLog, plans, run_flow, write_flow, write_script
+from tests.helpers import EventLog, plans, run_flow, trigger, write_flow, write_script
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 pytestmark = [
@@ -332,7 +332,7 @@ async def test_spending_is_counted_and_a_paused_run_waits_with_a_clear_event(
     async with LocalStack(settings.model_copy(update={"llm_override": "mock"}), plans(paused), embedded=False) as st:
         assert st.client is not None
         log = await EventLog().start(st.client)
-        reply = json.loads((await st.client.nc.request("ca.trigger.budgeted", b'{"topic": "t"}', timeout=10)).data)
+        reply = (await trigger(st.client, "budgeted", {"topic": "t"})).model_dump()
         waiting = await log.wait_for("node.waiting", run_id=reply["run_id"])
         record = json.loads((await st.client.kv("ca_runs").get(reply["run_id"])).value or b"{}")
     assert waiting.data["reason"].startswith("paused: budget exceeded")

@@ -4,7 +4,7 @@ A node with memory gets, before it runs, the records of its scope in its prompt 
 appended after the prompt when it has no such placeholder); after it runs, its configured output
 fields are written as a new record. Node workers reach memory only through ``ca.memory.*`` requests,
 so a worker on another machine needs no database driver; the memory actor owns the store.
-This module is what both sides agree on: the policy of a node and the request models.
+This module is what both sides agree on: the policy of a node, the requests and their answers.
 
 YAML (seed form, then the extension):
 
@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bus import WireModel
 from configs import FlowSpec, MemorySpec, NodeSpec, render
 from configs.errors import ActorError
 
@@ -124,6 +125,28 @@ class MemoryWrite(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     max_items: int | None = None
     ttl_days: float | None = None
+
+
+class MemoryAnswer(WireModel):
+    """What the memory actor answers; `error` when it could not serve the request."""
+
+    omit_defaults = frozenset({"error"})
+
+    error: str | None = None
+
+
+class MemoryRecords(MemoryAnswer):
+    """The answer to ``ca.memory.read``: the scope's records (store `MemoryRecord`s as JSON), newest first."""
+
+    records: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class MemoryWritten(MemoryAnswer):
+    """The answer to ``ca.memory.write``: ``{"ok": true}``, or ``{"error": ...}``."""
+
+    omit_defaults = frozenset({"ok", "error"})
+
+    ok: bool = False
 
 
 def record_id(step_id: str) -> str:

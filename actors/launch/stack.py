@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import json
 import os
 import signal
 import socket
@@ -32,7 +31,7 @@ from actors.memory.actor import MemoryActor
 from actors.observer.actor import Observer, TraceSink
 from actors.registry.actor import Registry
 from actors.runtime.logs import RUN_LOGS
-from actors.runtime.presence import ActorInfo, Load, Presence
+from actors.runtime.presence import ActorInfo, ActorReady, Load, Presence
 from actors.runtime.roster import RegistryView
 from actors.scheduler.actor import Scheduler
 from actors.tracking import prompt_fetcher
@@ -164,8 +163,7 @@ async def serve_actor(
             info.serves = ["ca.llm.complete"]
         presence = Presence(bus, info, heartbeat_s=settings.heartbeat_s, serves=serves, load=load, on_drain=stop.set)
         await presence.start()
-        ready = {"kind": kind, "id": actor_id, "pid": os.getpid()}
-        await bus.nc.publish(subjects.SYS_READY, json.dumps(ready).encode())
+        await bus.send(subjects.SYS_READY, ActorReady(kind=kind, id=actor_id, pid=os.getpid()))
         log.info("actor.ready", kind=kind)
         await _first(stop.wait(), main)
         stopper()

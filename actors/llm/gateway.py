@@ -119,11 +119,10 @@ class LLMGateway:
                     "error": reply.error,
                 },
             )
-        if msg.reply:
-            try:
-                await msg.respond(reply.model_dump_json().encode())
-            except Exception as exc:  # noqa: BLE001 - the requester gave up; nothing to answer
-                log.warning("llm_gateway.respond_failed", error=str(exc))
+        try:
+            await self._bus.respond(msg, reply)
+        except Exception as exc:  # noqa: BLE001 - the requester gave up; nothing to answer
+            log.warning("llm_gateway.respond_failed", error=str(exc))
 
 
 # Text kept per message in events: a long prompt must not push an event past NATS's payload limit.

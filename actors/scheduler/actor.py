@@ -3,7 +3,8 @@
 - publishes the plans of the flows it serves (versioned, in ``ca_plans``);
 - consumes ``ca.trigger.>`` (durable): validates inputs against the flow's state fields, creates the
   run record and the first work items, or rejects the trigger with a ``run.rejected`` event;
-- answers trigger *requests* with ``{"run_id": ...}`` (see `actors.scheduler.rendezvous`);
+- answers trigger *requests* with a `RunAnswer` ``{"run_id": ..., "status": ...}`` (see
+  `actors.scheduler.rendezvous`; the messages are in `actors.scheduler.messages`);
 - consumes ``ca.ctl.>`` (durable): a run reached END or a node failed for good;
 - serves ``ca.run.<id>.cmd`` (cancel), enforces ``config.execution.timeout``;
 - on start-up re-drives unfinished runs: re-arms their timeouts and re-launches runs whose first
@@ -30,6 +31,7 @@ from actors.runtime.consume import Drop, consume
 from actors.runtime.events import Emitter, warn_if_unserved
 from actors.runtime.roster import RegistryView
 from actors.runtime.runs import FINAL_STATUSES, RunRecord, RunStore
+from actors.scheduler.messages import Assigned, RunAnswer, RunCommand
 from actors.scheduler.rendezvous import Rendezvous, digest
 from bus import Bus, EventKind, RunEnded, decode, subjects, topology
 from configs import START, InputError, Settings, initial_state
@@ -111,7 +113,7 @@ class Scheduler:
         self._stopping.set()
 
     async def _pull(self, subject: str, durable: str, stream: str) -> Any:
-        sub = await self._bus.js.pull_subscribe(
+        return await self._bus.pull_subscribe(
             subject,
             durable=durable,
             stream=stream,
@@ -123,8 +125,6 @@ class Scheduler:
                 max_deliver=-1,
             ),
         )
-        self._bus.track(sub)
-        return sub
 
     # --- triggers ---------------------------------------------------------------------------------
 
@@ -137,13 +137,17 @@ class Scheduler:
         try:
             answer = await self._rendezvous.wait(digest(msg.subject, msg.data), timeout_s=10.0)
         except TimeoutError:
-            answer = {"error": "the trigger was not processed within 10s; is a scheduler consuming CA_TRIGGERS?"}
+            answer = RunAnswer(error="the trigger was not processed within 10s; is a scheduler consuming CA_TRIGGERS?")
         with contextlib.suppress(Exception):
-            await msg.respond(json.dumps(answer).encode())
+            await self._bus.respond(msg, answer)
 
     async def _on_assigned(self, msg: Msg) -> None:
-        payload = json.loads(msg.data)
-        self._rendezvous.announce(payload.pop("digest"), payload)
+        try:
+            assigned = Assigned.model_validate_json(msg.data)
+        except ValueError as exc:
+            log.warning("scheduler.bad_assignment", error=str(exc))
+            return
+        self._rendezvous.announce(assigned.digest, assigned.answer())
 
     async def _handle_trigger(self, msg: Msg) -> None:
         meta = msg.metadata
@@ -153,12 +157,13 @@ class Scheduler:
             answer = await self._start_run(run_id, msg.subject, msg.data, origin(msg.headers))
         finally:
             structlog.contextvars.unbind_contextvars("run_id")
-        announcement = {"digest": digest(msg.subject, msg.data), **answer}
-        await self._bus.nc.publish(subjects.SYS_ASSIGNED, json.dumps(announcement).encode())
+        key = digest(msg.subject, msg.data)
+        assigned = Assigned(digest=key, run_id=answer.run_id, status=answer.status, error=answer.error)
+        await self._bus.send(subjects.SYS_ASSIGNED, assigned)
 
     async def _start_run(
         self, run_id: str, subject: str, data: bytes, origin: dict[str, str] | None = None
-    ) -> dict[str, Any]:
+    ) -> RunAnswer:
         existing = await self._runs.get(run_id)
         if existing is not None:  # a redelivered trigger: make sure its first work (or its end) went out
             if existing.status == "running":
@@ -210,7 +215,7 @@ class Scheduler:
         log.info("run.started", flow=flow)
         return _answer(record)
 
-    async def _reject(self, run_id: str, flow: str, inputs: Any, problem: str) -> dict[str, Any]:
+    async def _reject(self, run_id: str, flow: str, inputs: Any, problem: str) -> RunAnswer:
         log.warning("run.rejected", flow=flow, reason=problem)
         record = RunRecord(
             run_id=run_id, flow=flow, status="rejected", inputs=inputs, error=problem, finished_at=time.time()
@@ -302,19 +307,16 @@ class Scheduler:
     async def _on_command(self, msg: Msg) -> None:
         run_id = subjects.run_of_cmd(msg.subject)
         try:
-            command = json.loads(msg.data or b"{}").get("cmd", "")
-        except (json.JSONDecodeError, AttributeError):
+            command = RunCommand.model_validate_json(msg.data or b"{}").cmd
+        except ValueError:
             command = ""
         if command == "cancel":
             record = await self._finish(run_id, "cancelled", error="cancelled by request")
             current = record or await self._runs.get(run_id)
-            answer: dict[str, Any] = (
-                {"run_id": run_id, "status": current.status} if current else {"error": f"no run {run_id}"}
-            )
+            answer = RunAnswer(run_id=run_id, status=current.status) if current else RunAnswer(error=f"no run {run_id}")
         else:
-            answer = {"error": f"unknown command {command!r}; valid: cancel"}
-        if msg.reply:
-            await msg.respond(json.dumps(answer).encode())
+            answer = RunAnswer(error=f"unknown command {command!r}; valid: cancel")
+        await self._bus.respond(msg, answer)
 
     # --- recovery ---------------------------------------------------------------------------------
 
@@ -360,11 +362,9 @@ class Scheduler:
         task.add_done_callback(self._tasks.discard)
 
 
-def _answer(record: RunRecord) -> dict[str, Any]:
-    answer: dict[str, Any] = {"run_id": record.run_id, "status": record.status}
-    if record.status in FINAL_STATUSES and record.error:
-        answer["error"] = record.error
-    return answer
+def _answer(record: RunRecord) -> RunAnswer:
+    error = record.error if record.status in FINAL_STATUSES and record.error else None
+    return RunAnswer(run_id=record.run_id, status=record.status, error=error)
 
 
 def _flow_token(flow: str) -> str:

@@ -153,7 +153,7 @@ class NodeWorker:
                 continue
             if self._only_nodes is not None and f"{plan.flow}.{node.id}" not in self._only_nodes:
                 continue
-            sub = await self._bus.js.pull_subscribe(
+            sub = await self._bus.pull_subscribe(
                 node.subject,
                 durable=node.durable,
                 stream=topology.WORK,
@@ -167,7 +167,6 @@ class NodeWorker:
                     max_ack_pending=-1,
                 ),
             )
-            self._bus.track(sub)
             self._serving[node.durable] = asyncio.create_task(
                 consume(
                     sub,
