@@ -24,11 +24,14 @@ class WireModel(BaseModel):
     @model_serializer(mode="wrap")
     def _sparse(self, handler: SerializerFunctionWrapHandler) -> Any:
         data = handler(self)
-        if isinstance(data, dict):
-            fields = type(self).model_fields
-            for name in self.omit_defaults:
-                if getattr(self, name) == fields[name].get_default(call_default_factory=True):
-                    data.pop(name, None)
+        return self._on_the_wire(data) if isinstance(data, dict) else data
+
+    def _on_the_wire(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The JSON object as sent: without the `omit_defaults` fields at their default (a subclass may drop more)."""
+        fields = type(self).model_fields
+        for name in self.omit_defaults:
+            if getattr(self, name) == fields[name].get_default(call_default_factory=True):
+                data.pop(name, None)
         return data
 
 

@@ -71,13 +71,13 @@ async def test_an_agent_node_calls_two_tools_before_it_answers(settings: Setting
         result = await run_flow(stack.client, "helper", {"question": "what is six times seven?"})
     assert result["status"] == "succeeded", result
     assert result["state"]["answer"] == "it is 42"
-    called = [e.data["tool"] for e in log.of("tool.called")]
+    called = [e.data.tool for e in log.of("tool.called")]
     assert called == ["calculator", "datetime_now"]
     finished = log.of("tool.finished")
-    assert finished[0].data["result"]["result"] == 42
-    assert finished[0].data["error"] is None
+    assert finished[0].data.result["result"] == 42
+    assert finished[0].data.error is None
     assert len(log.of("llm.called")) == 3
-    assert [e.data["tool_calls"] for e in log.of("llm.finished")] == [["calculator"], ["datetime_now"], []]
+    assert [e.data.tool_calls for e in log.of("llm.finished")] == [["calculator"], ["datetime_now"], []]
 
 
 async def test_a_failing_tool_fails_the_node_unless_on_error_continue(settings: Settings, tmp_path: Path) -> None:
@@ -311,7 +311,7 @@ async def test_a_call_that_would_pass_the_budget_is_refused_before_it_is_made(
     assert "budget exceeded" in result["error"]
     assert "max_cost_usd" in result["error"]
     assert fake.requests == [], "nothing was sent to the provider"
-    assert log.of("llm.finished")[0].data["ok"] is False
+    assert log.of("llm.finished")[0].data.ok is False
 
 
 async def test_spending_is_counted_and_a_paused_run_waits_with_a_clear_event(
@@ -335,7 +335,7 @@ async def test_spending_is_counted_and_a_paused_run_waits_with_a_clear_event(
         reply = (await trigger(st.client, "budgeted", {"topic": "t"})).model_dump()
         waiting = await log.wait_for("node.waiting", run_id=reply["run_id"])
         record = json.loads((await st.client.kv("ca_runs").get(reply["run_id"])).value or b"{}")
-    assert waiting.data["reason"].startswith("paused: budget exceeded")
+    assert waiting.data.reason.startswith("paused: budget exceeded")
     assert record["status"] == "running"
 
 
@@ -367,8 +367,8 @@ async def test_a_tool_pinned_to_an_actor_runs_on_that_actor(settings: Settings, 
     assert "--serve-tools" in missing["error"]
     assert result["status"] == "succeeded"
     finished = [e for e in log.of("tool.finished") if e.run_id == result["run_id"]]
-    assert finished[0].data["actor"] == "box"
-    assert finished[0].data["result"]["content"] == "only on the box"
+    assert finished[0].data.actor == "box"
+    assert finished[0].data.result["content"] == "only on the box"
 
 
 async def test_provider_limits_bound_concurrency_and_space_out_calls(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -182,14 +182,14 @@ async def test_a_postgres_outage_is_a_clear_error_and_the_run_recovers_when_it_r
             await proxy.cut()
             run_id = await start_run(bus, "chat", {"user_id": "ada", "message": "during"})
             trouble = await log.wait_for("node.retry", run_id=run_id, timeout_s=30)
-            assert trouble.data["kind"] == "memory"
-            assert "memory store unavailable" in trouble.data["error"]
+            assert trouble.data.kind == "memory"
+            assert "memory store unavailable" in trouble.data.error
             record = json.loads((await bus.kv("ca_runs").get(run_id)).value or b"{}")
             assert record["status"] == "running"
             assert record["steps"] == []
             await proxy.start()  # the same port again: the store's pool reconnects
             finished = await log.wait_for("run.finished", run_id=run_id, timeout_s=60)
-        assert "heard before" in finished.data["state"]["reply"]
+        assert "heard before" in finished.data.state["reply"]
     finally:
         import asyncpg
 

@@ -321,9 +321,9 @@ async def test_log_lines_of_a_run_are_also_events_of_the_run(settings: Settings,
         result = await run_flow(stack.client, "echo", {"message": "hello"})
         await log.wait_for("log", count=2, timeout_s=10)  # at least run.started and run.finished
     lines = log.of("log")
-    assert {"run.started", "run.finished"} <= {e.data["message"] for e in lines}
+    assert {"run.started", "run.finished"} <= {e.data.message for e in lines}
     assert all(e.run_id == result["run_id"] for e in lines)
-    started = next(e for e in lines if e.data["message"] == "run.started")
+    started = next(e for e in lines if e.data.message == "run.started")
     assert started.flow == "echo"
-    assert started.data["level"] == "info"
+    assert started.data.level == "info"
     assert started.sender.startswith("scheduler")

@@ -47,7 +47,7 @@ async def test_a_worker_killed_mid_step_has_its_step_redelivered_and_applied_onc
     record = json.loads((await actors.bus.kv("ca_runs").get(run_id)).value or b"{}")
     assert [s["node"] for s in record["steps"]] == ["n1", "n2", "n3", "n4", "n5"]
     assert record["status"] == "succeeded"
-    assert finished.data["state"]["e"] == record["state"]["e"]
+    assert finished.data.state["e"] == record["state"]["e"]
 
 
 @pytest.mark.timeout(120)
@@ -66,7 +66,7 @@ async def test_a_scheduler_restarted_mid_run_lets_the_run_complete(actors: Actor
     await actors.start("scheduler")
     await log.wait_for("run.finished", run_id=run_id, timeout_s=30)
     second = await log.wait_for("run.finished", count=2, timeout_s=60)
-    assert second.data["state"]["text"] == "while down"
+    assert second.data.state["text"] == "while down"
     assert len(log.of("run.finished", run_id)) == 1
 
 
@@ -98,8 +98,8 @@ async def test_a_worker_killed_mid_map_still_yields_every_item_once_in_order(act
     actors.kill(doomed)
     await actors.start("worker")
     finished = await log.wait_for("run.finished", run_id=run_id, timeout_s=90)
-    done = Counter(e.data["index"] for e in log.of("node.finished", run_id) if e.node == "fetch")
+    done = Counter(e.data.index for e in log.of("node.finished", run_id) if e.node == "fetch")
     assert done == Counter(range(9)), "each item finished exactly once"
-    pages = finished.data["state"]["pages"]
+    pages = finished.data.state["pages"]
     assert len(pages) == 9
     assert [p.split("for: Fetch ")[1].split(" ")[0] for p in pages] == items

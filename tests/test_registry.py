@@ -101,7 +101,7 @@ async def test_a_drained_agent_finishes_its_step_then_deregisters(stack: Actors)
         answer = json.loads((await nc.request(subjects.registry_drain("drainee"), b"{}", timeout=5)).data)
     assert answer == {"ok": True}
     finished = await log.wait_for("run.finished", run_id=run_id)
-    assert finished.data["status"] == "succeeded"
+    assert finished.data.status == "succeeded"
     assert await asyncio.to_thread(agent.wait, 20) == 0
     await wait_status(stack, "drainee", None, timeout_s=5)
 
@@ -127,7 +127,7 @@ async def test_a_run_whose_node_has_no_live_worker_says_it_is_waiting(stack: Act
     assert waiting.node == "draft"
     await stack.start_agent("--name", "drafter", "--nodes", "demo.draft,demo.title")
     finished = await log.wait_for("run.finished", run_id=run_id, timeout_s=30)
-    assert finished.data["status"] == "succeeded"
+    assert finished.data.status == "succeeded"
 
 
 @pytest.mark.timeout(120)

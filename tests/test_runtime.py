@@ -68,7 +68,7 @@ async def test_a_plain_publish_without_a_reply_still_runs(settings: Settings) ->
         log = await EventLog().start(stack.client)
         await stack.client.send(subjects.trigger("echo"), TriggerInputs({"message": "fire and forget"}))
         finished = await log.wait_for("run.finished")
-    assert finished.data["state"]["message"] == "fire and forget"
+    assert finished.data.state["message"] == "fire and forget"
     assert next(e.kind for e in log.events if e.run_id == finished.run_id) == "run.started"
 
 
@@ -107,7 +107,7 @@ async def test_bad_trigger_payloads_are_rejected_and_the_scheduler_keeps_serving
     assert good["status"] == "succeeded"
     rejected = log.of("run.rejected")
     assert len(rejected) == 5
-    reasons = " | ".join(e.data["error"] for e in rejected)
+    reasons = " | ".join(e.data.error for e in rejected)
     assert "not valid JSON" in reasons
     assert "mesage" in reasons
     assert unknown["status"] == "rejected"
@@ -121,7 +121,7 @@ async def test_a_trigger_published_while_no_actor_runs_is_run_when_they_come_up(
         log = await EventLog().start(bus)
         async with LocalStack(settings, plans(SEEDS / "echo.yaml"), embedded=False):
             finished = await log.wait_for("run.finished")
-    assert finished.data["state"]["message"] == "queued"
+    assert finished.data.state["message"] == "queued"
 
 
 async def test_a_bad_output_is_retried_with_the_validation_error(settings: Settings, tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ async def test_a_bad_output_is_retried_with_the_validation_error(settings: Setti
     assert result["state"]["result"] == "ok hi"
     retry = log.of("node.retry")
     assert len(retry) == 1
-    assert "result" in retry[0].data["error"]
+    assert "result" in retry[0].data.error
 
 
 async def test_a_node_that_never_answers_validly_fails_the_run(settings: Settings, tmp_path: Path) -> None:

@@ -28,8 +28,18 @@ from bus import (
     DeadLetter,
     Empty,
     Event,
+    LLMFinishedData,
+    LogData,
+    NodeFailedData,
+    NodeFinishedData,
+    NodeRetryData,
+    NodeStartedData,
     NoResponderError,
     RequestTimeoutError,
+    RunEndData,
+    RunRejectedData,
+    RunStartedData,
+    ToolFinishedData,
     subjects,
     topology,
 )
@@ -171,20 +181,25 @@ class Progress:
             return
         at = f"{time.perf_counter() - self._t0:7.2f}s"
         where = event.node or ""
-        if event.kind == "node.started":
-            line = f"  ▶ {where}"
-        elif event.kind == "node.finished":
-            line = f"  ✓ {where}  {event.data.get('duration_ms', 0):.1f} ms"
-        elif event.kind == "node.retry":
-            line = f"  ↻ {where}  attempt {event.data.get('attempt')}: {event.data.get('error', '')[:120]}"
-        elif event.kind == "node.failed":
-            line = f"  ✗ {where}  {event.data.get('error', '')}"
-        elif event.kind == "log":
-            line = f"  · {where}  {event.data.get('level', '')}: {event.data.get('message', '')}"
-        elif event.kind == "run.started":
-            line = f"run {event.run_id} of {event.flow} started"
-        else:
-            line = f"{event.kind}: {event.data.get('error') or event.data.get('status', '')}"
+        match event.data:
+            case NodeStartedData():
+                line = f"  ▶ {where}"
+            case NodeFinishedData(duration_ms=duration_ms):
+                line = f"  ✓ {where}  {duration_ms or 0:.1f} ms"
+            case NodeRetryData(attempt=attempt, error=error):
+                line = f"  ↻ {where}  attempt {attempt}: {error[:120]}"
+            case NodeFailedData(error=error):
+                line = f"  ✗ {where}  {error}"
+            case LogData(level=level, message=message):
+                line = f"  · {where}  {level}: {message}"
+            case RunStartedData():
+                line = f"run {event.run_id} of {event.flow} started"
+            case RunEndData(status=status, error=error):
+                line = f"{event.kind}: {error or status}"
+            case RunRejectedData(error=error) | ToolFinishedData(error=error) | LLMFinishedData(error=error):
+                line = f"{event.kind}: {error or ''}"
+            case _:
+                line = f"{event.kind}: "
         print(f"{at} {line}", file=sys.stderr, flush=True)
 
 

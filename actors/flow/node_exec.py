@@ -18,6 +18,7 @@ from typing import Any
 
 from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
 from actors.tools import Tool, ToolContext, ToolError, get_tool, openai_tool_spec, run_tool
+from bus import ToolCalledData, ToolFinishedData
 from configs import (
     FlowSpec,
     LLMSpec,
@@ -123,7 +124,8 @@ def _system_prompt(spec: FlowSpec, node: NodeSpec, schema: Mapping[str, Any]) ->
     )
 
 
-EventCallback = Callable[[str, dict[str, Any]], Awaitable[None]]
+# Announces a tool call of an agent node (``tool.called`` / ``tool.finished``).
+EventCallback = Callable[[ToolCalledData | ToolFinishedData], Awaitable[None]]
 # Runs a tool on another actor: (actor name, tool name, arguments) -> result; raises ToolError.
 RemoteTools = Callable[[str, str, Mapping[str, Any]], Awaitable[Any]]
 DEFAULT_MAX_TOOL_CALLS = 10
@@ -294,7 +296,7 @@ async def _call_tool(
     remote: RemoteTools | None,
 ) -> Any:
     if on_event is not None:
-        await on_event("tool.called", {"tool": call.name, "arguments": call.arguments, "call_id": call.id})
+        await on_event(ToolCalledData(tool=call.name, arguments=call.arguments, call_id=call.id))
     started = time.perf_counter()
     entry = tools.get(call.name)
     try:
@@ -312,12 +314,15 @@ async def _call_tool(
         result = {"error": error}
     took = round((time.perf_counter() - started) * 1000, 3)
     if on_event is not None:
-        data = {"tool": call.name, "call_id": call.id, "duration_ms": took, "error": error}
-        if entry is not None and entry.actor is not None:
-            data["actor"] = entry.actor
-        if error is None:
-            data["result"] = result
-        await on_event("tool.finished", data)
+        finished = ToolFinishedData(
+            tool=call.name,
+            call_id=call.id,
+            duration_ms=took,
+            error=error,
+            actor=entry.actor if entry is not None else None,
+            result=result if error is None else None,
+        )
+        await on_event(finished)
     if error is not None and (entry is None or entry.on_error != "continue"):
         raise NodeFailed(f"tool {call.name} failed: {error}")
     return result

@@ -33,7 +33,18 @@ from actors.runtime.roster import RegistryView
 from actors.runtime.runs import FINAL_STATUSES, RunRecord, RunStore
 from actors.scheduler.messages import Assigned, RunAnswer, RunCommand
 from actors.scheduler.rendezvous import Rendezvous, digest
-from bus import Bus, EventKind, RunEnded, decode, subjects, topology
+from bus import (
+    Bus,
+    RunCancelledData,
+    RunEnded,
+    RunFailedData,
+    RunFinishedData,
+    RunRejectedData,
+    RunStartedData,
+    decode,
+    subjects,
+    topology,
+)
 from configs import START, InputError, Settings, initial_state
 from configs._issues import closest
 
@@ -45,6 +56,12 @@ TRIGGER_DURABLE = "scheduler-triggers"
 SOURCE_HEADER = "Ca-Source"
 SESSION_HEADER = "Ca-Session"
 CTL_DURABLE = "scheduler-ctl"
+# The event that announces each final status but `rejected` (which has its own, `run.rejected`).
+_END_DATA: dict[str, type[RunFinishedData | RunFailedData | RunCancelledData]] = {
+    "succeeded": RunFinishedData,
+    "failed": RunFailedData,
+    "cancelled": RunCancelledData,
+}
 
 
 def make_run_id(stored_at: float, stream_seq: int) -> str:
@@ -277,22 +294,18 @@ class Scheduler:
         now = record.finished_at or time.time()
         if record.status == "rejected":
             await self._events.emit(
-                "run.rejected",
+                RunRejectedData(error=record.error),
                 run_id=record.run_id,
                 flow=_flow_token(record.flow),
-                data={"error": record.error},
                 dedup=record.run_id,
             )
             return
         duration_ms = round((now - record.created_at) * 1000, 3)
-        kind: EventKind = {"succeeded": "run.finished", "failed": "run.failed", "cancelled": "run.cancelled"}[
-            record.status
-        ]  # type: ignore[assignment]  # the final statuses other than rejected
-        data: dict[str, Any] = {"status": record.status, "duration_ms": duration_ms, "state": record.state}
-        if record.error:
-            data["error"] = record.error
-        await self._events.emit(kind, run_id=record.run_id, flow=record.flow, node=node, data=data, dedup=record.run_id)
-        log.info(kind, run_id=record.run_id, flow=record.flow, duration_ms=duration_ms, error=record.error)
+        data = _END_DATA[record.status](
+            status=record.status, duration_ms=duration_ms, state=record.state, error=record.error or None
+        )
+        await self._events.emit(data, run_id=record.run_id, flow=record.flow, node=node, dedup=record.run_id)
+        log.info(data.KIND, run_id=record.run_id, flow=record.flow, duration_ms=duration_ms, error=record.error)
 
     def _arm_timeout(self, record: RunRecord) -> None:
         if record.timeout_s is None or record.run_id in self._timers:
@@ -343,10 +356,10 @@ class Scheduler:
 
     async def _launch(self, record: RunRecord, plan: Plan, moves: Moves) -> None:
         """Announce a new run and publish its first work (or its end, for a flow with nothing to do)."""
-        data = {"plan_version": plan.version, "inputs": record.inputs, "source": record.source}
-        if record.session:
-            data["session"] = record.session
-        await self._events.emit("run.started", run_id=record.run_id, flow=record.flow, data=data, dedup=record.run_id)
+        started = RunStartedData(
+            plan_version=plan.version, inputs=record.inputs, source=record.source, session=record.session or None
+        )
+        await self._events.emit(started, run_id=record.run_id, flow=record.flow, dedup=record.run_id)
         for item in moves.work:
             await warn_if_unserved(self._registry, self._events, item)
             await self._bus.publish(subjects.work(record.flow, item.node), item, msg_id=item.step_id)
