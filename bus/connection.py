@@ -104,9 +104,16 @@ class Bus:
     # --- publishing -------------------------------------------------------------------------------
 
     async def publish(self, subject: str, msg: BaseModel, *, msg_id: str | None = None) -> None:
-        """Publish a message durably to JetStream (waiting for its ack); `msg_id` makes re-publishing it a no-op."""
+        """Publish a message durably to JetStream (waiting for its ack); `msg_id` makes re-publishing it a no-op.
+
+        Raises:
+            BusError: the stream did not take it.
+        """
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        await self._jetstream.publish(subject, msg.model_dump_json().encode(), headers=headers)
+        try:
+            await self._jetstream.publish(subject, msg.model_dump_json().encode(), headers=headers)
+        except NatsError as exc:
+            raise BusError(f"publish failed: {exc}", subject=subject) from exc
 
     async def publish_nowait(self, subject: str, msg: BaseModel, *, msg_id: str | None = None) -> None:
         """Publish into a stream without waiting for its acknowledgement (events: order kept, no round trip).
@@ -117,8 +124,15 @@ class Bus:
         await self.send(subject, msg, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
 
     async def send(self, subject: str, msg: BaseModel, *, headers: dict[str, str] | None = None) -> None:
-        """Publish on core NATS: to whoever listens now, at most once (heartbeats, announcements)."""
-        await self._client.publish(subject, msg.model_dump_json().encode(), headers=headers)
+        """Publish on core NATS: to whoever listens now, at most once (heartbeats, announcements).
+
+        Raises:
+            BusError: the connection is closed or its buffer is full.
+        """
+        try:
+            await self._client.publish(subject, msg.model_dump_json().encode(), headers=headers)
+        except NatsError as exc:
+            raise BusError(f"send failed: {exc}", subject=subject) from exc
 
     async def flush(self, timeout_s: float = 2.0) -> None:
         """Wait until the server has everything published so far.
@@ -166,9 +180,13 @@ class Bus:
             raise BadReplyError(subject, reply.__name__, problem) from None
 
     async def respond(self, msg: Msg, answer: BaseModel) -> None:
-        """Answer a request; nothing happens when `msg` was a plain publish (no reply inbox)."""
+        """Answer a request; nothing happens when `msg` was a plain publish (no reply inbox).
+
+        Raises:
+            BusError: the answer could not be sent.
+        """
         if msg.reply:
-            await self._client.publish(msg.reply, answer.model_dump_json().encode())
+            await self.send(msg.reply, answer)
 
     async def gather(self, subject: str, body: BaseModel, reply: type[M], *, wait_s: float) -> list[M]:
         """Ask everyone listening on `subject` and collect the valid answers that come within `wait_s`."""

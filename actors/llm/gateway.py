@@ -11,7 +11,6 @@ from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 
 from actors.flow.llm import LLMReply, LLMRequest
 from actors.llm.backend import LLMBackend
@@ -68,7 +67,7 @@ class LLMGateway:
                 sender=self._bus.name,
             )
             await self._bus.publish_nowait(subjects.event(request.run_id, data.KIND), event)
-        except (ValueError, BusError, NatsError) as exc:  # an event never stops the answer
+        except (ValueError, BusError) as exc:  # an event never stops the answer
             log.warning("llm_gateway.event_failed", error=str(exc))
 
     async def stop(self) -> None:
