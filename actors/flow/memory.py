@@ -128,11 +128,14 @@ class MemoryWrite(BaseModel):
 
 
 class MemoryAnswer(WireModel):
-    """What the memory actor answers; `error` when it could not serve the request."""
+    """What the memory actor answers; `error` when it could not serve the request (then nothing else)."""
 
     omit_defaults = frozenset({"error"})
 
     error: str | None = None
+
+    def _on_the_wire(self, data: dict[str, Any]) -> dict[str, Any]:
+        return super()._on_the_wire(data) if self.error is None else {"error": self.error}
 
 
 class MemoryRecords(MemoryAnswer):
@@ -143,8 +146,6 @@ class MemoryRecords(MemoryAnswer):
 
 class MemoryWritten(MemoryAnswer):
     """The answer to ``ca.memory.write``: ``{"ok": true}``, or ``{"error": ...}``."""
-
-    omit_defaults = frozenset({"ok", "error"})
 
     ok: bool = False
 

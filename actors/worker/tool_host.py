@@ -29,12 +29,13 @@ class ToolArguments(RootModel[dict[str, Any]]):
 
 
 class ToolAnswer(WireModel):
-    """What the tool returned (JSON), or ``{"error": ...}``."""
-
-    omit_defaults = frozenset({"error"})
+    """``{"result": ...}``: what the tool returned (JSON), or ``{"error": ...}``."""
 
     result: Any = None
     error: str | None = None
+
+    def _on_the_wire(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"result": self.result} if self.error is None else {"error": self.error}
 
 
 class ToolHost:
