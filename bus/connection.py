@@ -1,4 +1,8 @@
-"""A connection to NATS with JetStream, the ca-actors topology and a clean drain-then-close."""
+"""A connection to NATS with JetStream, the ca-actors topology and a clean drain-then-close.
+
+`Bus` is the only holder of nats-py's client and JetStream context: actors publish, ask, answer,
+subscribe and read streams through its methods, with pydantic models as bodies.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,30 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import nats
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import NoServersError
+from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError, NoServersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from bus import topology
-from configs.errors import BusError
+from bus.replay import Replay
+from configs.errors import BadReplyError, BusError, NoResponderError, RequestTimeoutError
 
 log = structlog.get_logger(__name__)
 
 MsgHandler = Callable[[Msg], Awaitable[None]]
+M = TypeVar("M", bound=BaseModel)
 
 
 class BusStatus(StrEnum):
@@ -44,7 +54,8 @@ class Bus:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._kv: dict[str, KeyValue] = {}
-        self._subs: list[Subscription] = []
+        # Unsubscribed before draining on close: an open pull subscription makes drain hang.
+        self._subs: list[Subscription | JetStreamContext.PullSubscription] = []
 
     async def connect(self, *, timeout_s: float = 10.0) -> Self:
         """Connect (retrying until `timeout_s`), then set up streams and buckets idempotently.
@@ -77,13 +88,13 @@ class Bus:
         return self
 
     @property
-    def nc(self) -> Client:
+    def _client(self) -> Client:
         if self._nc is None:
             raise BusError("bus is not connected")
         return self._nc
 
     @property
-    def js(self) -> JetStreamContext:
+    def _jetstream(self) -> JetStreamContext:
         if self._js is None:
             raise BusError("bus is not connected")
         return self._js
@@ -92,10 +103,19 @@ class Bus:
         """One of the buckets named in `bus.topology`."""
         return self._kv[bucket]
 
+    # --- publishing -------------------------------------------------------------------------------
+
     async def publish(self, subject: str, msg: BaseModel, *, msg_id: str | None = None) -> None:
-        """Publish a message durably to JetStream; `msg_id` makes re-publishing it a no-op."""
+        """Publish a message durably to JetStream (waiting for its ack); `msg_id` makes re-publishing it a no-op.
+
+        Raises:
+            BusError: the stream did not take it.
+        """
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        await self.js.publish(subject, msg.model_dump_json().encode(), headers=headers)
+        try:
+            await self._jetstream.publish(subject, msg.model_dump_json().encode(), headers=headers)
+        except NatsError as exc:
+            raise BusError(f"publish failed: {exc}", subject=subject) from exc
 
     async def publish_nowait(self, subject: str, msg: BaseModel, *, msg_id: str | None = None) -> None:
         """Publish into a stream without waiting for its acknowledgement (events: order kept, no round trip).
@@ -103,20 +123,134 @@ class Bus:
         Messages leave in order on this connection, so the stream stores them in publish order; the
         server still deduplicates by `msg_id`.
         """
-        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        await self.nc.publish(subject, msg.model_dump_json().encode(), headers=headers)
+        await self.send(subject, msg, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
+
+    async def send(self, subject: str, msg: BaseModel, *, headers: dict[str, str] | None = None) -> None:
+        """Publish on core NATS: to whoever listens now, at most once (heartbeats, announcements).
+
+        Raises:
+            BusError: the connection is closed or its buffer is full.
+        """
+        try:
+            await self._client.publish(subject, msg.model_dump_json().encode(), headers=headers)
+        except NatsError as exc:
+            raise BusError(f"send failed: {exc}", subject=subject) from exc
+
+    async def flush(self, timeout_s: float = 2.0) -> None:
+        """Wait until the server has everything published so far.
+
+        Raises:
+            BusError: it did not confirm within `timeout_s`.
+        """
+        try:
+            await self._client.flush(timeout=max(1, round(timeout_s)))
+        except (NatsError, TimeoutError) as exc:
+            raise BusError(f"flush failed: {exc or 'timed out'}") from exc
+
+    # --- requests ---------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        subject: str,
+        body: BaseModel,
+        reply: type[M],
+        *,
+        timeout_s: float,
+        headers: dict[str, str] | None = None,
+    ) -> M:
+        """Ask whoever serves `subject` (one member of its queue group) and read the answer as `reply`.
+
+        Raises:
+            NoResponderError: nobody serves `subject`.
+            RequestTimeoutError: no answer within `timeout_s` (also a `TimeoutError`).
+            BadReplyError: the answer is not a valid `reply`.
+            BusError: the connection failed.
+        """
+        try:
+            data = body.model_dump_json().encode()
+            msg = await self._client.request(subject, data, timeout=timeout_s, headers=headers)
+        except NoRespondersError:
+            raise NoResponderError(subject) from None
+        except (NatsTimeoutError, TimeoutError):
+            raise RequestTimeoutError(subject, timeout_s) from None
+        except NatsError as exc:
+            raise BusError(f"request failed: {exc}", subject=subject) from exc
+        try:
+            return reply.model_validate_json(msg.data)
+        except ValidationError as exc:
+            problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            raise BadReplyError(subject, reply.__name__, problem) from None
+
+    async def respond(self, msg: Msg, answer: BaseModel) -> None:
+        """Answer a request; nothing happens when `msg` was a plain publish (no reply inbox).
+
+        Raises:
+            BusError: the answer could not be sent.
+        """
+        if msg.reply:
+            await self.send(msg.reply, answer)
+
+    async def gather(self, subject: str, body: BaseModel, reply: type[M], *, wait_s: float) -> list[M]:
+        """Ask everyone listening on `subject` and collect the valid answers that come within `wait_s`."""
+        inbox = self._client.new_inbox()
+        answers: list[M] = []
+
+        async def on_answer(msg: Msg) -> None:
+            with contextlib.suppress(ValidationError):
+                answers.append(reply.model_validate_json(msg.data))
+
+        sub = await self._client.subscribe(inbox, cb=on_answer)
+        try:
+            await self._client.publish(subject, body.model_dump_json().encode(), reply=inbox)
+            await asyncio.sleep(wait_s)
+        finally:
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
+        return answers
+
+    # --- subscriptions ----------------------------------------------------------------------------
 
     async def subscribe(self, subject: str, cb: MsgHandler, *, queue: str = "") -> Subscription:
         """A core NATS subscription, unsubscribed on `close()`."""
-        sub = await self.nc.subscribe(subject, queue=queue, cb=cb)
+        sub = await self._client.subscribe(subject, queue=queue, cb=cb)
         self._subs.append(sub)
         return sub
 
-    def track(self, sub: Subscription | JetStreamContext.PullSubscription) -> None:
-        """Remember a subscription made through `js`/`nc` directly so `close()` unsubscribes it first."""
-        inner = getattr(sub, "_sub", sub)
-        if isinstance(inner, Subscription):
-            self._subs.append(inner)
+    async def pull_subscribe(
+        self, subject: str, *, durable: str, stream: str, config: ConsumerConfig
+    ) -> JetStreamContext.PullSubscription:
+        """A durable pull consumer (created or updated with `config`), unsubscribed on `close()`."""
+        sub = await self._jetstream.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+        self._subs.append(sub)
+        return sub
+
+    def replay(self, subject: str, model: type[M]) -> Replay[M]:
+        """Read `subject` from the first message its stream holds, as `model` (``async with bus.replay(...)``)."""
+
+        async def open_sub() -> JetStreamContext.PushSubscription:
+            sub = await self._jetstream.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+            self._subs.append(sub)
+            return sub
+
+        async def close_sub(sub: JetStreamContext.PushSubscription) -> None:
+            with contextlib.suppress(ValueError):
+                self._subs.remove(sub)
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
+
+        return Replay(subject, model, open_sub=open_sub, close_sub=close_sub)
+
+    async def delete_consumer(self, stream: str, durable: str) -> bool:
+        """Remove a durable consumer; False when there was none."""
+        try:
+            await self._jetstream.delete_consumer(stream, durable)
+        except NotFoundError:
+            return False
+        return True
+
+    async def stream_created(self, stream: str) -> str:
+        """When a stream was created: it tells this instance of the stream from any other of that name."""
+        return str((await self._jetstream.stream_info(stream)).created)
 
     async def close(self) -> None:
         """Unsubscribe everything (a pull subscription would make drain hang), drain, close. Idempotent."""
@@ -124,10 +258,10 @@ class Bus:
             self.status = BusStatus.CLOSED
             return
         self.status = BusStatus.CLOSED
-        for sub in self._subs:
+        subs, self._subs = self._subs, []
+        for sub in subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        self._subs.clear()
         nc = self._nc
         try:
             await asyncio.wait_for(nc.drain(), timeout=5)

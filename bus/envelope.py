@@ -2,7 +2,8 @@
 
 Every message carries `v`, `id`, `kind`, `run_id` (the correlation id), `causation_id`, `sender` and
 `ts`. Work items and control messages drive runs; events describe them (their `kind` is the event kind,
-so any NATS client reading ``ca.evt.>`` sees ``{"kind": "run.started", ...}``).
+so any NATS client reading ``ca.evt.>`` sees ``{"kind": "run.started", ...}``), and an event's `data`
+is the model of its kind (`bus.events`).
 """
 
 from __future__ import annotations
@@ -11,29 +12,17 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
-EventKind = Literal[
-    "run.started",
-    "run.finished",
-    "run.failed",
-    "run.rejected",
-    "run.cancelled",
-    "node.started",
-    "node.finished",
-    "node.failed",
-    "node.retry",
-    "node.waiting",
-    # The step finished after its run had ended (cancelled, timed out): its outputs were not used.
-    "node.discarded",
-    "tool.called",
-    "tool.finished",
-    "llm.called",
-    "llm.finished",
-    # A log line of an actor about the run (level, message, fields).
-    "log",
-]
-TERMINAL_EVENTS: frozenset[str] = frozenset({"run.finished", "run.failed", "run.rejected", "run.cancelled"})
+from bus.events import DATA_OF_KIND, AnyEventData, EventData, EventKind
 
 
 def new_id() -> str:
@@ -114,13 +103,52 @@ class RunEnded(_Msg):
 
 
 class Event(_Msg):
-    """Something that happened in a run, published on ``ca.evt.<run>.<kind>``."""
+    """Something that happened in a run, published on ``ca.evt.<run>.<kind>``; `data` is the model of its kind."""
 
     kind: EventKind
     flow: str
     node: str | None = None
     step_id: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: AnyEventData
+
+    @field_validator("data", mode="wrap")
+    @classmethod
+    def _data_of_its_kind(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> EventData:
+        # The envelope's kind says which model the data is (the JSON of the data does not say it itself).
+        kind = info.data.get("kind")
+        if kind is None:
+            raise ValueError("the event has no valid kind, so its data cannot be read")
+        model = DATA_OF_KIND[kind]
+        if isinstance(value, EventData):
+            if isinstance(value, model):
+                return value
+            raise ValueError(f"the data of a {kind} event is {model.__name__}, not {type(value).__name__}")
+        data: EventData = model.model_validate(value)
+        return data
+
+    @classmethod
+    def of(
+        cls,
+        data: AnyEventData,
+        *,
+        run_id: str,
+        flow: str,
+        node: str | None = None,
+        step_id: str | None = None,
+        causation_id: str | None = None,
+        sender: str = "",
+    ) -> Event:
+        """The event that carries `data` (its kind is the data's)."""
+        return cls(
+            kind=data.KIND,
+            run_id=run_id,
+            flow=flow,
+            node=node,
+            step_id=step_id,
+            data=data,
+            causation_id=causation_id,
+            sender=sender,
+        )
 
 
 Message = Annotated[WorkItem | RunEnded | Event | DeadLetter, Field(discriminator="kind")]

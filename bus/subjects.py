@@ -20,6 +20,8 @@ TRIGGER_ALL = f"{PREFIX}.trigger.>"
 WORK_ALL = f"{PREFIX}.work.>"
 CTL_ALL = f"{PREFIX}.ctl.>"
 EVENTS_ALL = f"{PREFIX}.evt.>"
+# The run.* events (started, finished, failed, ...) of every run.
+RUN_EVENTS_ALL = f"{PREFIX}.evt.*.run.*"
 DLQ_ALL = f"{PREFIX}.dlq.>"
 RUN_CMD_ALL = f"{PREFIX}.run.*.cmd"
 MEMORY_READ = f"{PREFIX}.memory.read"

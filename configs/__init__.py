@@ -49,7 +49,14 @@ from configs._templates import (
 )
 from configs._types import initial_state, python_type, state_model, types_compatible
 from configs._validate import check_flow
-from configs.errors import ActorError, BusError, CaActorsError, LLMError
+from configs.errors import (
+    ActorError,
+    BadReplyError,
+    BusError,
+    CaActorsError,
+    NoResponderError,
+    RequestTimeoutError,
+)
 from configs.settings import Settings
 
 __all__ = [
@@ -61,6 +68,7 @@ __all__ = [
     "START",
     "ABTestSpec",
     "ActorError",
+    "BadReplyError",
     "BudgetSpec",
     "BusError",
     "CaActorsError",
@@ -81,12 +89,12 @@ __all__ = [
     "ForeachSpec",
     "GateSpec",
     "InputError",
-    "LLMError",
     "LLMSpec",
     "LoadedFlow",
     "LoopSpec",
     "MapInfo",
     "MemorySpec",
+    "NoResponderError",
     "NodeOverride",
     "NodeSpec",
     "OutputError",
@@ -95,6 +103,7 @@ __all__ = [
     "ParallelSpec",
     "PathRef",
     "Placeholder",
+    "RequestTimeoutError",
     "RetrySpec",
     "RouteSpec",
     "RuntimeConfig",

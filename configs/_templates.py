@@ -20,7 +20,7 @@ RUNTIME_NAMES: tuple[str, ...] = ("item", "index", "memory")
 _PLACEHOLDER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 
 
-class TemplateSyntaxError(ValueError):
+class TemplateSyntaxError(CaActorsError, ValueError):
     """A template is malformed; `offset` is the index of the offending character."""
 
     def __init__(self, message: str, offset: int) -> None:

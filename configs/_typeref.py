@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from configs._issues import closest
+from configs.errors import CaActorsError
 
 Kind = Literal["str", "int", "float", "bool", "list", "dict", "object", "any"]
 SCALARS: frozenset[str] = frozenset({"str", "int", "float", "bool"})
@@ -55,7 +56,7 @@ class TypeRef:
 ANY = TypeRef("any")
 
 
-class TypeStringError(ValueError):
+class TypeStringError(CaActorsError, ValueError):
     """A type string or an object schema is invalid.
 
     `path` locates the problem inside the `schema:` mapping (empty for the type string itself).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import json
@@ -11,17 +12,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import nats
+from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
 
 from actors.cli.console import trigger_and_wait
 from actors.flow import load_flows
 from actors.flow.plan import Plan
-from bus import Bus, Event, decode, subjects
+from actors.runtime.presence import ActorReady
+from actors.scheduler.messages import RunAnswer, TriggerInputs
+from bus import Bus, BusError, Event, Replay, subjects
 from tests.conftest import ROOT
 
 T = TypeVar("T")
@@ -32,6 +36,28 @@ def plans(*paths: Path) -> list[Plan]:
     flow_set = load_flows(paths)
     assert not flow_set.errors, flow_set.errors
     return flow_set.plans
+
+
+async def trigger(bus: Bus, flow: str, inputs: dict[str, Any], headers: dict[str, str] | None = None) -> RunAnswer:
+    """Start a run by request, as the CLI does, and return the scheduler's answer."""
+    return await bus.request(subjects.trigger(flow), TriggerInputs(inputs), RunAnswer, timeout_s=10, headers=headers)
+
+
+async def start_run(bus: Bus, flow: str, inputs: dict[str, Any]) -> str:
+    """The id of a run started by request (failing the test when none was made)."""
+    answer = await trigger(bus, flow, inputs)
+    assert answer.run_id is not None, answer
+    return answer.run_id
+
+
+@contextlib.asynccontextmanager
+async def outside_client(url: str) -> AsyncIterator[Client]:
+    """A plain nats-py connection: what any NATS client sees and sends, bytes and all."""
+    nc = await nats.connect(url)
+    try:
+        yield nc
+    finally:
+        await nc.close()
 
 
 async def run_flow(bus: Bus, flow: str, inputs: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
@@ -51,19 +77,23 @@ class EventLog:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self._changed = asyncio.Event()
+        self._reading: asyncio.Task[None] | None = None
 
     async def start(self, bus: Bus) -> EventLog:
-        sub = await bus.js.subscribe(
-            subjects.EVENTS_ALL, cb=self._on, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
-        )
-        bus.track(sub)
+        """Read from the first stored event on, until `bus` closes."""
+        replay = await bus.replay(subjects.EVENTS_ALL, Event).open()
+        self._reading = asyncio.create_task(self._read(replay))
         return self
 
-    async def _on(self, msg: Msg) -> None:
-        event = decode(msg.data)
-        assert isinstance(event, Event)
-        self.events.append(event)
-        self._changed.set()
+    async def _read(self, replay: Replay[Event]) -> None:
+        try:
+            while True:
+                event = await replay.next(timeout_s=0.5)
+                if event is not None:
+                    self.events.append(event)
+                    self._changed.set()
+        except BusError:
+            return  # the bus closed
 
     def of(self, kind: str, run_id: str | None = None) -> list[Event]:
         return [e for e in self.events if e.kind == kind and (run_id is None or e.run_id == run_id)]
@@ -151,11 +181,11 @@ class Actors:
         self.flows = flows
         self.llm = llm
         self.procs: list[subprocess.Popen[bytes]] = []
-        self._ready: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+        self._ready: asyncio.Queue[ActorReady] = asyncio.Queue()
 
     async def listen(self) -> None:
         async def on_ready(msg: Msg) -> None:
-            await self._ready.put(json.loads(msg.data))
+            await self._ready.put(ActorReady.model_validate_json(msg.data))
 
         await self.bus.subscribe(subjects.SYS_READY, on_ready)
 
@@ -176,7 +206,7 @@ class Actors:
         self.procs.append(proc)
         async with asyncio.timeout(30):
             announced = await self._ready.get()
-        assert announced["pid"] == proc.pid
+        assert announced.pid == proc.pid
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:

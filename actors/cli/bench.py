@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import statistics
 import tempfile
 import time
@@ -30,8 +29,10 @@ from actors.flow.node_exec import run_llm_node
 from actors.flow.plan import Plan, compile_plan
 from actors.launch import LocalStack
 from actors.llm.backend import LLMBackend
-from bus import TERMINAL_EVENTS, Bus, subjects
+from actors.scheduler.messages import RunAnswer, TriggerInputs
+from bus import TERMINAL_EVENTS, Bus, Event, decode, subjects
 from configs import Settings, initial_state, load_flow_text
+from configs.errors import ActorError
 
 ENGINES = ("bus", "langgraph", "langgraph_sqlite")
 
@@ -112,17 +113,21 @@ async def _bus_runs(bus: Bus, flow: str, count: int, inputs: dict[str, Any]) -> 
     run_ids: set[str] = set()
 
     async def on_end(msg: Msg) -> None:
-        event = json.loads(msg.data)
-        if event["kind"] in TERMINAL_EVENTS:
-            ended.add(event["run_id"])
+        event = decode(msg.data)
+        if isinstance(event, Event) and event.kind in TERMINAL_EVENTS:
+            ended.add(event.run_id)
         if run_ids and run_ids <= ended:
             done.set()
 
-    sub = await bus.nc.subscribe("ca.evt.*.run.*", cb=on_end)
-    body = json.dumps(inputs).encode()
+    sub = await bus.subscribe(subjects.RUN_EVENTS_ALL, on_end)
+    body = TriggerInputs(inputs)
+    subject = subjects.trigger(flow)
     t0 = time.perf_counter()
-    replies = await asyncio.gather(*(bus.nc.request(subjects.trigger(flow), body, timeout=60) for _ in range(count)))
-    run_ids.update(json.loads(r.data)["run_id"] for r in replies)
+    answers = await asyncio.gather(*(bus.request(subject, body, RunAnswer, timeout_s=60) for _ in range(count)))
+    for answer in answers:
+        if answer.run_id is None:
+            raise ActorError(f"a bench run was not started: {answer.error}")
+        run_ids.add(answer.run_id)
     if not run_ids <= ended:
         await asyncio.wait_for(done.wait(), timeout=300)
     elapsed = time.perf_counter() - t0

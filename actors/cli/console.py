@@ -11,20 +11,38 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import DeliverPolicy
 
 from actors.flow import load_flows
 from actors.flow.plan import Plan
 from actors.launch import stackfile
 from actors.runtime import roster as registry
 from actors.runtime.follow import events, final_record
-from actors.runtime.presence import ActorInfo
+from actors.runtime.presence import ActorInfo, DrainAnswer
 from actors.runtime.runs import RunRecord, RunStore
 from actors.scheduler.actor import SESSION_HEADER, SOURCE_HEADER
+from actors.scheduler.messages import RunAnswer, RunCommand, TriggerInputs
 from actors.tracking import prompt_fetcher
-from bus import Bus, DeadLetter, Event, decode, subjects, topology
+from bus import (
+    BadReplyError,
+    Bus,
+    DeadLetter,
+    Empty,
+    Event,
+    LLMFinishedData,
+    LogData,
+    NodeFailedData,
+    NodeFinishedData,
+    NodeRetryData,
+    NodeStartedData,
+    NoResponderError,
+    RequestTimeoutError,
+    RunEndData,
+    RunRejectedData,
+    RunStartedData,
+    ToolFinishedData,
+    subjects,
+    topology,
+)
 from store import MemoryRecord, RunHistory, open_store
 
 T = TypeVar("T")
@@ -80,19 +98,21 @@ async def trigger_and_wait(
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         return None
+    headers = {SOURCE_HEADER: source, **({SESSION_HEADER: session} if session else {})}
     try:
-        headers = {SOURCE_HEADER: source, **({SESSION_HEADER: session} if session else {})}
-        reply = await bus.nc.request(subject, json.dumps(inputs).encode(), timeout=15, headers=headers)
-    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        answer = await bus.request(subject, TriggerInputs(inputs), RunAnswer, timeout_s=15, headers=headers)
+    except (NoResponderError, RequestTimeoutError):
         typer.echo("no scheduler answered: is the stack running (`ca-actors up`)?", err=True)
         return None
-    answer: dict[str, Any] = json.loads(reply.data)
-    if "run_id" not in answer:
-        typer.echo(f"trigger failed: {answer.get('error', answer)}", err=True)
+    except BadReplyError as exc:
+        typer.echo(f"trigger failed: {exc}", err=True)
+        return None
+    if answer.run_id is None:
+        typer.echo(f"trigger failed: {answer.error}", err=True)
         return None
     if not wait:
-        return answer
-    run_id = str(answer["run_id"])
+        return answer.model_dump()
+    run_id = answer.run_id
     printer = Progress(enabled=progress)
     try:
         async for event in events(bus, run_id, timeout_s=timeout_s):
@@ -108,20 +128,9 @@ async def list_runs(bus: Bus) -> list[RunRecord]:
 
 async def dead_letters(bus: Bus, run_id: str) -> list[DeadLetter]:
     """The dead-lettered work items of a run, oldest first."""
-    sub = await bus.js.subscribe(subjects.dead_letters(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
-    letters: list[DeadLetter] = []
-    try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=0.3)
-            except Exception:  # noqa: BLE001 - nats TimeoutError: no more letters
-                break
-            letter = decode(msg.data)
-            if isinstance(letter, DeadLetter):
-                letters.append(letter)
-    finally:
-        await sub.unsubscribe()
-    return letters
+    async with bus.replay(subjects.dead_letters(run_id), DeadLetter) as replay:
+        # Most runs have none: a short silence says so.
+        return await replay.stored(timeout_s=10.0, idle_s=0.3)
 
 
 async def show_run(bus: Bus, run_id: str) -> dict[str, Any] | None:
@@ -154,11 +163,10 @@ def print_run_details(details: dict[str, Any]) -> None:
 
 async def cancel_run(bus: Bus, run_id: str) -> dict[str, Any]:
     try:
-        reply = await bus.nc.request(subjects.run_cmd(run_id), b'{"cmd": "cancel"}', timeout=10)
-    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        answer = await bus.request(subjects.run_cmd(run_id), RunCommand(cmd="cancel"), RunAnswer, timeout_s=10)
+    except (NoResponderError, RequestTimeoutError):
         return {"error": "no scheduler answered"}
-    answer: dict[str, Any] = json.loads(reply.data)
-    return answer
+    return answer.model_dump()
 
 
 class Progress:
@@ -173,20 +181,25 @@ class Progress:
             return
         at = f"{time.perf_counter() - self._t0:7.2f}s"
         where = event.node or ""
-        if event.kind == "node.started":
-            line = f"  ▶ {where}"
-        elif event.kind == "node.finished":
-            line = f"  ✓ {where}  {event.data.get('duration_ms', 0):.1f} ms"
-        elif event.kind == "node.retry":
-            line = f"  ↻ {where}  attempt {event.data.get('attempt')}: {event.data.get('error', '')[:120]}"
-        elif event.kind == "node.failed":
-            line = f"  ✗ {where}  {event.data.get('error', '')}"
-        elif event.kind == "log":
-            line = f"  · {where}  {event.data.get('level', '')}: {event.data.get('message', '')}"
-        elif event.kind == "run.started":
-            line = f"run {event.run_id} of {event.flow} started"
-        else:
-            line = f"{event.kind}: {event.data.get('error') or event.data.get('status', '')}"
+        match event.data:
+            case NodeStartedData():
+                line = f"  ▶ {where}"
+            case NodeFinishedData(duration_ms=duration_ms):
+                line = f"  ✓ {where}  {duration_ms or 0:.1f} ms"
+            case NodeRetryData(attempt=attempt, error=error):
+                line = f"  ↻ {where}  attempt {attempt}: {error[:120]}"
+            case NodeFailedData(error=error):
+                line = f"  ✗ {where}  {error}"
+            case LogData(level=level, message=message):
+                line = f"  · {where}  {level}: {message}"
+            case RunStartedData():
+                line = f"run {event.run_id} of {event.flow} started"
+            case RunEndData(status=status, error=error):
+                line = f"{event.kind}: {error or status}"
+            case RunRejectedData(error=error) | ToolFinishedData(error=error) | LLMFinishedData(error=error):
+                line = f"{event.kind}: {error or ''}"
+            case _:
+                line = f"{event.kind}: "
         print(f"{at} {line}", file=sys.stderr, flush=True)
 
 
@@ -243,13 +256,12 @@ async def watch_agents(bus: Bus, heartbeat_s: float) -> None:
 
 
 async def expect_agent(bus: Bus, name: str, serves: list[str]) -> dict[str, Any]:
-    body = json.dumps({"name": name, "serves": serves}).encode()
+    asked = registry.ExpectAgent(name=name, serves=serves)
     try:
-        reply = await bus.nc.request(subjects.REGISTRY_EXPECT, body, timeout=5)
-    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        answer = await bus.request(subjects.REGISTRY_EXPECT, asked, registry.ExpectAnswer, timeout_s=5)
+    except (NoResponderError, RequestTimeoutError):
         return {"error": "no registry answered (`ca-actors up` starts one)"}
-    answer: dict[str, Any] = json.loads(reply.data)
-    return answer
+    return answer.model_dump()
 
 
 async def ping_agents(bus: Bus) -> list[ActorInfo]:
@@ -257,12 +269,12 @@ async def ping_agents(bus: Bus) -> list[ActorInfo]:
 
 
 async def drain_agent(bus: Bus, actor_id: str) -> dict[str, Any]:
+    subject = subjects.registry_drain(subjects.actor_token(actor_id))
     try:
-        reply = await bus.nc.request(subjects.registry_drain(subjects.actor_token(actor_id)), b"{}", timeout=5)
-    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        answer = await bus.request(subject, Empty(), DrainAnswer, timeout_s=5)
+    except (NoResponderError, RequestTimeoutError):
         return {"error": f"no actor {actor_id} answered"}
-    answer: dict[str, Any] = json.loads(reply.data)
-    return answer
+    return answer.model_dump()
 
 
 async def store_runs(url: str, limit: int) -> list[RunHistory]:

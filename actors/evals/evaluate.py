@@ -24,18 +24,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
-
 from actors.evals.scorers import AnyScorer, Judge, Score, Scorer, ScorerError
 from actors.flow.llm import LLMReply, LLMRequest
 from actors.flow.plan import Plan
 from actors.launch import LocalStack
 from actors.observer.summary import summarize as summarize_run
 from actors.runtime.follow import events, final_record
+from actors.scheduler.messages import RunAnswer, TriggerInputs
 from actors.tracking import experiment_id, import_mlflow
 from actors.worker.llm_client import BusLLMClient
-from bus import Bus, Event, subjects
+from bus import Bus, Event, NoResponderError, RequestTimeoutError, subjects
 from configs import FlowSpec, InputError, Settings, initial_state
 from configs.errors import ActorError, CaActorsError
 
@@ -195,13 +193,12 @@ async def run_example(bus: Bus, flow: str, example: Example, *, timeout_s: float
     """
     started = time.perf_counter()
     try:
-        reply = await bus.nc.request(subjects.trigger(flow), json.dumps(example.inputs).encode(), timeout=15)
-    except (NoRespondersError, NatsTimeoutError, TimeoutError):
+        answer = await bus.request(subjects.trigger(flow), TriggerInputs(example.inputs), RunAnswer, timeout_s=15)
+    except (NoResponderError, RequestTimeoutError):
         return RowResult(example, None, "error", error="no scheduler answered the trigger")
-    answer: dict[str, Any] = json.loads(reply.data)
-    if "run_id" not in answer:
-        return RowResult(example, None, "rejected", error=str(answer.get("error", answer)))
-    run_id = str(answer["run_id"])
+    if answer.run_id is None:
+        return RowResult(example, None, "rejected", error=str(answer.error))
+    run_id = answer.run_id
     row = RowResult(example, run_id, "running")
     seen: list[Event] = []
     try:

@@ -3,7 +3,7 @@
 Plans, control-flow decisions, node execution, the LLM and memory ports, and loading flow files.
 """
 
-from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall, Usage
+from actors.flow.llm import ChatMessage, LLMClient, LLMErrorKind, LLMReply, LLMRequest, ToolCall, Usage
 from actors.flow.loading import FlowSet, PromptFetcher, flow_files, flow_names, load_flows
 from actors.flow.logic import Counters, FlowError
 from actors.flow.node_exec import (
@@ -24,6 +24,7 @@ __all__ = [
     "FlowError",
     "FlowSet",
     "LLMClient",
+    "LLMErrorKind",
     "LLMReply",
     "LLMRequest",
     "LLMUnavailable",

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ToolCall(BaseModel):
@@ -98,12 +98,22 @@ class Usage(BaseModel):
     completion_tokens: int = 0
 
 
+# Why a call failed, which says what a later attempt could change:
+# - "transient": the provider or the gateway failed in a way a retry may fix (rate limit, timeout, 5xx);
+# - "unreachable": no gateway answered at all: not the provider's fault, so it does not use up a node's retries;
+# - "budget": refused before the call, which would pass the run's or the flow's budget;
+# - "permanent": no retry can fix it (a bad request, a missing key, a request not in the cassette).
+LLMErrorKind = Literal["transient", "unreachable", "budget", "permanent"]
+
+# Replies written before `error_kind` (cassettes on disk, an older gateway) said it with four booleans.
+_LEGACY_FLAGS = ("ok", "retryable", "unreachable", "budget_exceeded")
+
+
 class LLMReply(BaseModel):
-    """The gateway's answer: the content, or an error saying whether a retry may help."""
+    """The gateway's answer: the content, or an error and its kind (None when the call succeeded)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    ok: bool
     content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     model: str = ""
@@ -111,13 +121,33 @@ class LLMReply(BaseModel):
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     error: str | None = None
-    retryable: bool = False
-    # No gateway answered at all: not the provider's fault, so it does not use up a node's retries.
-    unreachable: bool = False
+    error_kind: LLMErrorKind | None = None
     # Served from a cassette (`--replay`) instead of a provider.
     cache_hit: bool = False
-    # Refused before the call: it would pass the run's or the flow's budget.
-    budget_exceeded: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """The call succeeded."""
+        return self.error_kind is None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_legacy_flags(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(flag in data for flag in _LEGACY_FLAGS):
+            return data
+        reply = {k: v for k, v in data.items() if k not in _LEGACY_FLAGS}
+        if data.get("ok", False):
+            kind = None
+        elif data.get("budget_exceeded"):
+            kind = "budget"
+        elif data.get("unreachable"):
+            kind = "unreachable"
+        elif data.get("retryable"):
+            kind = "transient"
+        else:
+            kind = "permanent"
+        reply.setdefault("error_kind", kind)
+        return reply
 
 
 class LLMClient(Protocol):

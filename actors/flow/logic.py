@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from configs import END, EdgeSpec, FlowSpec, MapInfo, NodeSpec, analyze_graph, resolve_path
-from configs.errors import CaActorsError
+from configs.errors import ActorError
 
 
-class FlowError(CaActorsError):
+class FlowError(ActorError):
     """The state does not allow the flow to go on (e.g. a map's items are not a list)."""
 
 

@@ -4,7 +4,7 @@ A node with memory gets, before it runs, the records of its scope in its prompt 
 appended after the prompt when it has no such placeholder); after it runs, its configured output
 fields are written as a new record. Node workers reach memory only through ``ca.memory.*`` requests,
 so a worker on another machine needs no database driver; the memory actor owns the store.
-This module is what both sides agree on: the policy of a node and the request models.
+This module is what both sides agree on: the policy of a node, the requests and their answers.
 
 YAML (seed form, then the extension):
 
@@ -26,15 +26,16 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bus import WireModel
 from configs import FlowSpec, MemorySpec, NodeSpec, render
-from configs.errors import CaActorsError
+from configs.errors import ActorError
 
 Scope = Literal["node", "agent", "workflow"]
 MEMORY_SCOPES: tuple[Scope, ...] = get_args(Scope)
 ReadMode = Literal["recent", "all", "search"]
 
 
-class MemoryUnavailable(CaActorsError):
+class MemoryUnavailable(ActorError):
     """The memory actor or its store could not serve a request (a later attempt may succeed)."""
 
 
@@ -125,6 +126,29 @@ class MemoryWrite(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     max_items: int | None = None
     ttl_days: float | None = None
+
+
+class MemoryAnswer(WireModel):
+    """What the memory actor answers; `error` when it could not serve the request (then nothing else)."""
+
+    omit_defaults = frozenset({"error"})
+
+    error: str | None = None
+
+    def _on_the_wire(self, data: dict[str, Any]) -> dict[str, Any]:
+        return super()._on_the_wire(data) if self.error is None else {"error": self.error}
+
+
+class MemoryRecords(MemoryAnswer):
+    """The answer to ``ca.memory.read``: the scope's records (store `MemoryRecord`s as JSON), newest first."""
+
+    records: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class MemoryWritten(MemoryAnswer):
+    """The answer to ``ca.memory.write``: ``{"ok": true}``, or ``{"error": ...}``."""
+
+    ok: bool = False
 
 
 def record_id(step_id: str) -> str:

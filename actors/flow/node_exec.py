@@ -19,6 +19,7 @@ from typing import Any
 from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
 from actors.flow.policy import budget_of
 from actors.tools import Tool, ToolContext, ToolError, get_tool, openai_tool_spec, run_tool
+from bus import ToolCalledData, ToolFinishedData
 from configs import (
     FlowSpec,
     LLMSpec,
@@ -30,21 +31,21 @@ from configs import (
     resolve_path,
     validate_output,
 )
-from configs.errors import CaActorsError
+from configs.errors import ActorError
 
 DEFAULT_MODEL = "mock"
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
 
 
-class NodeFailed(CaActorsError):
+class NodeFailed(ActorError):
     """The node cannot produce a valid output: the run fails with this error."""
 
 
-class BudgetExceeded(CaActorsError):
+class BudgetExceeded(ActorError):
     """The gateway refused the call: it would pass the run's or the flow's budget."""
 
 
-class LLMUnavailable(CaActorsError):
+class LLMUnavailable(ActorError):
     """The LLM call failed in a way a later attempt may fix (provider busy, gateway down)."""
 
     def __init__(self, message: str, *, unreachable: bool = False) -> None:
@@ -124,7 +125,8 @@ def _system_prompt(spec: FlowSpec, node: NodeSpec, schema: Mapping[str, Any]) ->
     )
 
 
-EventCallback = Callable[[str, dict[str, Any]], Awaitable[None]]
+# Announces a tool call of an agent node (``tool.called`` / ``tool.finished``).
+EventCallback = Callable[[ToolCalledData | ToolFinishedData], Awaitable[None]]
 # Runs a tool on another actor: (actor name, tool name, arguments) -> result; raises ToolError.
 RemoteTools = Callable[[str, str, Mapping[str, Any]], Awaitable[Any]]
 DEFAULT_MAX_TOOL_CALLS = 10
@@ -202,11 +204,11 @@ async def run_llm_node(
             extra=extra,
         )
         reply: LLMReply = await llm.complete(request)
-        if not reply.ok:
-            if reply.budget_exceeded:
-                raise BudgetExceeded(reply.error or "budget exceeded")
-            if reply.retryable:
-                raise LLMUnavailable(reply.error or "LLM call failed", unreachable=reply.unreachable)
+        if reply.error_kind == "budget":
+            raise BudgetExceeded(reply.error or "budget exceeded")
+        if reply.error_kind in ("transient", "unreachable"):
+            raise LLMUnavailable(reply.error or "LLM call failed", unreachable=reply.error_kind == "unreachable")
+        if reply.error_kind == "permanent":
             raise NodeFailed(f"LLM call to {choice.model} failed: {reply.error}")
         if reply.tool_calls and offer:
             messages.append(ChatMessage(role="assistant", content=reply.content, tool_calls=reply.tool_calls))
@@ -295,7 +297,7 @@ async def _call_tool(
     remote: RemoteTools | None,
 ) -> Any:
     if on_event is not None:
-        await on_event("tool.called", {"tool": call.name, "arguments": call.arguments, "call_id": call.id})
+        await on_event(ToolCalledData(tool=call.name, arguments=call.arguments, call_id=call.id))
     started = time.perf_counter()
     entry = tools.get(call.name)
     try:
@@ -313,12 +315,15 @@ async def _call_tool(
         result = {"error": error}
     took = round((time.perf_counter() - started) * 1000, 3)
     if on_event is not None:
-        data = {"tool": call.name, "call_id": call.id, "duration_ms": took, "error": error}
-        if entry is not None and entry.actor is not None:
-            data["actor"] = entry.actor
-        if error is None:
-            data["result"] = result
-        await on_event("tool.finished", data)
+        finished = ToolFinishedData(
+            tool=call.name,
+            call_id=call.id,
+            duration_ms=took,
+            error=error,
+            actor=entry.actor if entry is not None else None,
+            result=result if error is None else None,
+        )
+        await on_event(finished)
     if error is not None and (entry is None or entry.on_error != "continue"):
         raise NodeFailed(f"tool {call.name} failed: {error}")
     return result

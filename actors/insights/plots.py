@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from actors.insights.profiles import COMPONENTS, FlowProfile, RunProfile
 from actors.insights.reports import DailyCosts
+from configs.errors import CaActorsError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -24,7 +25,7 @@ MAX_SERIES = 8
 _COLORS = {"queue": "#bdbdbd", "exec": "#4c72b0", "llm": "#dd8452", "tool": "#55a868"}
 
 
-class PlotUnavailableError(RuntimeError):
+class PlotUnavailableError(CaActorsError, RuntimeError):
     """matplotlib is not installed."""
 
     def __init__(self) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import tempfile
@@ -25,6 +24,7 @@ from actors.flow import Plan
 from actors.launch.kinds import ACTORS, ActorContext, ActorKind, actor_id
 from actors.observer import Observer
 from actors.runtime import ActorHost, ActorInfo, first
+from actors.runtime.presence import ActorReady
 from bus import Bus, EmbeddedNats, subjects
 from configs import Settings
 
@@ -57,8 +57,7 @@ async def serve_actor(
             actor = await ACTORS[kind](ctx)
             info = ActorInfo(id=ident, kind=kind, name=name or "")
             async with ActorHost(actor, bus, info=info, heartbeat_s=settings.heartbeat_s) as host:
-                ready = {"kind": kind, "id": ident, "pid": os.getpid()}
-                await bus.nc.publish(subjects.SYS_READY, json.dumps(ready).encode())
+                await bus.send(subjects.SYS_READY, ActorReady(kind=kind, id=ident, pid=os.getpid()))
                 log.info("actor.ready", kind=kind)
                 await first(stop.wait(), host.wait())
     log.info("actor.stopped", kind=kind)

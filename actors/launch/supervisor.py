@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 
 from actors.flow import PlanStore, load_flows
 from actors.launch import stackfile
+from actors.runtime.presence import ActorReady
 from actors.tracking import prompt_fetcher
 from bus import Bus, EmbeddedNats, die_with_parent, free_port, subjects, topology
 from configs import Settings
@@ -148,10 +149,10 @@ class Supervisor:
                 names = ["scheduler", "registry", "memory", "observer", "llm-gateway"] + [
                     f"worker-{i}" for i in range(1, self.workers + 1)
                 ]
-                ready: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+                ready: asyncio.Queue[ActorReady] = asyncio.Queue()
 
                 async def on_ready(msg: Msg) -> None:
-                    await ready.put(json.loads(msg.data))
+                    await ready.put(ActorReady.model_validate_json(msg.data))
 
                 await bus.subscribe(subjects.SYS_READY, on_ready)
                 # The scheduler first: it publishes the plans the workers then subscribe to.
@@ -222,7 +223,7 @@ class Supervisor:
             proc.kill()
             await asyncio.to_thread(proc.wait)
 
-    async def _await_ready(self, ready: asyncio.Queue[dict[str, object]], count: int) -> bool:
+    async def _await_ready(self, ready: asyncio.Queue[ActorReady], count: int) -> bool:
         seen = 0
         deadline = time.monotonic() + 60
         while seen < count:
@@ -240,7 +241,7 @@ class Supervisor:
                 seen += 1
         return True
 
-    async def _watch(self, ready: asyncio.Queue[dict[str, object]]) -> None:
+    async def _watch(self, ready: asyncio.Queue[ActorReady]) -> None:
         """Until a signal: restart any actor process that dies."""
         restarts: dict[str, float] = {}
         while not self._stop.is_set():

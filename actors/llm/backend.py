@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from actors.flow.llm import LLMReply, LLMRequest, ToolCall, Usage
+from actors.flow.llm import LLMErrorKind, LLMReply, LLMRequest, ToolCall, Usage
 from actors.llm.cassette import Cassette
 from actors.llm.mock import MockScript, mock_latency_s, mock_output
 
@@ -62,7 +62,7 @@ class LLMBackend:
         self._import_lock = asyncio.Lock()
 
     async def complete(self, request: LLMRequest) -> LLMReply:
-        """Run one completion; provider failures come back as a reply with `ok=False`, never raised.
+        """Run one completion; provider failures come back as a reply with an `error_kind`, never raised.
 
         Transient provider errors are retried with exponential back-off, then each of the request's
         `fallbacks` is tried in turn; with a cassette, replies are recorded or replayed.
@@ -79,12 +79,12 @@ class LLMBackend:
         return reply.model_copy(update={"latency_ms": (time.perf_counter() - started) * 1000})
 
     async def _with_fallbacks(self, request: LLMRequest) -> LLMReply:
-        reply = LLMReply(ok=False, model=request.model, error="no model to ask")
+        reply = LLMReply(model=request.model, error="no model to ask", error_kind="permanent")
         for n, model in enumerate([request.model, *request.fallbacks]):
             attempt_request = request if n == 0 else request.model_copy(update={"model": model})
             for attempt in range(self._retries + 1):
                 reply = await self._once(attempt_request)
-                if reply.ok or not reply.retryable:
+                if reply.error_kind != "transient":
                     break
                 if attempt < self._retries:
                     await asyncio.sleep(self._backoff_s * 2**attempt)
@@ -107,8 +107,9 @@ class LLMBackend:
         except Exception as exc:  # noqa: BLE001 - every provider failure becomes an error reply
             name = type(exc).__name__
             log.warning("llm.error", model=request.model, node=request.node, error=f"{name}: {exc}")
-            retryable = name in _RETRYABLE and not _permanent(exc)
-            return LLMReply(ok=False, model=request.model, error=f"{name}: {exc}", retryable=retryable)
+            transient = name in _RETRYABLE and not _permanent(exc)
+            kind: LLMErrorKind = "transient" if transient else "permanent"
+            return LLMReply(model=request.model, error=f"{name}: {exc}", error_kind=kind)
 
     async def _mock(self, request: LLMRequest, latency_s: float) -> LLMReply:
         if latency_s:
@@ -128,14 +129,14 @@ class LLMBackend:
                 )
                 for i, c in enumerate(scripted["tool_calls"])
             ]
-            return LLMReply(ok=True, tool_calls=calls, model=request.model, usage=Usage(prompt_tokens=tokens_in))
+            return LLMReply(tool_calls=calls, model=request.model, usage=Usage(prompt_tokens=tokens_in))
         if scripted is not None:
             value: Any = scripted
         else:
             value = mock_output(request.output_schema or {"type": "string"}, node=request.node, prompt=prompt)
         content = value if isinstance(value, str) and request.output_schema is None else json.dumps(value)
         usage = Usage(prompt_tokens=tokens_in, completion_tokens=len(content.split()))
-        return LLMReply(ok=True, content=content, model=request.model, usage=usage)
+        return LLMReply(content=content, model=request.model, usage=usage)
 
     async def _module(self) -> ModuleType:
         async with self._import_lock:
@@ -174,9 +175,9 @@ class LLMBackend:
             key = os.environ.get(request.api_key_env)
             if not key:
                 return LLMReply(
-                    ok=False,
                     model=request.model,
                     error=f"environment variable {request.api_key_env} (api_key_env) is not set",
+                    error_kind="permanent",
                 )
             kwargs["api_key"] = key
         elif not request.api_base and not request.model.startswith(("ollama", "ollama_chat")):
@@ -185,10 +186,10 @@ class LLMBackend:
             if not env.get("keys_in_environment", True):
                 missing = " / ".join(env.get("missing_keys", []))
                 return LLMReply(
-                    ok=False,
                     model=request.model,
                     error=f"model {request.model} needs the environment variable(s) {missing}; set them, "
                     "or choose another model (e.g. --llm mock, or a local ollama_chat/<model>)",
+                    error_kind="permanent",
                 )
         response = await litellm.acompletion(**kwargs)
         message = response.choices[0].message
@@ -203,7 +204,6 @@ class LLMBackend:
         except Exception:  # noqa: BLE001 - unknown price (local model): cost is simply unknown
             cost = 0.0
         return LLMReply(
-            ok=True,
             content=content,
             tool_calls=calls,
             model=str(getattr(response, "model", request.model)),

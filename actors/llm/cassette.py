@@ -39,11 +39,12 @@ class Cassette:
         if entry is None:
             last = request.messages[-1].content if request.messages else ""
             return LLMReply(
-                ok=False,
                 model=request.model,
                 error=f"not in cassette {self.path}: a request to {request.model} ending with "
                 f"{last[:80]!r} (record it again with --record)",
+                error_kind="permanent",
             )
+        # Cassettes written before `error_kind` carry `ok`/`unreachable`/`budget_exceeded`: LLMReply reads those too.
         reply = LLMReply.model_validate(entry["reply"])
         return reply.model_copy(update={"cache_hit": True})
 
@@ -58,7 +59,7 @@ class Cassette:
                 "node": request.node,
                 "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             },
-            "reply": reply.model_dump(mode="json", exclude={"latency_ms", "cache_hit", "error", "retryable"}),
+            "reply": reply.model_dump(mode="json", exclude={"latency_ms", "cache_hit", "error", "error_kind"}),
         }
         with self._lock:
             self._entries[key] = entry

@@ -12,13 +12,12 @@ from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 
 from actors.flow.llm import LLMReply, LLMRequest
 from actors.llm.backend import LLMBackend
 from actors.llm.budget import Budgets
 from actors.runtime.presence import Load
-from bus import Bus, Event, EventKind, new_id, subjects, topology
+from bus import Bus, Event, LLMCalledData, LLMFinishedData, new_id, subjects, topology
 from configs import BudgetSpec
 from configs.errors import BusError
 
@@ -65,29 +64,26 @@ class LLMGateway:
         reservation = await self._budgets.reserve(request, spec)
         if isinstance(reservation, str):
             log.warning("llm_gateway.budget_refused", run_id=request.run_id, node=request.node, reason=reservation)
-            return LLMReply(
-                ok=False, model=request.model, error=f"budget exceeded: {reservation}", budget_exceeded=True
-            )
+            return LLMReply(model=request.model, error=f"budget exceeded: {reservation}", error_kind="budget")
         reply = await self._backend.complete(request)
         await self._budgets.settle(reservation, reply)
         return reply
 
-    async def _event(self, kind: EventKind, request: LLMRequest, data: dict[str, Any]) -> None:
-        """LLM calls of a run are events of that run (the observability issue makes them MLflow spans)."""
+    async def _event(self, request: LLMRequest, data: LLMCalledData | LLMFinishedData) -> None:
+        """LLM calls of a run are events of that run (the observer makes them MLflow spans)."""
         if not request.run_id or not request.flow:
             return
-        event = Event(
-            kind=kind,
-            run_id=request.run_id,
-            flow=request.flow,
-            node=request.node or None,
-            step_id=request.step_id or None,
-            data=data,
-            sender=self._bus.name,
-        )
         try:
-            await self._bus.publish_nowait(subjects.event(request.run_id, kind), event)
-        except (ValueError, BusError, NatsError) as exc:  # an event never stops the answer
+            event = Event.of(
+                data,
+                run_id=request.run_id,
+                flow=request.flow,
+                node=request.node or None,
+                step_id=request.step_id or None,
+                sender=self._bus.name,
+            )
+            await self._bus.publish_nowait(subjects.event(request.run_id, data.KIND), event)
+        except (ValueError, BusError) as exc:  # an event never stops the answer
             log.warning("llm_gateway.event_failed", error=str(exc))
 
     async def _on_request(self, msg: Msg) -> None:
@@ -105,38 +101,31 @@ class LLMGateway:
         try:
             request = LLMRequest.model_validate_json(msg.data)
         except ValueError as exc:
-            reply = LLMReply(ok=False, error=f"bad LLM request: {exc}")
+            reply = LLMReply(error=f"bad LLM request: {exc}", error_kind="permanent")
         else:
             call = new_id()  # pairs this call's two events
             messages = [_clipped(m.model_dump(mode="json", exclude_none=True)) for m in request.messages]
-            await self._event(
-                "llm.called",
-                request,
-                {"call": call, "model": request.model, "attempt": request.attempt, "messages": messages},
-            )
+            called = LLMCalledData(call=call, model=request.model, attempt=request.attempt, messages=messages)
+            await self._event(request, called)
             reply = await self._complete_within_budget(request)
-            await self._event(
-                "llm.finished",
-                request,
-                {
-                    "call": call,
-                    "model": reply.model or request.model,
-                    "ok": reply.ok,
-                    "tokens_in": reply.usage.prompt_tokens,
-                    "tokens_out": reply.usage.completion_tokens,
-                    "cost_usd": reply.cost_usd,
-                    "latency_ms": round(reply.latency_ms, 3),
-                    "cache_hit": reply.cache_hit,
-                    "tool_calls": [c.name for c in reply.tool_calls],
-                    "content": _clip(reply.content),
-                    "error": reply.error,
-                },
+            finished = LLMFinishedData(
+                call=call,
+                model=reply.model or request.model,
+                ok=reply.ok,
+                tokens_in=reply.usage.prompt_tokens,
+                tokens_out=reply.usage.completion_tokens,
+                cost_usd=reply.cost_usd,
+                latency_ms=round(reply.latency_ms, 3),
+                cache_hit=reply.cache_hit,
+                tool_calls=[c.name for c in reply.tool_calls],
+                content=_clip(reply.content),
+                error=reply.error,
             )
-        if msg.reply:
-            try:
-                await msg.respond(reply.model_dump_json().encode())
-            except Exception as exc:  # noqa: BLE001 - the requester gave up; nothing to answer
-                log.warning("llm_gateway.respond_failed", error=str(exc))
+            await self._event(request, finished)
+        try:
+            await self._bus.respond(msg, reply)
+        except Exception as exc:  # noqa: BLE001 - the requester gave up; nothing to answer
+            log.warning("llm_gateway.respond_failed", error=str(exc))
 
 
 # Text kept per message in events: a long prompt must not push an event past NATS's payload limit.

@@ -7,15 +7,13 @@ need no database driver.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
 
-from actors.flow.memory import MemoryRequest, MemoryWrite, expires
+from actors.flow.memory import MemoryRecords, MemoryRequest, MemoryWrite, MemoryWritten, expires
 from actors.runtime.presence import Load
 from bus import Bus, subjects
 from store import MemoryRecord, Store, StoreError
@@ -49,10 +47,6 @@ class MemoryActor:
     def capabilities(self) -> list[str]:
         return []
 
-    async def _answer(self, msg: Msg, body: dict[str, Any]) -> None:
-        if msg.reply:
-            await msg.respond(json.dumps(body, default=str).encode())
-
     async def _on_read(self, msg: Msg) -> None:
         try:
             request = MemoryRequest.model_validate_json(msg.data)
@@ -63,18 +57,18 @@ class MemoryActor:
                 records = await self._store.memories(request.scope_key, limit=limit)
         except StoreError as exc:
             log.warning("memory.read_failed", error=str(exc))
-            await self._answer(msg, {"error": f"memory store unavailable: {exc}"})
+            await self._bus.respond(msg, MemoryRecords(error=f"memory store unavailable: {exc}"))
             return
         except ValueError as exc:
-            await self._answer(msg, {"error": f"bad memory request: {exc}"})
+            await self._bus.respond(msg, MemoryRecords(error=f"bad memory request: {exc}"))
             return
-        await self._answer(msg, {"records": [r.model_dump(mode="json") for r in records]})
+        await self._bus.respond(msg, MemoryRecords(records=[r.model_dump(mode="json") for r in records]))
 
     async def _on_write(self, msg: Msg) -> None:
         try:
             write = MemoryWrite.model_validate_json(msg.data)
         except ValueError as exc:
-            await self._answer(msg, {"error": f"bad memory write: {exc}"})
+            await self._bus.respond(msg, MemoryWritten(error=f"bad memory write: {exc}"))
             return
         try:
             # The record id comes from the step and `add_memory` replaces by id: a redelivered step's
@@ -95,6 +89,6 @@ class MemoryActor:
                 await self._store.trim_memories(write.scope_key, max_items=write.max_items, older_than=older)
         except StoreError as exc:
             log.warning("memory.write_failed", error=str(exc))
-            await self._answer(msg, {"error": f"memory store unavailable: {exc}"})
+            await self._bus.respond(msg, MemoryWritten(error=f"memory store unavailable: {exc}"))
             return
-        await self._answer(msg, {"ok": True})
+        await self._bus.respond(msg, MemoryWritten(ok=True))

@@ -11,7 +11,6 @@ does, so traces from every machine land in one tracking store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,13 +19,12 @@ from typing import Protocol
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from actors.observer.summary import RunTrace, summarize
 from actors.runtime.consume import Drop, Retry, consume
 from actors.runtime.follow import stored_events
 from actors.runtime.presence import Load
-from bus import TERMINAL_EVENTS, Bus, Event, decode, topology
+from bus import TERMINAL_EVENTS, Bus, Event, decode, subjects, topology
 from configs import Settings
 from store import Store, StoreError
 
@@ -78,10 +76,9 @@ class Observer:
         return True
 
     async def run(self, ready: Callable[[], None]) -> None:
-        with contextlib.suppress(NotFoundError):
-            await self._bus.js.delete_consumer(topology.EVENTS, LEGACY_DURABLE)
-        ended = await self._bus.js.pull_subscribe(
-            "ca.evt.*.run.*",
+        await self._bus.delete_consumer(topology.EVENTS, LEGACY_DURABLE)
+        ended = await self._bus.pull_subscribe(
+            subjects.RUN_EVENTS_ALL,
             durable=DURABLE,
             stream=topology.EVENTS,
             config=ConsumerConfig(
@@ -91,7 +88,6 @@ class Observer:
                 max_deliver=-1,
             ),
         )
-        self._bus.track(ended)
         ready()
         await consume(
             ended,

@@ -11,7 +11,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bus import Event
+from bus import (
+    Event,
+    LLMCalledData,
+    LLMFinishedData,
+    NodeDiscardedData,
+    NodeFailedData,
+    NodeFinishedData,
+    NodeRetryData,
+    NodeStartedData,
+    RunEndData,
+    RunRejectedData,
+    RunStartedData,
+    ToolCalledData,
+    ToolFinishedData,
+)
 from store import RunHistory
 
 _END_STATUS = {
@@ -199,115 +213,114 @@ def summarize(events: Iterable[Event]) -> RunTrace:
     """
     trace: RunTrace | None = None
     steps: dict[str, Step] = {}
-    pending_llm: dict[str, list[Event]] = {}
+    pending_llm: dict[str, list[tuple[Event, LLMCalledData]]] = {}
     pending_tools: dict[tuple[str, str], ToolCall] = {}
     for event in events:
         if trace is None:
             trace = RunTrace(run_id=event.run_id, flow=event.flow, created_at=event.ts)
-        data = event.data
-        kind = event.kind
         step = steps.get(event.step_id) if event.step_id else None
-        if kind == "run.started":
-            trace.created_at = event.ts
-            trace.plan_version = str(data.get("plan_version") or "")
-            trace.inputs = data.get("inputs")
-            trace.source = data.get("source")
-            trace.session = data.get("session")
-        elif kind in _END_STATUS:
-            if trace.ended:
-                continue  # a repeated announcement of the end
-            trace.status = _END_STATUS[kind]
-            trace.finished_at = event.ts
-            trace.state = data.get("state") or trace.state
-            trace.error = data.get("error")
-            if kind == "run.rejected" and trace.inputs is None:
-                trace.inputs = data.get("inputs")
-        elif kind == "node.started" and event.step_id:
-            if step is None:
-                step = Step(
-                    step_id=event.step_id,
-                    node=event.node or "",
-                    iteration=int(data.get("iteration", 0)),
-                    index=int(data.get("index", 0)),
-                    is_map_item=bool(data.get("map", False)),
-                    queued_at=data.get("queued_at"),
-                    started_at=event.ts,
-                    after=data.get("after"),
-                    inputs=data.get("inputs"),
-                    worker=event.sender,
-                )
-                steps[event.step_id] = step
-                trace.steps.append(step)
-            else:  # redelivered (a crash, or a pause): same step, another attempt
-                step.attempts += 1
-                step.worker = event.sender
-        elif kind == "node.retry" and step is not None:
-            step.retries += 1
-        elif kind == "node.finished" and step is not None:
-            step.status = "succeeded"
-            step.finished_at = event.ts
-            step.duration_ms = data.get("duration_ms", (event.ts - step.started_at) * 1000)
-            step.attempts = max(step.attempts, int(data.get("attempts", 1)))
-            step.outputs = data.get("outputs")
-        elif kind == "node.discarded" and step is not None:
-            step.status = "discarded"
-            step.finished_at = event.ts
-            step.duration_ms = data.get("duration_ms", (event.ts - step.started_at) * 1000)
-        elif kind == "node.failed" and step is not None:
-            step.status = "failed"
-            step.finished_at = event.ts
-            step.duration_ms = (event.ts - step.started_at) * 1000
-            step.error = data.get("error")
-        elif kind == "llm.called":
-            pending_llm.setdefault(event.step_id or "", []).append(event)
-        elif kind == "llm.finished":
-            call = _llm_call(event, pending_llm.setdefault(event.step_id or "", []))
-            (step.llm_calls if step is not None else trace.llm_calls).append(call)
-        elif kind == "tool.called" and step is not None:
-            tool = ToolCall(
-                tool=str(data.get("tool", "")),
-                call_id=str(data.get("call_id", "")),
-                started_at=event.ts,
-                arguments=data.get("arguments"),
-            )
-            pending_tools[(step.step_id, tool.call_id)] = tool
-            step.tool_calls.append(tool)
-        elif kind == "tool.finished" and step is not None:
-            key = (step.step_id, str(data.get("call_id", "")))
-            if key in pending_tools:
-                tool = pending_tools.pop(key)
-            else:
-                tool = ToolCall(tool=str(data.get("tool", "")), call_id=key[1], started_at=event.ts)
+        match event.data:
+            case RunStartedData() as started:
+                trace.created_at = event.ts
+                trace.plan_version = started.plan_version
+                trace.inputs = started.inputs
+                trace.source = started.source
+                trace.session = started.session
+            case RunEndData() | RunRejectedData() as end:
+                if trace.ended:
+                    continue  # a repeated announcement of the end
+                trace.status = _END_STATUS[event.kind]
+                trace.finished_at = event.ts
+                trace.error = end.error
+                if isinstance(end, RunEndData):
+                    trace.state = end.state or trace.state
+            case NodeStartedData() as started if event.step_id:
+                if step is None:
+                    step = Step(
+                        step_id=event.step_id,
+                        node=event.node or "",
+                        iteration=started.iteration,
+                        index=started.index,
+                        is_map_item=started.map,
+                        queued_at=started.queued_at,
+                        started_at=event.ts,
+                        after=started.after,
+                        inputs=started.inputs,
+                        worker=event.sender,
+                    )
+                    steps[event.step_id] = step
+                    trace.steps.append(step)
+                else:  # redelivered (a crash, or a pause): same step, another attempt
+                    step.attempts += 1
+                    step.worker = event.sender
+            case NodeRetryData() if step is not None:
+                step.retries += 1
+            case NodeFinishedData() as finished if step is not None:
+                step.status = "succeeded"
+                step.finished_at = event.ts
+                step.duration_ms = _took(finished.duration_ms, step, event)
+                step.attempts = max(step.attempts, finished.attempts)
+                step.outputs = finished.outputs
+            case NodeDiscardedData() as discarded if step is not None:
+                step.status = "discarded"
+                step.finished_at = event.ts
+                step.duration_ms = _took(discarded.duration_ms, step, event)
+            case NodeFailedData() as failed if step is not None:
+                step.status = "failed"
+                step.finished_at = event.ts
+                step.duration_ms = (event.ts - step.started_at) * 1000
+                step.error = failed.error
+            case LLMCalledData() as called:
+                pending_llm.setdefault(event.step_id or "", []).append((event, called))
+            case LLMFinishedData() as answered:
+                call = _llm_call(event, answered, pending_llm.setdefault(event.step_id or "", []))
+                (step.llm_calls if step is not None else trace.llm_calls).append(call)
+            case ToolCalledData() as asked if step is not None:
+                tool = ToolCall(tool=asked.tool, call_id=asked.call_id, started_at=event.ts, arguments=asked.arguments)
+                pending_tools[(step.step_id, tool.call_id)] = tool
                 step.tool_calls.append(tool)
-            tool.finished_at = event.ts
-            tool.result = data.get("result")
-            tool.error = data.get("error")
-            tool.actor = data.get("actor")
+            case ToolFinishedData() as done if step is not None:
+                key = (step.step_id, done.call_id)
+                if key in pending_tools:
+                    tool = pending_tools.pop(key)
+                else:
+                    tool = ToolCall(tool=done.tool, call_id=done.call_id, started_at=event.ts)
+                    step.tool_calls.append(tool)
+                tool.finished_at = event.ts
+                tool.result = done.result
+                tool.error = done.error
+                tool.actor = done.actor
     if trace is None:
         raise ValueError("a run without events")
     return trace
 
 
-def _llm_call(finished: Event, called: list[Event]) -> LLMCall:
+def _took(duration_ms: float | None, step: Step, event: Event) -> float:
+    """The duration a step's end event says, or the time since it started."""
+    return duration_ms if duration_ms is not None else (event.ts - step.started_at) * 1000
+
+
+def _llm_call(finished: Event, answered: LLMFinishedData, called: list[tuple[Event, LLMCalledData]]) -> LLMCall:
     """Pair an ``llm.finished`` with its ``llm.called`` (same ``call`` id; else the step's earliest unanswered)."""
-    data = finished.data
-    latency_s = float(data.get("latency_ms") or 0.0) / 1000
-    same = [e for e in called if "call" in data and e.data.get("call") == data["call"]]
-    start = same[0] if same else (called[0] if called and "call" not in data else None)
+    latency_s = answered.latency_ms / 1000
+    if answered.call is not None:
+        start = next((pair for pair in called if pair[1].call == answered.call), None)
+    else:  # events of a version that did not number its calls
+        start = called[0] if called else None
     if start is not None:
         called.remove(start)
-    started_at = start.ts if start is not None else finished.ts - latency_s
+    started_at = start[0].ts if start is not None else finished.ts - latency_s
     return LLMCall(
-        model=str(data.get("model") or (start.data.get("model") if start else "") or "unknown"),
+        model=answered.model or (start[1].model if start is not None else "") or "unknown",
         started_at=started_at,
         finished_at=max(finished.ts, started_at),
-        ok=bool(data.get("ok", True)),
-        tokens_in=int(data.get("tokens_in") or 0),
-        tokens_out=int(data.get("tokens_out") or 0),
-        cost_usd=float(data.get("cost_usd") or 0.0),
-        error=data.get("error"),
-        cache_hit=bool(data.get("cache_hit", False)),
-        messages=start.data.get("messages") if start is not None else None,
-        content=data.get("content"),
-        tool_calls=list(data.get("tool_calls") or []),
+        ok=answered.ok,
+        tokens_in=answered.tokens_in,
+        tokens_out=answered.tokens_out,
+        cost_usd=answered.cost_usd,
+        error=answered.error,
+        cache_hit=answered.cache_hit,
+        messages=start[1].messages if start is not None else None,
+        content=answered.content,
+        tool_calls=list(answered.tool_calls),
     )

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
 
 from actors.runtime.presence import ActorInfo, Load
-from actors.runtime.roster import Expected, Status, actors, ping, status_of
+from actors.runtime.roster import ExpectAgent, ExpectAnswer, Expected, Status, actors, ping, status_of
 from bus import Bus, subjects, topology
 
 log = structlog.get_logger(__name__)
@@ -95,16 +93,16 @@ class Registry:
 
     async def _on_expect(self, msg: Msg) -> None:
         try:
-            want = Expected.model_validate_json(msg.data)
-            subjects.token(want.name, "agent name")
+            asked = ExpectAgent.model_validate_json(msg.data)
+            subjects.token(asked.name, "agent name")
         except ValueError as exc:
-            answer: dict[str, Any] = {"error": str(exc)}
+            answer = ExpectAnswer(error=str(exc))
         else:
+            want = Expected(name=asked.name, serves=asked.serves)
             await self._expected.put(want.name, want.model_dump_json().encode())
-            await self._bus.nc.publish(subjects.registry_event("actor.expected"), want.model_dump_json().encode())
-            answer = {"ok": True, "name": want.name}
-        if msg.reply:
-            await msg.respond(json.dumps(answer).encode())
+            await self._bus.send(subjects.registry_event("actor.expected"), want)
+            answer = ExpectAnswer(ok=True, name=want.name)
+        await self._bus.respond(msg, answer)
 
     async def _sweep(self) -> None:
         now = time.time()
@@ -121,4 +119,4 @@ class Registry:
 
     async def _announce(self, kind: str, info: ActorInfo) -> None:
         log.info("registry." + kind.split(".")[-1], actor=info.id, kind=info.kind, host=info.host)
-        await self._bus.nc.publish(subjects.registry_event(kind), info.model_dump_json().encode())
+        await self._bus.send(subjects.registry_event(kind), info)

@@ -27,7 +27,11 @@ FETCH_BATCH = 32
 
 
 class Retry(Exception):
-    """Nak the message: redeliver it after `delay_s`."""
+    """Nak the message: redeliver it after `delay_s`.
+
+    Deliberately outside the `CaActorsError` tree: code that reports failures by catching that root
+    must let this reach the runtime.
+    """
 
     def __init__(self, reason: str, delay_s: float = 1.0) -> None:
         self.reason = reason
@@ -36,7 +40,7 @@ class Retry(Exception):
 
 
 class Drop(Exception):
-    """Terminate the message: it can never succeed, do not redeliver it."""
+    """Terminate the message: it can never succeed, do not redeliver it (outside the error tree, as `Retry`)."""
 
 
 class InFlight:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from bus import Bus, Event, EventKind, WorkItem, subjects
+from bus import AnyEventData, Bus, Event, NodeWaitingData, WorkItem, subjects
 
 if TYPE_CHECKING:
     from actors.runtime.roster import RegistryView
@@ -23,24 +23,26 @@ class Emitter:
 
     async def emit(
         self,
-        kind: EventKind,
+        data: AnyEventData,
         *,
         run_id: str,
         flow: str,
         node: str | None = None,
         step_id: str | None = None,
-        data: dict[str, Any] | None = None,
         causation_id: str | None = None,
         dedup: str | None = None,
     ) -> None:
-        """Publish one event; `dedup` (a key unique to this occurrence) makes a re-publish a no-op."""
-        event = Event(
-            kind=kind,
+        """Publish the event that `data` describes (its kind is the data's).
+
+        `dedup` (a key unique to this occurrence) makes a re-publish a no-op.
+        """
+        kind = data.KIND
+        event = Event.of(
+            data,
             run_id=run_id,
             flow=flow,
             node=node,
             step_id=step_id,
-            data=data or {},
             causation_id=causation_id,
             sender=self._sender,
         )
@@ -59,11 +61,10 @@ async def warn_if_unserved(registry: RegistryView | None, events: Emitter, work:
     """
     if registry is not None and registry.unserved(work.flow, work.node):
         await events.emit(
-            "node.waiting",
+            NodeWaitingData(reason=f"no live worker serves {work.flow}.{work.node}; the work stays queued"),
             run_id=work.run_id,
             flow=work.flow,
             node=work.node,
             step_id=work.step_id,
-            data={"reason": f"no live worker serves {work.flow}.{work.node}; the work stays queued"},
             dedup=work.step_id,
         )

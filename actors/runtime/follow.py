@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from nats.js.api import DeliverPolicy
-
 from actors.runtime.runs import RunRecord, RunStore
-from bus import TERMINAL_EVENTS, Bus, Event, decode, subjects, topology
+from bus import TERMINAL_EVENTS, Bus, Event, subjects, topology
 from configs.errors import ActorError
 
 
@@ -18,25 +16,19 @@ async def events(bus: Bus, run_id: str, *, timeout_s: float | None = None) -> As
     Raises:
         TimeoutError: the run did not end within `timeout_s`.
     """
-    sub = await bus.js.subscribe(subjects.events_of(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
     loop = asyncio.get_running_loop()
     deadline = None if timeout_s is None else loop.time() + timeout_s
-    try:
+    async with bus.replay(subjects.events_of(run_id), Event) as replay:
         while True:
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"run {run_id} did not end within {timeout_s:g}s")
-            try:
-                msg = await sub.next_msg(timeout=min(remaining or 1.0, 1.0))
-            except Exception:  # noqa: BLE001 - nats TimeoutError: nothing yet, check the deadline
+            event = await replay.next(timeout_s=remaining)
+            if event is None:
                 continue
-            event = decode(msg.data)
-            if isinstance(event, Event):
-                yield event
-                if event.kind in TERMINAL_EVENTS:
-                    return
-    finally:
-        await sub.unsubscribe()
+            yield event
+            if event.kind in TERMINAL_EVENTS:
+                return
 
 
 async def stored_events(bus: Bus, run_id: str, *, timeout_s: float = 10.0) -> list[Event]:
@@ -45,19 +37,8 @@ async def stored_events(bus: Bus, run_id: str, *, timeout_s: float = 10.0) -> li
     Raises:
         TimeoutError: the stream did not hand them over within `timeout_s`.
     """
-    sub = await bus.js.subscribe(subjects.events_of(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
-    found: list[Event] = []
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                msg = await sub.next_msg(timeout=None)
-                event = decode(msg.data)
-                if isinstance(event, Event):
-                    found.append(event)
-                if msg.metadata.num_pending == 0:
-                    return found
-    finally:
-        await sub.unsubscribe()
+    async with bus.replay(subjects.events_of(run_id), Event) as replay:
+        return await replay.stored(timeout_s=timeout_s)
 
 
 async def final_record(bus: Bus, run_id: str) -> RunRecord:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import structlog
 
-from bus import Bus, Event, subjects
+from bus import Bus, Event, LogData, subjects
 
 LogFormat = Literal["auto", "console", "json"]
 
@@ -45,17 +45,13 @@ class RunLogSink:
         fields = {k: v for k, v in event_dict.items() if k not in _RESERVED}
         node = event_dict.get("node")
         try:
-            event = Event(
-                kind="log",
-                run_id=run_id,
-                flow=flow,
-                node=node if isinstance(node, str) else None,
-                sender=self._sender,
-                data={
-                    "level": event_dict.get("level", "info"),
-                    "message": str(event_dict.get("event", "")),
-                    "fields": json.loads(json.dumps(fields, default=str)),
-                },
+            line = LogData(
+                level=str(event_dict.get("level", "info")),
+                message=str(event_dict.get("event", "")),
+                fields=json.loads(json.dumps(fields, default=str)),
+            )
+            event = Event.of(
+                line, run_id=run_id, flow=flow, node=node if isinstance(node, str) else None, sender=self._sender
             )
             subject = subjects.event(run_id, "log")
         except ValueError:

@@ -20,7 +20,7 @@ import structlog
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ConfigDict, Field
 
-from bus import Bus, subjects
+from bus import Bus, WireModel, subjects
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +57,20 @@ class ActorInfo(BaseModel):
     # Set by the registry when it records a heartbeat (its own clock, so ages are comparable).
     heartbeat_at: float = 0.0
     draining: bool = False
+
+
+class DrainAnswer(WireModel):
+    """The answer to ``ca.registry.drain.<id>``: the actor stops taking work."""
+
+    ok: bool = True
+
+
+class ActorReady(WireModel):
+    """Announced on ``ca.sys.ready`` once an actor process serves (``ca-actors up`` waits for these)."""
+
+    kind: str
+    id: str
+    pid: int
 
 
 class Presence:
@@ -101,11 +115,11 @@ class Presence:
                 await self._task
             self._task = None
         with contextlib.suppress(Exception):
-            await self._bus.nc.publish(subjects.registry_bye(self.info.id), self.current().model_dump_json().encode())
-            await self._bus.nc.flush(timeout=2)
+            await self._bus.send(subjects.registry_bye(self.info.id), self.current())
+            await self._bus.flush(timeout_s=2)
 
     async def beat(self) -> None:
-        await self._bus.nc.publish(subjects.registry_heartbeat(self.info.id), self.current().model_dump_json().encode())
+        await self._bus.send(subjects.registry_heartbeat(self.info.id), self.current())
 
     async def _beat(self) -> None:
         while True:
@@ -117,14 +131,12 @@ class Presence:
 
     async def _on_ping(self, msg: Msg) -> None:
         await self.beat()
-        if msg.reply:
-            await msg.respond(self.current().model_dump_json().encode())
+        await self._bus.respond(msg, self.current())
 
     async def _on_drain_msg(self, msg: Msg) -> None:
         log.info("presence.drain", actor=self.info.id)
         self.info = self.info.model_copy(update={"draining": True})
         await self.beat()
-        if msg.reply:
-            await msg.respond(b'{"ok": true}')
+        await self._bus.respond(msg, DrainAnswer())
         if self._on_drain is not None:
             self._on_drain()

@@ -10,13 +10,12 @@ import contextlib
 import time
 from typing import Any, Literal
 
-from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.runtime.presence import ActorInfo
-from bus import Bus, new_id, subjects, topology
+from bus import Bus, Empty, WireModel, subjects, topology
 
 Status = Literal["live", "stale", "dead", "pending"]
 STALE_AFTER_BEATS = 3
@@ -29,6 +28,23 @@ class Expected(BaseModel):
     name: str
     serves: list[str] = Field(default_factory=list)
     since: float = Field(default_factory=time.time)
+
+
+class ExpectAgent(WireModel):
+    """Asked on ``ca.registry.expect``: an operator expects an agent of this name (serving these nodes)."""
+
+    name: str
+    serves: list[str] = Field(default_factory=list)
+
+
+class ExpectAnswer(WireModel):
+    """The registry's answer: ``{"ok": true, "name": ...}``, or ``{"error": ...}``."""
+
+    omit_defaults = frozenset({"ok", "name", "error"})
+
+    ok: bool = False
+    name: str | None = None
+    error: str | None = None
 
 
 def status_of(info: ActorInfo, *, now: float, heartbeat_s: float) -> Status:
@@ -109,18 +125,7 @@ def listing(known: list[ActorInfo], wanted: list[Expected], *, now: float, heart
 
 async def ping(bus: Bus, *, wait_s: float = 0.5) -> list[ActorInfo]:
     """Ask every actor to answer at once; returns the answers that came within `wait_s`."""
-    inbox = f"_INBOX.ping.{new_id()}"
-    answers: list[ActorInfo] = []
-
-    async def on_answer(msg: Msg) -> None:
-        with contextlib.suppress(ValueError):
-            answers.append(ActorInfo.model_validate_json(msg.data))
-
-    sub = await bus.nc.subscribe(inbox, cb=on_answer)
-    await bus.nc.publish(subjects.REGISTRY_PING, b"{}", reply=inbox)
-    await asyncio.sleep(wait_s)
-    await sub.unsubscribe()
-    return answers
+    return await bus.gather(subjects.REGISTRY_PING, Empty(), ActorInfo, wait_s=wait_s)
 
 
 class RegistryView:

@@ -3,7 +3,8 @@
 - publishes the plans of the flows it serves (versioned, in ``ca_plans``);
 - consumes ``ca.trigger.>`` (durable): validates inputs against the flow's state fields, creates the
   run record and the first work items, or rejects the trigger with a ``run.rejected`` event;
-- answers trigger *requests* with ``{"run_id": ...}`` (see `actors.scheduler.rendezvous`);
+- answers trigger *requests* with a `RunAnswer` ``{"run_id": ..., "status": ...}`` (see
+  `actors.scheduler.rendezvous`; the messages are in `actors.scheduler.messages`);
 - consumes ``ca.ctl.>`` (durable): a run reached END or a node failed for good;
 - serves ``ca.run.<id>.cmd`` (cancel), enforces ``config.execution.timeout``;
 - on start-up re-drives unfinished runs: re-arms their timeouts and re-launches runs whose first
@@ -32,8 +33,20 @@ from actors.runtime.events import Emitter, warn_if_unserved
 from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
 from actors.runtime.runs import FINAL_STATUSES, RunRecord, RunStore
+from actors.scheduler.messages import Assigned, RunAnswer, RunCommand
 from actors.scheduler.rendezvous import Rendezvous, digest
-from bus import Bus, EventKind, RunEnded, decode, subjects, topology
+from bus import (
+    Bus,
+    RunCancelledData,
+    RunEnded,
+    RunFailedData,
+    RunFinishedData,
+    RunRejectedData,
+    RunStartedData,
+    decode,
+    subjects,
+    topology,
+)
 from configs import START, InputError, Settings, initial_state
 from configs._issues import closest
 
@@ -45,6 +58,12 @@ TRIGGER_DURABLE = "scheduler-triggers"
 SOURCE_HEADER = "Ca-Source"
 SESSION_HEADER = "Ca-Session"
 CTL_DURABLE = "scheduler-ctl"
+# The event that announces each final status but `rejected` (which has its own, `run.rejected`).
+_END_DATA: dict[str, type[RunFinishedData | RunFailedData | RunCancelledData]] = {
+    "succeeded": RunFinishedData,
+    "failed": RunFailedData,
+    "cancelled": RunCancelledData,
+}
 
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -106,7 +125,7 @@ class Scheduler:
         await self._bus.subscribe(subjects.RUN_CMD_ALL, self._on_command, queue=QUEUE)
         triggers = await self._pull(subjects.TRIGGER_ALL, TRIGGER_DURABLE, topology.TRIGGERS)
         # The trigger stream's creation time tells this stream from every other (see `make_run_id`).
-        self._stream_salt = str((await self._bus.js.stream_info(topology.TRIGGERS)).created)
+        self._stream_salt = await self._bus.stream_created(topology.TRIGGERS)
         ctl = await self._pull(subjects.CTL_ALL, CTL_DURABLE, topology.CTL)
         await self._recover()
         ready()
@@ -134,7 +153,7 @@ class Scheduler:
         return []
 
     async def _pull(self, subject: str, durable: str, stream: str) -> Any:
-        sub = await self._bus.js.pull_subscribe(
+        return await self._bus.pull_subscribe(
             subject,
             durable=durable,
             stream=stream,
@@ -146,8 +165,6 @@ class Scheduler:
                 max_deliver=-1,
             ),
         )
-        self._bus.track(sub)
-        return sub
 
     # --- triggers ---------------------------------------------------------------------------------
 
@@ -160,13 +177,17 @@ class Scheduler:
         try:
             answer = await self._rendezvous.wait(digest(msg.subject, msg.data), timeout_s=10.0)
         except TimeoutError:
-            answer = {"error": "the trigger was not processed within 10s; is a scheduler consuming CA_TRIGGERS?"}
+            answer = RunAnswer(error="the trigger was not processed within 10s; is a scheduler consuming CA_TRIGGERS?")
         with contextlib.suppress(Exception):
-            await msg.respond(json.dumps(answer).encode())
+            await self._bus.respond(msg, answer)
 
     async def _on_assigned(self, msg: Msg) -> None:
-        payload = json.loads(msg.data)
-        self._rendezvous.announce(payload.pop("digest"), payload)
+        try:
+            assigned = Assigned.model_validate_json(msg.data)
+        except ValueError as exc:
+            log.warning("scheduler.bad_assignment", error=str(exc))
+            return
+        self._rendezvous.announce(assigned.digest, assigned.answer())
 
     async def _handle_trigger(self, msg: Msg) -> None:
         meta = msg.metadata
@@ -176,12 +197,13 @@ class Scheduler:
             answer = await self._start_run(run_id, msg.subject, msg.data, origin(msg.headers))
         finally:
             structlog.contextvars.unbind_contextvars("run_id")
-        announcement = {"digest": digest(msg.subject, msg.data), **answer}
-        await self._bus.nc.publish(subjects.SYS_ASSIGNED, json.dumps(announcement).encode())
+        key = digest(msg.subject, msg.data)
+        assigned = Assigned(digest=key, run_id=answer.run_id, status=answer.status, error=answer.error)
+        await self._bus.send(subjects.SYS_ASSIGNED, assigned)
 
     async def _start_run(
         self, run_id: str, subject: str, data: bytes, origin: dict[str, str] | None = None
-    ) -> dict[str, Any]:
+    ) -> RunAnswer:
         existing = await self._runs.get(run_id)
         if existing is not None:  # a redelivered trigger: make sure its first work (or its end) went out
             if existing.status == "running":
@@ -236,7 +258,7 @@ class Scheduler:
         log.info("run.started", flow=flow)
         return _answer(record)
 
-    async def _reject(self, run_id: str, flow: str, inputs: Any, problem: str) -> dict[str, Any]:
+    async def _reject(self, run_id: str, flow: str, inputs: Any, problem: str) -> RunAnswer:
         log.warning("run.rejected", flow=flow, reason=problem)
         record = RunRecord(
             run_id=run_id, flow=flow, status="rejected", inputs=inputs, error=problem, finished_at=time.time()
@@ -298,22 +320,18 @@ class Scheduler:
         now = record.finished_at or time.time()
         if record.status == "rejected":
             await self._events.emit(
-                "run.rejected",
+                RunRejectedData(error=record.error),
                 run_id=record.run_id,
                 flow=_flow_token(record.flow),
-                data={"error": record.error},
                 dedup=record.run_id,
             )
             return
         duration_ms = round((now - record.created_at) * 1000, 3)
-        kind: EventKind = {"succeeded": "run.finished", "failed": "run.failed", "cancelled": "run.cancelled"}[
-            record.status
-        ]  # type: ignore[assignment]  # the final statuses other than rejected
-        data: dict[str, Any] = {"status": record.status, "duration_ms": duration_ms, "state": record.state}
-        if record.error:
-            data["error"] = record.error
-        await self._events.emit(kind, run_id=record.run_id, flow=record.flow, node=node, data=data, dedup=record.run_id)
-        log.info(kind, run_id=record.run_id, flow=record.flow, duration_ms=duration_ms, error=record.error)
+        data = _END_DATA[record.status](
+            status=record.status, duration_ms=duration_ms, state=record.state, error=record.error or None
+        )
+        await self._events.emit(data, run_id=record.run_id, flow=record.flow, node=node, dedup=record.run_id)
+        log.info(data.KIND, run_id=record.run_id, flow=record.flow, duration_ms=duration_ms, error=record.error)
 
     def _arm_timeout(self, record: RunRecord) -> None:
         if record.timeout_s is None or record.run_id in self._timers:
@@ -328,19 +346,16 @@ class Scheduler:
     async def _on_command(self, msg: Msg) -> None:
         run_id = subjects.run_of_cmd(msg.subject)
         try:
-            command = json.loads(msg.data or b"{}").get("cmd", "")
-        except (json.JSONDecodeError, AttributeError):
+            command = RunCommand.model_validate_json(msg.data or b"{}").cmd
+        except ValueError:
             command = ""
         if command == "cancel":
             record = await self._finish(run_id, "cancelled", error="cancelled by request")
             current = record or await self._runs.get(run_id)
-            answer: dict[str, Any] = (
-                {"run_id": run_id, "status": current.status} if current else {"error": f"no run {run_id}"}
-            )
+            answer = RunAnswer(run_id=run_id, status=current.status) if current else RunAnswer(error=f"no run {run_id}")
         else:
-            answer = {"error": f"unknown command {command!r}; valid: cancel"}
-        if msg.reply:
-            await msg.respond(json.dumps(answer).encode())
+            answer = RunAnswer(error=f"unknown command {command!r}; valid: cancel")
+        await self._bus.respond(msg, answer)
 
     # --- recovery ---------------------------------------------------------------------------------
 
@@ -367,10 +382,10 @@ class Scheduler:
 
     async def _launch(self, record: RunRecord, plan: Plan, moves: Moves) -> None:
         """Announce a new run and publish its first work (or its end, for a flow with nothing to do)."""
-        data = {"plan_version": plan.version, "inputs": record.inputs, "source": record.source}
-        if record.session:
-            data["session"] = record.session
-        await self._events.emit("run.started", run_id=record.run_id, flow=record.flow, data=data, dedup=record.run_id)
+        started = RunStartedData(
+            plan_version=plan.version, inputs=record.inputs, source=record.source, session=record.session or None
+        )
+        await self._events.emit(started, run_id=record.run_id, flow=record.flow, dedup=record.run_id)
         for item in moves.work:
             await warn_if_unserved(self._registry, self._events, item)
             await self._bus.publish(subjects.work(record.flow, item.node), item, msg_id=item.step_id)
@@ -386,11 +401,9 @@ class Scheduler:
         task.add_done_callback(self._tasks.discard)
 
 
-def _answer(record: RunRecord) -> dict[str, Any]:
-    answer: dict[str, Any] = {"run_id": record.run_id, "status": record.status}
-    if record.status in FINAL_STATUSES and record.error:
-        answer["error"] = record.error
-    return answer
+def _answer(record: RunRecord) -> RunAnswer:
+    error = record.error if record.status in FINAL_STATUSES and record.error else None
+    return RunAnswer(run_id=record.run_id, status=record.status, error=error)
 
 
 def _flow_token(flow: str) -> str:

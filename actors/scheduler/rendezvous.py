@@ -12,7 +12,8 @@ import asyncio
 import hashlib
 import time
 from collections import defaultdict, deque
-from typing import Any
+
+from actors.scheduler.messages import RunAnswer
 
 # How far apart the request and the stored copy of one trigger may be seen, in seconds.
 _WINDOW_S = 5.0
@@ -24,10 +25,10 @@ def digest(subject: str, data: bytes) -> str:
 
 class Rendezvous:
     def __init__(self) -> None:
-        self._waiting: dict[str, deque[asyncio.Future[dict[str, Any]]]] = defaultdict(deque)
-        self._early: dict[str, deque[tuple[float, dict[str, Any]]]] = defaultdict(deque)
+        self._waiting: dict[str, deque[asyncio.Future[RunAnswer]]] = defaultdict(deque)
+        self._early: dict[str, deque[tuple[float, RunAnswer]]] = defaultdict(deque)
 
-    def announce(self, key: str, answer: dict[str, Any]) -> None:
+    def announce(self, key: str, answer: RunAnswer) -> None:
         """The stored copy of a trigger with this digest created a run."""
         waiting = self._waiting.get(key)
         while waiting:
@@ -38,7 +39,7 @@ class Rendezvous:
         self._early[key].append((time.monotonic(), answer))
         self._prune()
 
-    async def wait(self, key: str, timeout_s: float) -> dict[str, Any]:
+    async def wait(self, key: str, timeout_s: float) -> RunAnswer:
         """The answer for a request with this digest.
 
         Raises:
@@ -50,7 +51,7 @@ class Rendezvous:
             seen, answer = early.popleft()
             if now - seen <= _WINDOW_S:
                 return answer
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[RunAnswer] = asyncio.get_running_loop().create_future()
         self._waiting[key].append(fut)
         try:
             return await asyncio.wait_for(fut, timeout_s)

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from configs.errors import CaActorsError
+from configs.errors import ActorError
 
 DEFAULT_WORKSPACE = Path(".ca-actors") / "workspace"
 DEFAULT_TIMEOUT_S = 20.0
 
 
-class ToolError(CaActorsError):
+class ToolError(ActorError):
     """A tool call failed; the message says what went wrong and how to fix it.
 
     Attributes:

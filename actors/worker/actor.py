@@ -52,7 +52,25 @@ from actors.runtime.roster import RegistryView
 from actors.runtime.runs import RunRecord, RunStore, StepRecord
 from actors.worker.memory_client import MemoryClient
 from actors.worker.tool_host import RemoteToolClient, ToolHost
-from bus import Bus, DeadLetter, EventKind, RunEnded, WorkItem, decode, subjects, topology
+from bus import (
+    AnyEventData,
+    Bus,
+    DeadLetter,
+    NodeDiscardedData,
+    NodeFailedData,
+    NodeFinishedData,
+    NodeRetryData,
+    NodeStartedData,
+    NodeWaitingData,
+    RetryKind,
+    RunEnded,
+    ToolCalledData,
+    ToolFinishedData,
+    WorkItem,
+    decode,
+    subjects,
+    topology,
+)
 from configs import Settings, render
 
 log = structlog.get_logger(__name__)
@@ -160,7 +178,7 @@ class NodeWorker:
                 continue
             if self._only_nodes is not None and f"{plan.flow}.{node.id}" not in self._only_nodes:
                 continue
-            sub = await self._bus.js.pull_subscribe(
+            sub = await self._bus.pull_subscribe(
                 node.subject,
                 durable=node.durable,
                 stream=topology.WORK,
@@ -174,7 +192,6 @@ class NodeWorker:
                     max_ack_pending=-1,
                 ),
             )
-            self._bus.track(sub)
             self._serving[node.durable] = asyncio.create_task(
                 consume(
                     sub,
@@ -242,9 +259,7 @@ class NodeWorker:
                 return
             step = await self._record(plan, item, mine, found)
             if step is None:  # the run ended meanwhile (cancelled, timed out): the outputs count for nothing
-                await self._step_event(
-                    item, "node.discarded", data={"duration_ms": round(mine.duration_ms, 3)}, dedup=step_id
-                )
+                await self._step_event(item, NodeDiscardedData(duration_ms=round(mine.duration_ms, 3)), dedup=step_id)
                 return
         elif step.status == "failed":  # a redelivery after a crash mid-failure: finish the failure path
             await self._fail(plan, item, step.started_at, step.error or "failed")
@@ -254,18 +269,14 @@ class NodeWorker:
         except FlowError as exc:
             await self._fail(plan, item, step.started_at, str(exc), recorded=step)
             return
-        await self._step_event(
-            item,
-            "node.finished",
-            data={
-                "outputs": step.outputs,
-                "duration_ms": round(step.duration_ms, 3),
-                "attempts": step.attempts,
-                "iteration": item.iteration,
-                "index": item.index,
-            },
-            dedup=step_id,
+        finished = NodeFinishedData(
+            outputs=step.outputs,
+            duration_ms=round(step.duration_ms, 3),
+            attempts=step.attempts,
+            iteration=item.iteration,
+            index=item.index,
         )
+        await self._step_event(item, finished, dedup=step_id)
         await self._publish(item, moves)
 
     def _step_record(
@@ -310,11 +321,7 @@ class NodeWorker:
 
     async def _memory_trouble(self, item: WorkItem, delivery: int, exc: MemoryUnavailable) -> None:
         """Memory is down: say so, and try the step again later; after max_deliver tries the node fails."""
-        await self._step_event(
-            item,
-            "node.retry",
-            data={"attempt": delivery, "error": str(exc), "kind": "memory"},
-        )
+        await self._step_event(item, NodeRetryData(attempt=delivery, error=str(exc), kind="memory"))
         if delivery < self._settings.max_deliver:
             raise Retry(str(exc), delay_s=min(2.0 ** (delivery - 1), 30.0)) from exc
         raise NodeFailed(f"memory unavailable after {delivery} attempts: {exc}") from exc
@@ -350,18 +357,17 @@ class NodeWorker:
         return counted
 
     async def _step_event(
-        self, item: WorkItem, kind: EventKind, *, data: dict[str, Any], dedup: str | None = None, **extra: str
+        self, item: WorkItem, data: AnyEventData, *, dedup: str | None = None, causation_id: str | None = None
     ) -> None:
         """An event about the step of `item` (its run, flow, node and step id filled in)."""
         await self._events.emit(
-            kind,
+            data,
             run_id=item.run_id,
             flow=item.flow,
             node=item.node,
             step_id=item.step_id,
-            data=data,
+            causation_id=causation_id,
             dedup=dedup,
-            **extra,
         )
 
     async def _run_node(self, plan: Plan, item: WorkItem, delivery: int) -> NodeOutcome:
@@ -387,31 +393,22 @@ class NodeWorker:
                 runtime["memory"] = memory_text(await self._memory.read(request))
             except MemoryUnavailable as exc:
                 await self._memory_trouble(item, delivery, exc)
-        await self._step_event(
-            item,
-            "node.started",
-            data={
-                "iteration": item.iteration,
-                "index": item.index,
-                "map": is_map_item,
-                "delivery": delivery,
-                "queued_at": item.ts,
-                "after": item.causation_id,
-                "inputs": item.state if item.item is None else {"item": item.item, "state": item.state},
-            },
-            causation_id=item.id,
+        started = NodeStartedData(
+            iteration=item.iteration,
+            index=item.index,
+            map=is_map_item,
+            delivery=delivery,
+            queued_at=item.ts,
+            after=item.causation_id,
+            inputs=item.state if item.item is None else {"item": item.item, "state": item.state},
         )
+        await self._step_event(item, started, causation_id=item.id)
 
-        async def on_event(kind: str, data: dict[str, Any]) -> None:
-            event_kind: EventKind = kind  # type: ignore[assignment]  # node code emits tool.* kinds only
-            await self._step_event(item, event_kind, data=data)
+        async def on_event(data: ToolCalledData | ToolFinishedData) -> None:
+            await self._step_event(item, data)
 
         async def on_retry(attempt: int, problem: str) -> None:
-            await self._step_event(
-                item,
-                "node.retry",
-                data={"attempt": attempt, "error": problem, "kind": "bad_output"},
-            )
+            await self._step_event(item, NodeRetryData(attempt=attempt, error=problem, kind="bad_output"))
 
         call = run_llm_node(
             spec,
@@ -430,6 +427,7 @@ class NodeWorker:
             on_event=on_event,
             remote_tools=self._remote_tools,
         )
+        kind: RetryKind
         try:
             return await asyncio.wait_for(call, timeout=node.timeout_s) if node.timeout_s else await call
         except LLMUnavailable as exc:
@@ -441,19 +439,11 @@ class NodeWorker:
         except BudgetExceeded as exc:
             limits = budget_of(spec)
             if limits is not None and limits.on_exceed == "pause" and delivery < self._settings.max_deliver:
-                await self._step_event(
-                    item,
-                    "node.waiting",
-                    data={"reason": f"paused: {exc}", "budget": True},
-                )
+                await self._step_event(item, NodeWaitingData(reason=f"paused: {exc}", budget=True))
                 raise Retry(str(exc), delay_s=60.0) from exc
             raise NodeFailed(str(exc)) from exc
         if policy.retries(kind, delivery) and delivery < self._settings.max_deliver:
-            await self._step_event(
-                item,
-                "node.retry",
-                data={"attempt": delivery, "error": problem, "kind": kind},
-            )
+            await self._step_event(item, NodeRetryData(attempt=delivery, error=problem, kind=kind))
             raise Retry(problem, delay_s=policy.delay_s(delivery))
         raise NodeFailed(gave_up(problem, delivery))
 
@@ -509,12 +499,7 @@ class NodeWorker:
             return
         target = plan.spec.node(item.node).on_error
         log.warning("worker.node_failed", error=error, on_error=target)
-        await self._step_event(
-            item,
-            "node.failed",
-            data={"error": error, "on_error": target},
-            dedup=item.step_id,
-        )
+        await self._step_event(item, NodeFailedData(error=error, on_error=target), dedup=item.step_id)
         dead = DeadLetter(
             run_id=item.run_id, flow=item.flow, node=item.node, step_id=item.step_id, error=error, work=item
         )

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
-
 from actors.flow.llm import LLMReply, LLMRequest
-from bus import Bus, subjects
+from bus import Bus, NoResponderError, RequestTimeoutError, subjects
 
 
 class BusLLMClient:
@@ -19,16 +16,10 @@ class BusLLMClient:
     async def complete(self, request: LLMRequest) -> LLMReply:
         timeout = (request.timeout_s or self._timeout_s) + 5.0
         try:
-            msg = await self._bus.nc.request(subjects.LLM_COMPLETE, request.model_dump_json().encode(), timeout=timeout)
-        except NoRespondersError:
+            return await self._bus.request(subjects.LLM_COMPLETE, request, LLMReply, timeout_s=timeout)
+        except NoResponderError:
+            return LLMReply(model=request.model, error="no LLM gateway is running", error_kind="unreachable")
+        except RequestTimeoutError:
             return LLMReply(
-                ok=False, model=request.model, error="no LLM gateway is running", retryable=True, unreachable=True
+                model=request.model, error=f"LLM gateway did not answer in {timeout:.0f}s", error_kind="transient"
             )
-        except (NatsTimeoutError, TimeoutError):
-            return LLMReply(
-                ok=False,
-                model=request.model,
-                error=f"LLM gateway did not answer in {timeout:.0f}s",
-                retryable=True,
-            )
-        return LLMReply.model_validate_json(msg.data)

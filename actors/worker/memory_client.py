@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, TypeVar
 
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import BaseModel
 
-from actors.flow.memory import MemoryRequest, MemoryUnavailable, MemoryWrite
-from bus import Bus, subjects
+from actors.flow.memory import MemoryAnswer, MemoryRecords, MemoryRequest, MemoryUnavailable, MemoryWrite, MemoryWritten
+from bus import Bus, NoResponderError, RequestTimeoutError, subjects
+
+A = TypeVar("A", bound=MemoryAnswer)
 
 
 class MemoryClient:
@@ -20,21 +19,19 @@ class MemoryClient:
         self._bus = bus
         self._timeout_s = timeout_s
 
-    async def _ask(self, subject: str, body: BaseModel) -> dict[str, Any]:
+    async def _ask(self, subject: str, body: BaseModel, reply: type[A]) -> A:
         try:
-            reply = await self._bus.nc.request(subject, body.model_dump_json().encode(), timeout=self._timeout_s)
-        except NoRespondersError:
+            answer = await self._bus.request(subject, body, reply, timeout_s=self._timeout_s)
+        except NoResponderError:
             raise MemoryUnavailable("no memory actor is running (`ca-actors up` starts one)") from None
-        except (NatsTimeoutError, TimeoutError):
+        except RequestTimeoutError:
             raise MemoryUnavailable(f"the memory actor did not answer within {self._timeout_s:g}s") from None
-        answer: dict[str, Any] = json.loads(reply.data)
-        if "error" in answer:
-            raise MemoryUnavailable(str(answer["error"]))
+        if answer.error is not None:
+            raise MemoryUnavailable(answer.error)
         return answer
 
     async def read(self, request: MemoryRequest) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = (await self._ask(subjects.MEMORY_READ, request))["records"]
-        return records
+        return (await self._ask(subjects.MEMORY_READ, request, MemoryRecords)).records
 
     async def write(self, record: MemoryWrite) -> None:
-        await self._ask(subjects.MEMORY_WRITE, record)
+        await self._ask(subjects.MEMORY_WRITE, record, MemoryWritten)

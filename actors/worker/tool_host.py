@@ -14,13 +14,28 @@ from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
+from pydantic import ConfigDict, RootModel, ValidationError
 
 from actors.tools import ToolContext, ToolError, get_tool, run_tool
-from bus import Bus, subjects
+from bus import Bus, NoResponderError, RequestTimeoutError, WireModel, subjects
 
 log = structlog.get_logger(__name__)
+
+
+class ToolArguments(RootModel[dict[str, Any]]):
+    """A call of a tool on ``ca.tool.<actor>.<tool>``: its arguments, one JSON object."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class ToolAnswer(WireModel):
+    """``{"result": ...}``: what the tool returned (JSON), or ``{"error": ...}``."""
+
+    result: Any = None
+    error: str | None = None
+
+    def _on_the_wire(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"result": self.result} if self.error is None else {"error": self.error}
 
 
 class ToolHost:
@@ -47,15 +62,16 @@ class ToolHost:
     async def _answer(self, msg: Msg) -> None:
         name = msg.subject.rsplit(".", 1)[-1]
         try:
-            args = json.loads(msg.data or b"{}")
-            if not isinstance(args, dict):
-                raise ToolError("tool arguments must be a JSON object")
-            answer: dict[str, Any] = {"result": await run_tool(get_tool(name), args, self._context)}
-        except (ToolError, json.JSONDecodeError) as exc:
-            answer = {"error": str(exc)}
-        log.info("tool_host.call", tool=name, error=answer.get("error"))
-        if msg.reply:
-            await msg.respond(json.dumps(answer, default=str).encode())
+            args = ToolArguments.model_validate_json(msg.data or b"{}").root
+            result = await run_tool(get_tool(name), args, self._context)
+            # What JSON cannot carry as it is (a date, a path) travels as its text.
+            answer = ToolAnswer(result=json.loads(json.dumps(result, default=str)))
+        except ValidationError:
+            answer = ToolAnswer(error="tool arguments must be a JSON object")
+        except ToolError as exc:
+            answer = ToolAnswer(error=str(exc))
+        log.info("tool_host.call", tool=name, error=answer.error)
+        await self._bus.respond(msg, answer)
 
 
 class RemoteToolClient:
@@ -68,16 +84,16 @@ class RemoteToolClient:
     async def __call__(self, actor: str, name: str, args: Mapping[str, Any]) -> Any:
         try:
             subject = subjects.tool_call(actor, name)
-            reply = await self._bus.nc.request(subject, json.dumps(dict(args)).encode(), timeout=self._timeout_s)
         except ValueError as exc:
             raise ToolError(str(exc)) from exc
-        except NoRespondersError:
+        try:
+            answer = await self._bus.request(subject, ToolArguments(dict(args)), ToolAnswer, timeout_s=self._timeout_s)
+        except NoResponderError:
             raise ToolError(
                 f"no actor {actor!r} serves tool {name}: start one with `ca-actors agent --name {actor} --serve-tools`"
             ) from None
-        except (NatsTimeoutError, TimeoutError):
+        except RequestTimeoutError:
             raise ToolError(f"actor {actor!r} did not answer tool {name} within {self._timeout_s:g}s") from None
-        answer: dict[str, Any] = json.loads(reply.data)
-        if "error" in answer:
-            raise ToolError(f"on {actor}: {answer['error']}")
-        return answer.get("result")
+        if answer.error is not None:
+            raise ToolError(f"on {actor}: {answer.error}")
+        return answer.result

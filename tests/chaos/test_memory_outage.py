@@ -12,7 +12,7 @@ import pytest
 
 from actors.launch.stack import LocalStack
 from configs import Settings
-from tests.helpers import EventLog, plans, run_flow, write_script
+from tests.helpers import EventLog, plans, run_flow, start_run, write_script
 from tests.support.memory import SCRIPT, chat_flow
 
 # litellm keeps process-wide logging state across event loops (see conftest.litellm_state).
@@ -77,18 +77,16 @@ async def test_a_postgres_outage_is_a_clear_error_and_the_run_recovers_when_it_r
             log = await EventLog().start(bus)
             await run_flow(bus, "chat", {"user_id": "ada", "message": "before"})
             await proxy.cut()
-            reply = json.loads(
-                (await bus.nc.request("ca.trigger.chat", b'{"user_id": "ada", "message": "during"}', timeout=10)).data
-            )
-            trouble = await log.wait_for("node.retry", run_id=reply["run_id"], timeout_s=30)
-            assert trouble.data["kind"] == "memory"
-            assert "memory store unavailable" in trouble.data["error"]
-            record = json.loads((await bus.kv("ca_runs").get(reply["run_id"])).value or b"{}")
+            run_id = await start_run(bus, "chat", {"user_id": "ada", "message": "during"})
+            trouble = await log.wait_for("node.retry", run_id=run_id, timeout_s=30)
+            assert trouble.data.kind == "memory"
+            assert "memory store unavailable" in trouble.data.error
+            record = json.loads((await bus.kv("ca_runs").get(run_id)).value or b"{}")
             assert record["status"] == "running"
             assert record["steps"] == []
             await proxy.start()  # the same port again: the store's pool reconnects
-            finished = await log.wait_for("run.finished", run_id=reply["run_id"], timeout_s=60)
-        assert "heard before" in finished.data["state"]["reply"]
+            finished = await log.wait_for("run.finished", run_id=run_id, timeout_s=60)
+        assert "heard before" in finished.data.state["reply"]
     finally:
         import asyncpg
 

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from actors.scheduler.messages import TriggerInputs
 from bus import Bus, EmbeddedNats, subjects
 from tests.conftest import ROOT
-from tests.helpers import Actors, EventLog, run_flow
+from tests.helpers import Actors, EventLog, run_flow, start_run
 
 FIVE_STEP = ROOT / "tests" / "flows" / "five_step.yaml"
 
@@ -33,8 +34,7 @@ async def test_a_worker_killed_mid_step_has_its_step_redelivered_and_applied_onc
     await actors.start("llm-gateway")
     doomed = await actors.start("worker")
     log = await EventLog().start(actors.bus)
-    reply = json.loads((await actors.bus.nc.request(subjects.trigger("five_step"), b'{"text": "t"}', timeout=10)).data)
-    run_id = reply["run_id"]
+    run_id = await start_run(actors.bus, "five_step", {"text": "t"})
     # n2 is in flight (its LLM call takes 700 ms) when the worker dies.
     await log.wait_for("node.started", run_id=run_id, count=2)
     actors.kill(doomed)
@@ -47,7 +47,7 @@ async def test_a_worker_killed_mid_step_has_its_step_redelivered_and_applied_onc
     record = json.loads((await actors.bus.kv("ca_runs").get(run_id)).value or b"{}")
     assert [s["node"] for s in record["steps"]] == ["n1", "n2", "n3", "n4", "n5"]
     assert record["status"] == "succeeded"
-    assert finished.data["state"]["e"] == record["state"]["e"]
+    assert finished.data.state["e"] == record["state"]["e"]
 
 
 @pytest.mark.timeout(120)
@@ -56,18 +56,18 @@ async def test_a_scheduler_restarted_mid_run_lets_the_run_complete(actors: Actor
     await actors.start("llm-gateway")
     await actors.start("worker")
     log = await EventLog().start(actors.bus)
-    reply = json.loads((await actors.bus.nc.request(subjects.trigger("five_step"), b'{"text": "t"}', timeout=10)).data)
-    await log.wait_for("node.started", run_id=reply["run_id"])
+    run_id = await start_run(actors.bus, "five_step", {"text": "t"})
+    await log.wait_for("node.started", run_id=run_id)
     actors.kill(scheduler)
     # A trigger published while the scheduler is down waits in its stream.
-    await actors.bus.nc.publish(subjects.trigger("five_step"), b'{"text": "while down"}')
-    await log.wait_for("node.finished", run_id=reply["run_id"], count=5, timeout_s=30)
-    assert not log.of("run.finished", reply["run_id"]), "no scheduler, so nobody can have finished the run"
+    await actors.bus.send(subjects.trigger("five_step"), TriggerInputs({"text": "while down"}))
+    await log.wait_for("node.finished", run_id=run_id, count=5, timeout_s=30)
+    assert not log.of("run.finished", run_id), "no scheduler, so nobody can have finished the run"
     await actors.start("scheduler")
-    await log.wait_for("run.finished", run_id=reply["run_id"], timeout_s=30)
+    await log.wait_for("run.finished", run_id=run_id, timeout_s=30)
     second = await log.wait_for("run.finished", count=2, timeout_s=60)
-    assert second.data["state"]["text"] == "while down"
-    assert len(log.of("run.finished", reply["run_id"])) == 1
+    assert second.data.state["text"] == "while down"
+    assert len(log.of("run.finished", run_id)) == 1
 
 
 @pytest.mark.timeout(120)
@@ -93,15 +93,13 @@ async def test_a_worker_killed_mid_map_still_yields_every_item_once_in_order(act
     doomed = await actors.start("worker")
     log = await EventLog().start(actors.bus)
     items = [f"u{i}" for i in range(9)]
-    body = json.dumps({"items": items}).encode()
-    reply = json.loads((await actors.bus.nc.request(subjects.trigger("map50"), body, timeout=10)).data)
-    run_id = reply["run_id"]
+    run_id = await start_run(actors.bus, "map50", {"items": items})
     await log.wait_for("node.started", run_id=run_id, count=4)
     actors.kill(doomed)
     await actors.start("worker")
     finished = await log.wait_for("run.finished", run_id=run_id, timeout_s=90)
-    done = Counter(e.data["index"] for e in log.of("node.finished", run_id) if e.node == "fetch")
+    done = Counter(e.data.index for e in log.of("node.finished", run_id) if e.node == "fetch")
     assert done == Counter(range(9)), "each item finished exactly once"
-    pages = finished.data["state"]["pages"]
+    pages = finished.data.state["pages"]
     assert len(pages) == 9
     assert [p.split("for: Fetch ")[1].split(" ")[0] for p in pages] == items

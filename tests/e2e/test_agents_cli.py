@@ -85,5 +85,5 @@ async def test_a_tool_pinned_to_an_actor_runs_on_that_actor(settings: Settings, 
     assert "--serve-tools" in missing["error"]
     assert result["status"] == "succeeded"
     finished = [e for e in log.of("tool.finished") if e.run_id == result["run_id"]]
-    assert finished[0].data["actor"] == "box"
-    assert finished[0].data["result"]["content"] == "only on the box"
+    assert finished[0].data.actor == "box"
+    assert finished[0].data.result["content"] == "only on the box"

@@ -8,14 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-from actors.flow.llm import ChatMessage, LLMRequest
+from actors.flow.llm import ChatMessage, LLMReply, LLMRequest
 from actors.launch.stack import LocalStack
 from actors.llm.backend import LLMBackend, provider_schema
 from actors.llm.cassette import Cassette
 from configs import Settings
 from tests.fakes.openai_server import ErrorReply, FakeOpenAI, ToolCallsReply, serve
-from tests.helpers import EventLog, plans, run_flow, write_flow, write_script
+from tests.helpers import EventLog, plans, run_flow, trigger, write_flow, write_script
 from tests.support.agents import agent_flow
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -50,13 +51,13 @@ async def test_an_agent_node_calls_two_tools_before_it_answers(settings: Setting
         result = await run_flow(stack.client, "helper", {"question": "what is six times seven?"})
     assert result["status"] == "succeeded", result
     assert result["state"]["answer"] == "it is 42"
-    called = [e.data["tool"] for e in log.of("tool.called")]
+    called = [e.data.tool for e in log.of("tool.called")]
     assert called == ["calculator", "datetime_now"]
     finished = log.of("tool.finished")
-    assert finished[0].data["result"]["result"] == 42
-    assert finished[0].data["error"] is None
+    assert finished[0].data.result["result"] == 42
+    assert finished[0].data.error is None
     assert len(log.of("llm.called")) == 3
-    assert [e.data["tool_calls"] for e in log.of("llm.finished")] == [["calculator"], ["datetime_now"], []]
+    assert [e.data.tool_calls for e in log.of("llm.finished")] == [["calculator"], ["datetime_now"], []]
 
 
 async def test_a_failing_tool_fails_the_node_unless_on_error_continue(settings: Settings, tmp_path: Path) -> None:
@@ -186,10 +187,39 @@ async def test_a_recorded_cassette_replays_offline_and_refuses_unknown_requests(
     assert replayed.content == "recorded answer"
     assert replayed.cache_hit
     unknown = await replayer.complete(other)
-    assert not unknown.ok
-    assert not unknown.retryable
+    assert unknown.error_kind == "permanent"
     assert "not in cassette" in (unknown.error or "")
     assert "Something else" in (unknown.error or "")
+
+
+async def test_a_cassette_written_before_error_kinds_still_replays(tmp_path: Path) -> None:
+    request = LLMRequest(model="openai/gpt-4o-mini", messages=[ChatMessage(role="user", content="Say hello.")])
+    # What earlier versions wrote: the reply with its `ok`, `unreachable` and `budget_exceeded` flags.
+    old = {
+        "ok": True,
+        "content": "hello from the past",
+        "tool_calls": [],
+        "model": "gpt-4o-mini",
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+        "cost_usd": 0.001,
+        "unreachable": False,
+        "budget_exceeded": False,
+    }
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump([{"key": request.cache_key(), "request": {"model": request.model}, "reply": old}]))
+
+    replayed = await LLMBackend(cassette=Cassette(path, "replay")).complete(request)
+
+    assert replayed.ok
+    assert (replayed.content, replayed.usage.completion_tokens, replayed.cache_hit) == ("hello from the past", 4, True)
+
+
+def test_replies_with_the_old_flags_read_as_error_kinds() -> None:
+    assert LLMReply.model_validate({"ok": False, "retryable": True, "unreachable": True}).error_kind == "unreachable"
+    assert LLMReply.model_validate({"ok": False, "retryable": True}).error_kind == "transient"
+    assert LLMReply.model_validate({"ok": False, "budget_exceeded": True}).error_kind == "budget"
+    assert LLMReply.model_validate({"ok": False, "error": "bad request"}).error_kind == "permanent"
+    assert LLMReply.model_validate({"ok": True, "content": "x"}).ok
 
 
 BUDGETED = """
@@ -224,7 +254,7 @@ async def test_a_call_that_would_pass_the_budget_is_refused_before_it_is_made(
     assert "budget exceeded" in result["error"]
     assert "max_cost_usd" in result["error"]
     assert fake.requests == [], "nothing was sent to the provider"
-    assert log.of("llm.finished")[0].data["ok"] is False
+    assert log.of("llm.finished")[0].data.ok is False
 
 
 async def test_spending_is_counted_and_a_paused_run_waits_with_a_clear_event(
@@ -245,10 +275,10 @@ async def test_spending_is_counted_and_a_paused_run_waits_with_a_clear_event(
     async with LocalStack(settings.model_copy(update={"llm_override": "mock"}), plans(paused), embedded=False) as st:
         assert st.client is not None
         log = await EventLog().start(st.client)
-        reply = json.loads((await st.client.nc.request("ca.trigger.budgeted", b'{"topic": "t"}', timeout=10)).data)
+        reply = (await trigger(st.client, "budgeted", {"topic": "t"})).model_dump()
         waiting = await log.wait_for("node.waiting", run_id=reply["run_id"])
         record = json.loads((await st.client.kv("ca_runs").get(reply["run_id"])).value or b"{}")
-    assert waiting.data["reason"].startswith("paused: budget exceeded")
+    assert waiting.data.reason.startswith("paused: budget exceeded")
     assert record["status"] == "running"
 
 

@@ -261,6 +261,6 @@ async def test_a_node_that_times_out_is_retried_then_fails_the_run_into_the_dead
         details = await show_run(stack.client, result["run_id"])
     assert result["status"] == "failed"
     assert "timeout_s=0.2" in result["error"]
-    assert [e.data["kind"] for e in log.of("node.retry")] == ["timeout"]
+    assert [e.data.kind for e in log.of("node.retry")] == ["timeout"]
     assert details is not None
     assert details["dead_letters"][0]["state"]["message"] == "slow"

@@ -106,30 +106,29 @@ async def test_a_missing_key_variable_is_an_error_naming_it_and_nothing_is_sent(
 
     reply = await LLMBackend().complete(_request(fake))
 
-    assert not reply.ok
-    assert not reply.retryable
+    assert reply.error_kind == "permanent"
     assert reply.error is not None
     assert KEY_ENV in reply.error
     assert fake.requests == []
 
 
 @pytest.mark.parametrize(
-    ("answer", "exception", "retryable"),
+    ("answer", "exception", "kind"),
     [
-        pytest.param(ErrorReply.server_error(), "InternalServerError", True, id="500"),
-        pytest.param(ErrorReply.rate_limited(retry_after_s=1), "RateLimitError", True, id="429"),
-        pytest.param(ErrorReply.unauthorized(), "AuthenticationError", False, id="401"),
+        pytest.param(ErrorReply.server_error(), "InternalServerError", "transient", id="500"),
+        pytest.param(ErrorReply.rate_limited(retry_after_s=1), "RateLimitError", "transient", id="429"),
+        pytest.param(ErrorReply.unauthorized(), "AuthenticationError", "permanent", id="401"),
     ],
 )
 async def test_provider_errors_become_error_replies_that_say_whether_a_retry_may_help(
-    fake: FakeOpenAI, api_key: str, answer: ErrorReply, exception: str, retryable: bool
+    fake: FakeOpenAI, api_key: str, answer: ErrorReply, exception: str, kind: str
 ) -> None:
     fake.script(answer)
 
     reply = await LLMBackend(retries=0).complete(_request(fake))
 
     assert not reply.ok
-    assert reply.retryable is retryable
+    assert reply.error_kind == kind
     assert reply.error is not None
     assert reply.error.startswith(f"{exception}:")
     assert answer.message in reply.error

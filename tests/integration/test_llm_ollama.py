@@ -249,8 +249,7 @@ async def test_an_ollama_server_error_is_an_error_reply_worth_retrying_after_exa
 
     reply = await LLMBackend(retries=0).complete(_request(fake))
 
-    assert not reply.ok
-    assert reply.retryable
+    assert reply.error_kind == "transient"
     assert reply.error is not None
     # litellm maps every Ollama HTTP error to APIConnectionError (status 500), whatever the real status.
     assert reply.error.startswith("APIConnectionError:")
@@ -266,7 +265,7 @@ async def test_a_model_that_is_not_pulled_is_an_error_not_worth_retrying(fake: F
     assert reply.error is not None
     assert "mistral" in reply.error
     assert "not found" in reply.error
-    assert not reply.retryable
+    assert reply.error_kind == "permanent"
 
 
 async def test_litellm_reassembles_a_streamed_ndjson_answer_with_usage_from_the_last_line(fake: FakeOllama) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from actors.cli.console import cancel_run
 from actors.launch.stack import LocalStack
 from actors.observer.mlflow_sink import RUN_TAG
 from actors.observer.summary import summarize
@@ -19,7 +20,7 @@ from configs import Settings
 from store import open_store
 from tests.conftest import SEEDS
 from tests.fakes.openai_server import FakeOpenAI, ToolCallsReply, serve
-from tests.helpers import EventLog, linear_flow, plans, run_flow, write_flow, write_script
+from tests.helpers import EventLog, linear_flow, plans, run_flow, start_run, trigger, write_flow, write_script
 from tests.support.observer import mlflow_traces, traced
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -58,15 +59,11 @@ config:
 """
 
 
-async def trigger(bus: Bus, flow: str, inputs: dict[str, Any], session: str) -> str:
+async def trigger_from_chat(bus: Bus, flow: str, inputs: dict[str, Any], session: str) -> str:
     """Start a run the way a chat gateway does: with a source and a conversation id in the headers."""
-    reply = await bus.nc.request(
-        f"ca.trigger.{flow}",
-        json.dumps(inputs).encode(),
-        timeout=15,
-        headers={"Ca-Source": "telegram", "Ca-Session": session},
-    )
-    return str(json.loads(reply.data)["run_id"])
+    answer = await trigger(bus, flow, inputs, headers={"Ca-Source": "telegram", "Ca-Session": session})
+    assert answer.run_id is not None, answer
+    return answer.run_id
 
 
 @pytest.fixture
@@ -82,7 +79,7 @@ async def test_a_run_becomes_one_trace_with_a_span_per_step_and_llm_spans_with_t
     async with LocalStack(s, plans(SEEDS / "review_loop.yaml"), embedded=False) as stack:
         assert stack.client is not None
         assert stack.observer is not None
-        run_id = await trigger(stack.client, "review_loop", {"topic": "actors"}, session="chat-42")
+        run_id = await trigger_from_chat(stack.client, "review_loop", {"topic": "actors"}, session="chat-42")
         assert await stack.observer.observed(run_id, timeout_s=60)
 
     traces = await asyncio.to_thread(mlflow_traces, s)
@@ -192,10 +189,9 @@ async def test_a_step_still_running_when_its_run_is_cancelled_is_counted_in_the_
         assert bus is not None
         assert stack.observer is not None
         log = await EventLog().start(bus)
-        reply = json.loads((await bus.nc.request("ca.trigger.cancellable", b'{"topic": "t"}', timeout=10)).data)
-        run_id = reply["run_id"]
+        run_id = await start_run(bus, "cancellable", {"topic": "t"})
         await log.wait_for("llm.called", run_id=run_id)
-        await bus.nc.request(f"ca.run.{run_id}.cmd", b'{"cmd": "cancel"}', timeout=10)
+        await cancel_run(bus, run_id)
         await log.wait_for("node.discarded", run_id=run_id)
         assert await stack.observer.observed(run_id, timeout_s=30)
         async with open_store(s.store()) as st:
@@ -269,9 +265,9 @@ async def test_log_lines_of_a_run_are_also_events_of_the_run(settings: Settings,
         result = await run_flow(stack.client, "echo", {"message": "hello"})
         await log.wait_for("log", count=2, timeout_s=10)  # at least run.started and run.finished
     lines = log.of("log")
-    assert {"run.started", "run.finished"} <= {e.data["message"] for e in lines}
+    assert {"run.started", "run.finished"} <= {e.data.message for e in lines}
     assert all(e.run_id == result["run_id"] for e in lines)
-    started = next(e for e in lines if e.data["message"] == "run.started")
+    started = next(e for e in lines if e.data.message == "run.started")
     assert started.flow == "echo"
-    assert started.data["level"] == "info"
+    assert started.data.level == "info"
     assert started.sender.startswith("scheduler")

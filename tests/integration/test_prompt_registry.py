@@ -62,7 +62,7 @@ async def test_a_node_runs_the_prompt_its_alias_points_at(settings: Settings, tm
         result = await run_flow(stack.client, "registry", {"topic": "NATS"})
     assert result["status"] == "succeeded", result
     (called,) = log.of("llm.called")
-    assert 'Summarize NATS in one line, as {"line": ...}' in called.data["messages"][-1]["content"]
+    assert 'Summarize NATS in one line, as {"line": ...}' in called.data.messages[-1]["content"]
 
 
 def test_a_missing_prompt_is_a_load_error_naming_the_node(tmp_path: Path) -> None:

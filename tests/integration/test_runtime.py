@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from actors.launch.stack import LocalStack
+from actors.scheduler.messages import TriggerInputs
 from bus import Bus, EmbeddedNats, subjects
 from configs import Settings
 from tests.conftest import EXAMPLES, ROOT, SEEDS
-from tests.helpers import EventLog, linear_flow, node_names, plans, run_flow, write_flow, write_script
+from tests.helpers import EventLog, linear_flow, node_names, outside_client, plans, run_flow, write_flow, write_script
 
 LINEAR_SEEDS: dict[str, dict[str, Any]] = {
     "echo.yaml": {"message": "hello"},
@@ -65,9 +66,9 @@ async def test_a_plain_publish_without_a_reply_still_runs(settings: Settings) ->
     async with LocalStack(settings, plans(SEEDS / "echo.yaml"), embedded=False) as stack:
         assert stack.client is not None
         log = await EventLog().start(stack.client)
-        await stack.client.nc.publish(subjects.trigger("echo"), b'{"message": "fire and forget"}')
+        await stack.client.send(subjects.trigger("echo"), TriggerInputs({"message": "fire and forget"}))
         finished = await log.wait_for("run.finished")
-    assert finished.data["state"]["message"] == "fire and forget"
+    assert finished.data.state["message"] == "fire and forget"
     assert next(e.kind for e in log.events if e.run_id == finished.run_id) == "run.started"
 
 
@@ -99,16 +100,18 @@ async def test_bad_trigger_payloads_are_rejected_and_the_scheduler_keeps_serving
         bus = stack.client
         assert bus is not None
         log = await EventLog().start(bus)
-        for payload in (b"not json", b"[1, 2]", b'{"mesage": "typo"}', b'{"message": {"not": "a string"}}'):
-            reply = json.loads((await bus.nc.request(subjects.trigger("echo"), payload, timeout=10)).data)
-            assert reply["status"] == "rejected"
-            assert reply["error"]
-        unknown = json.loads((await bus.nc.request(subjects.trigger("ecko"), b"{}", timeout=10)).data)
+        async with outside_client(stack.url) as nc:  # bytes no typed client would send
+            for payload in (b"not json", b"[1, 2]", b'{"mesage": "typo"}', b'{"message": {"not": "a string"}}'):
+                reply = json.loads((await nc.request(subjects.trigger("echo"), payload, timeout=10)).data)
+                assert set(reply) == {"run_id", "status", "error"}
+                assert reply["status"] == "rejected"
+                assert reply["error"]
+            unknown = json.loads((await nc.request(subjects.trigger("ecko"), b"{}", timeout=10)).data)
         good = await run_flow(bus, "echo", {"message": "still here"})
     assert good["status"] == "succeeded"
     rejected = log.of("run.rejected")
     assert len(rejected) == 5
-    reasons = " | ".join(e.data["error"] for e in rejected)
+    reasons = " | ".join(e.data.error for e in rejected)
     assert "not valid JSON" in reasons
     assert "mesage" in reasons
     assert unknown["status"] == "rejected"
@@ -117,12 +120,12 @@ async def test_bad_trigger_payloads_are_rejected_and_the_scheduler_keeps_serving
 
 async def test_a_trigger_published_while_no_actor_runs_is_run_when_they_come_up(settings: Settings) -> None:
     async with Bus(settings.nats_url, name="early-client") as bus:
-        await bus.nc.publish(subjects.trigger("echo"), b'{"message": "queued"}')
-        await bus.nc.flush()
+        await bus.send(subjects.trigger("echo"), TriggerInputs({"message": "queued"}))
+        await bus.flush()
         log = await EventLog().start(bus)
         async with LocalStack(settings, plans(SEEDS / "echo.yaml"), embedded=False):
             finished = await log.wait_for("run.finished")
-    assert finished.data["state"]["message"] == "queued"
+    assert finished.data.state["message"] == "queued"
 
 
 async def test_a_bad_output_is_retried_with_the_validation_error(settings: Settings, tmp_path: Path) -> None:
@@ -138,7 +141,7 @@ async def test_a_bad_output_is_retried_with_the_validation_error(settings: Setti
     assert result["state"]["result"] == "ok hi"
     retry = log.of("node.retry")
     assert len(retry) == 1
-    assert "result" in retry[0].data["error"]
+    assert "result" in retry[0].data.error
 
 
 async def test_a_node_that_never_answers_validly_fails_the_run(settings: Settings, tmp_path: Path) -> None:
@@ -177,14 +180,16 @@ async def test_a_cancelled_run_starts_no_further_node(settings: Settings, tmp_pa
         bus = stack.client
         assert bus is not None
         log = await EventLog().start(bus)
-        reply = json.loads((await bus.nc.request(subjects.trigger("cancellable"), b'{"topic": "t"}', timeout=10)).data)
-        await log.wait_for("node.started", run_id=reply["run_id"])
-        answer = json.loads(
-            (await bus.nc.request(subjects.run_cmd(reply["run_id"]), b'{"cmd": "cancel"}', timeout=10)).data
-        )
+        async with outside_client(stack.url) as nc:
+            reply = json.loads((await nc.request(subjects.trigger("cancellable"), b'{"topic": "t"}', timeout=10)).data)
+            await log.wait_for("node.started", run_id=reply["run_id"])
+            answer = json.loads(
+                (await nc.request(subjects.run_cmd(reply["run_id"]), b'{"cmd": "cancel"}', timeout=10)).data
+            )
         await log.wait_for("run.cancelled")
         # The step of `a` in flight at the cancel ends as discarded, where its worker would otherwise start `b`.
         discarded = await log.wait_for("node.discarded", run_id=reply["run_id"])
+    assert set(reply) == {"run_id", "status"}
     assert answer == {"run_id": reply["run_id"], "status": "cancelled"}
     assert discarded.node == "a"
     assert [e.node for e in log.of("node.started")] == ["a"]

@@ -56,7 +56,7 @@ class RegistryEvents:
 
     async def start(self, bus: Bus) -> RegistryEvents:
         await bus.subscribe(subjects.REGISTRY_EVENTS_ALL, self._on)
-        await bus.nc.flush()  # subscribed at the server before the caller goes on
+        await bus.flush()  # subscribed at the server before the caller goes on
         return self
 
     async def _on(self, msg: Msg) -> None:

@@ -524,8 +524,8 @@ async def test_llm_errors_are_retried_with_backoff_until_the_node_succeeds(tmp_p
         async def complete(self, request: LLMRequest) -> LLMReply:
             self.calls += 1
             if self.calls < 3:
-                return LLMReply(ok=False, error="busy", retryable=True)
-            return LLMReply(ok=True, content=json.dumps({"score": 0.5}))
+                return LLMReply(error="busy", error_kind="transient")
+            return LLMReply(content=json.dumps({"score": 0.5}))
 
     plan = failing_flow(tmp_path, on_error=False)
     plan_text = Path(plan.file).read_text().replace("max_attempts: 2}", "max_attempts: 3, backoff_ms: 1}")

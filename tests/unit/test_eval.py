@@ -134,10 +134,10 @@ def test_the_judge_asks_for_a_grade_and_reads_it() -> None:
     assert request.model == "mock"
     assert request.output_schema is not None
     assert '"Paris"' in request.messages[-1].content
-    grade = judge.grade(LLMReply(ok=True, content='{"score": 1.5, "rationale": "right"}'))
+    grade = judge.grade(LLMReply(content='{"score": 1.5, "rationale": "right"}'))
     assert (grade.value, grade.rationale) == (1.0, "right")
     with pytest.raises(ScorerError, match="failed"):
-        judge.grade(LLMReply(ok=False, error="down"))
+        judge.grade(LLMReply(error="down", error_kind="transient"))
 
 
 def test_metrics_sum_cost_and_tokens_and_take_latency_percentiles() -> None:

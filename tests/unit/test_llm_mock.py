@@ -118,7 +118,7 @@ class ScriptedLLM:
 
     async def complete(self, request: LLMRequest) -> LLMReply:
         self.requests.append(request)
-        return LLMReply(ok=True, content=self.answers[min(len(self.requests), len(self.answers)) - 1])
+        return LLMReply(content=self.answers[min(len(self.requests), len(self.answers)) - 1])
 
 
 async def test_a_bad_answer_is_sent_back_with_its_validation_error() -> None:

@@ -29,13 +29,13 @@ from actors.flow.plan import Plan
 from actors.flow.policy import gave_up, retry_policy
 from bus import step_id
 from configs import FlowSpec
-from configs.errors import CaActorsError
+from configs.errors import ActorError
 
 # Parts of a barrier record that accumulate (one entry per branch or map item).
 PARTS = ("arrived", "counters", "by", "done", "failed", "skipped")
 
 
-class RunFailed(CaActorsError):
+class RunFailed(ActorError):
     """A node failed for good and has no ``on_error`` target: the run fails with its error."""
 
 
