@@ -25,7 +25,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from actors.flow.node_exec import run_llm_node
+from actors.flow.node_exec import NodePorts, run_llm_node
 from actors.flow.plan import Plan, compile_plan
 from actors.launch import LocalStack
 from actors.llm.backend import LLMBackend
@@ -182,7 +182,8 @@ async def bench(
         spec = linear.spec
         state = initial_state(spec, inputs[linear.flow])
         for node in spec.nodes:
-            state = {**state, **(await run_llm_node(spec, node, state, llm=backend, model_override=model)).outputs}
+            ports = NodePorts(llm=backend, model_override=model)
+            state = {**state, **(await run_llm_node(spec, node, state, ports)).outputs}
 
     scenario_ms: dict[str, dict[str, float]] = {"linear": {}, "fan_out_join": {}, "map": {}}
     plans = {"linear": linear, "fan_out_join": fan, "map": mapped}

@@ -12,7 +12,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -132,97 +132,75 @@ RemoteTools = Callable[[str, str, Mapping[str, Any]], Awaitable[Any]]
 DEFAULT_MAX_TOOL_CALLS = 10
 
 
+# Told when an answer failed validation and the model is asked again: (attempt, problem).
+RetryCallback = Callable[[int, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Which step of which run a node execution is (events, budgets and record/replay key on it), and
+    the names it adds to the prompt (``item``/``index`` of a map item, ``error`` at an ``on_error`` target)."""
+
+    run_id: str = ""
+    step_id: str = ""
+    index: int = 0
+    runtime: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodePorts:
+    """How node code reaches the world: a model, tools here and on other actors, and whom it tells."""
+
+    llm: LLMClient
+    # ``--llm``: this model for every node.
+    model_override: str | None = None
+    tool_context: ToolContext | None = None
+    remote_tools: RemoteTools | None = None
+    on_event: EventCallback | None = None
+    on_retry: RetryCallback | None = None
+
+
 async def run_llm_node(
     spec: FlowSpec,
     node: NodeSpec,
     state: Mapping[str, Any],
+    ports: NodePorts,
     *,
-    llm: LLMClient,
-    model_override: str | None = None,
+    step: StepContext | None = None,
     max_retries: int = 3,
-    runtime: Mapping[str, Any] | None = None,
-    run_id: str = "",
-    step_id: str = "",
-    index: int = 0,
     timeout_s: float | None = None,
-    on_retry: Callable[[int, str], Awaitable[None]] | None = None,
-    tool_context: ToolContext | None = None,
-    on_event: EventCallback | None = None,
-    remote_tools: RemoteTools | None = None,
 ) -> NodeOutcome:
     """Run one node: an ``llm`` node, or an agent when it has ``tools``.
 
     An agent may call its tools (at most ``max_tool_calls`` times, default 10) before it answers; each
-    call is announced through `on_event` (``tool.called`` / ``tool.finished``). The answer gets up to
-    ``1 + max_retries`` attempts, the validation error fed back each time.
+    call is announced through ``ports.on_event`` (``tool.called`` / ``tool.finished``). The answer gets
+    up to ``1 + max_retries`` attempts, the validation error fed back each time.
 
     Raises:
         NodeFailed: the model kept answering outside the schema, a tool failed (``on_error: fail``),
             or the model failed for good.
         LLMUnavailable: the model could not be reached; the step may be tried again later.
+        BudgetExceeded: the gateway refused the call (a budget would be passed).
     """
-    extra = prompt_variables(node, state, runtime or {})
-    prompt = render(node.prompt, state, extra)
-    if extra["memory"] and not any(p.path[:1] == ("memory",) for p in placeholders(node.prompt)):
-        # Memory without a {memory} placeholder goes after the prompt (the seed's implicit context).
-        prompt += f"\n\nWhat you remember from earlier runs:\n{extra['memory']}"
-    schema = output_json_schema(spec, node)
-    choice = choose_model(spec, node, model_override)
+    at = step or StepContext()
+    ask = _Asker(spec, node, state, at, choose_model(spec, node, ports.model_override), timeout_s)
     tools = node_tools(node)
-    limits = budget_of(spec)
-    budget = limits.model_dump(exclude={"model_config"}) if limits is not None else None
     specs = [openai_tool_spec(t.tool) for t in tools.values()]
     max_calls = node.max_tool_calls if node.max_tool_calls is not None else DEFAULT_MAX_TOOL_CALLS
-    messages = [
-        ChatMessage(role="system", content=_system_prompt(spec, node, schema)),
-        ChatMessage(role="user", content=prompt),
-    ]
+    messages = ask.opening()
     problem = ""
-    attempt = 0
-    calls_made = 0
+    attempt = calls_made = 0
     for turn in itertools.count():
         offer = specs if calls_made < max_calls else []
-        request = LLMRequest(
-            model=choice.model,
-            messages=messages,
-            output_schema=schema,
-            tools=offer,
-            fallbacks=list(choice.llm.fallbacks) if choice.llm else [],
-            temperature=choice.llm.temperature if choice.llm else None,
-            max_tokens=choice.llm.max_tokens if choice.llm else None,
-            api_base=choice.llm.api_base if choice.llm else None,
-            api_key_env=choice.llm.api_key_env if choice.llm else None,
-            timeout_s=(choice.llm.timeout if choice.llm and choice.llm.timeout else timeout_s),
-            run_id=run_id,
-            flow=spec.flow.name,
-            budget=budget,
-            node=node.id,
-            step_id=step_id,
-            index=index,
-            attempt=turn,
-            state=dict(state),
-            extra=extra,
-        )
-        reply: LLMReply = await llm.complete(request)
-        if reply.error_kind == "budget":
-            raise BudgetExceeded(reply.error or "budget exceeded")
-        if reply.error_kind in ("transient", "unreachable"):
-            raise LLMUnavailable(reply.error or "LLM call failed", unreachable=reply.error_kind == "unreachable")
-        if reply.error_kind == "permanent":
-            raise NodeFailed(f"LLM call to {choice.model} failed: {reply.error}")
+        reply = await ports.llm.complete(ask.request(messages, offer, turn))
+        _raise_for(reply, ask.choice.model)
         if reply.tool_calls and offer:
             messages.append(ChatMessage(role="assistant", content=reply.content, tool_calls=reply.tool_calls))
             for call in reply.tool_calls:
                 calls_made += 1
-                result = await _call_tool(node, tools, call, tool_context, on_event, remote_tools)
-                messages.append(
-                    ChatMessage(
-                        role="tool",
-                        content=json.dumps(result, ensure_ascii=False, default=str),
-                        tool_call_id=call.id,
-                        name=call.name,
-                    )
-                )
+                result = await _call_tool(node, tools, call, ports)
+                content = json.dumps(result, ensure_ascii=False, default=str)
+                messages.append(ChatMessage(role="tool", content=content, tool_call_id=call.id, name=call.name))
             if calls_made >= max_calls:
                 messages.append(
                     ChatMessage(role="user", content=f"You have used all {max_calls} tool calls: answer now.")
@@ -235,10 +213,9 @@ async def run_llm_node(
             attempt += 1
             if attempt > max_retries:
                 break
-            if on_retry is not None:
-                await on_retry(attempt, problem)
-            messages = [
-                *messages,
+            if ports.on_retry is not None:
+                await ports.on_retry(attempt, problem)
+            messages += [
                 ChatMessage(role="assistant", content=reply.content),
                 ChatMessage(
                     role="user",
@@ -246,8 +223,76 @@ async def run_llm_node(
                 ),
             ]
             continue
-        return NodeOutcome(outputs=outputs, attempts=attempt + 1, model=reply.model or choice.model, prompt=prompt)
+        return NodeOutcome(
+            outputs=outputs, attempts=attempt + 1, model=reply.model or ask.choice.model, prompt=ask.prompt
+        )
     raise NodeFailed(f"node '{node.id}' gave no valid output after {max_retries + 1} attempts: {problem}")
+
+
+class _Asker:
+    """The prompt of one node execution and the requests it sends the model, turn after turn."""
+
+    def __init__(
+        self,
+        spec: FlowSpec,
+        node: NodeSpec,
+        state: Mapping[str, Any],
+        step: StepContext,
+        choice: ModelChoice,
+        timeout_s: float | None,
+    ) -> None:
+        self.spec, self.node, self.state, self.step, self.choice = spec, node, state, step, choice
+        self.extra = prompt_variables(node, state, step.runtime)
+        prompt = render(node.prompt, state, self.extra)
+        if self.extra["memory"] and not any(p.path[:1] == ("memory",) for p in placeholders(node.prompt)):
+            # Memory without a {memory} placeholder goes after the prompt (the seed's implicit context).
+            prompt += f"\n\nWhat you remember from earlier runs:\n{self.extra['memory']}"
+        self.prompt = prompt
+        self.schema = output_json_schema(spec, node)
+        limits = budget_of(spec)
+        self.budget = limits.model_dump(exclude={"model_config"}) if limits is not None else None
+        llm = choice.llm
+        self.timeout_s = llm.timeout if llm and llm.timeout else timeout_s
+
+    def opening(self) -> list[ChatMessage]:
+        return [
+            ChatMessage(role="system", content=_system_prompt(self.spec, self.node, self.schema)),
+            ChatMessage(role="user", content=self.prompt),
+        ]
+
+    def request(self, messages: list[ChatMessage], tools: list[dict[str, Any]], turn: int) -> LLMRequest:
+        llm = self.choice.llm
+        return LLMRequest(
+            model=self.choice.model,
+            messages=list(messages),
+            output_schema=self.schema,
+            tools=tools,
+            fallbacks=list(llm.fallbacks) if llm else [],
+            temperature=llm.temperature if llm else None,
+            max_tokens=llm.max_tokens if llm else None,
+            api_base=llm.api_base if llm else None,
+            api_key_env=llm.api_key_env if llm else None,
+            timeout_s=self.timeout_s,
+            run_id=self.step.run_id,
+            flow=self.spec.flow.name,
+            budget=self.budget,
+            node=self.node.id,
+            step_id=self.step.step_id,
+            index=self.step.index,
+            attempt=turn,
+            state=dict(self.state),
+            extra=self.extra,
+        )
+
+
+def _raise_for(reply: LLMReply, model: str) -> None:
+    """Raise the node-level error a failed LLM reply means."""
+    if reply.error_kind == "budget":
+        raise BudgetExceeded(reply.error or "budget exceeded")
+    if reply.error_kind in ("transient", "unreachable"):
+        raise LLMUnavailable(reply.error or "LLM call failed", unreachable=reply.error_kind == "unreachable")
+    if reply.error_kind == "permanent":
+        raise NodeFailed(f"LLM call to {model} failed: {reply.error}")
 
 
 def default_tool_context(workspace: Path | None = None, allowed_hosts: str = "") -> ToolContext:
@@ -288,14 +333,8 @@ def node_tools(node: NodeSpec) -> dict[str, NodeTool]:
     return found
 
 
-async def _call_tool(
-    node: NodeSpec,
-    tools: Mapping[str, NodeTool],
-    call: ToolCall,
-    context: ToolContext | None,
-    on_event: EventCallback | None,
-    remote: RemoteTools | None,
-) -> Any:
+async def _call_tool(node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCall, ports: NodePorts) -> Any:
+    on_event, remote = ports.on_event, ports.remote_tools
     if on_event is not None:
         await on_event(ToolCalledData(tool=call.name, arguments=call.arguments, call_id=call.id))
     started = time.perf_counter()
@@ -304,7 +343,7 @@ async def _call_tool(
         if entry is None:
             raise ToolError(f"the model asked for tool {call.name!r}, which node '{node.id}' does not have")
         if entry.actor is None:
-            result = await run_tool(entry.tool, call.arguments, context or default_tool_context())
+            result = await run_tool(entry.tool, call.arguments, ports.tool_context or default_tool_context())
         elif remote is None:
             raise ToolError(f"tool {call.name} runs on actor {entry.actor!r}, which needs the bus engine")
         else:

@@ -38,6 +38,8 @@ from actors.flow.node_exec import (
     LLMUnavailable,
     NodeFailed,
     NodeOutcome,
+    NodePorts,
+    StepContext,
     default_tool_context,
     prompt_variables,
     run_llm_node,
@@ -410,22 +412,22 @@ class NodeWorker:
         async def on_retry(attempt: int, problem: str) -> None:
             await self._step_event(item, NodeRetryData(attempt=attempt, error=problem, kind="bad_output"))
 
+        ports = NodePorts(
+            llm=self._llm,
+            model_override=self._settings.llm_override,
+            tool_context=self._tool_context,
+            remote_tools=self._remote_tools,
+            on_event=on_event,
+            on_retry=on_retry,
+        )
         call = run_llm_node(
             spec,
             node,
             item.state,
-            llm=self._llm,
-            model_override=self._settings.llm_override,
+            ports,
+            step=StepContext(item.run_id, item.step_id, item.index, runtime),
             max_retries=policy.output_retries,
-            runtime=runtime,
-            run_id=item.run_id,
-            step_id=item.step_id,
-            index=item.index,
             timeout_s=node.timeout_s or self._settings.llm_timeout_s,
-            on_retry=on_retry,
-            tool_context=self._tool_context,
-            on_event=on_event,
-            remote_tools=self._remote_tools,
         )
         kind: RetryKind
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from actors.flow.llm import ChatMessage, LLMReply, LLMRequest
-from actors.flow.node_exec import NodeFailed, choose_model, parse_content, run_llm_node
+from actors.flow.node_exec import NodeFailed, NodePorts, choose_model, parse_content, run_llm_node
 from actors.llm.backend import LLMBackend
 from actors.llm.mock import MockScript, mock_latency_s, mock_output
 from actors.scheduler.rendezvous import Rendezvous
@@ -130,7 +130,7 @@ async def test_a_bad_answer_is_sent_back_with_its_validation_error() -> None:
         retries.append((attempt, problem))
 
     outcome = await run_llm_node(
-        spec, spec.node("write"), {"topic": "t", "research": "r"}, llm=llm, on_retry=on_retry, max_retries=3
+        spec, spec.node("write"), {"topic": "t", "research": "r"}, NodePorts(llm=llm, on_retry=on_retry), max_retries=3
     )
     assert outcome.outputs == {"article": "x", "word_count": 3}
     assert outcome.attempts == 2
@@ -146,7 +146,7 @@ async def test_a_node_fails_after_its_retries_are_used_up() -> None:
     spec = load_flow(SEEDS / "echo.yaml").spec
     llm = ScriptedLLM(["not json"])
     with pytest.raises(NodeFailed, match="after 2 attempts"):
-        await run_llm_node(spec, spec.node("echo"), {"message": "m"}, llm=llm, max_retries=1)
+        await run_llm_node(spec, spec.node("echo"), {"message": "m"}, NodePorts(llm=llm), max_retries=1)
     assert len(llm.requests) == 2
 
 

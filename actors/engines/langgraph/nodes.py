@@ -24,7 +24,7 @@ from actors.flow import moves
 from actors.flow.llm import LLMClient
 from actors.flow.logic import FlowError, map_info, map_runtime
 from actors.flow.moves import JoinBarrier, MainLine, MapBarrier, Move
-from actors.flow.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, run_llm_node
+from actors.flow.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, NodePorts, StepContext, run_llm_node
 from actors.flow.plan import Plan
 from actors.flow.policy import gave_up, retry_policy
 from bus import step_id
@@ -266,13 +266,9 @@ class RunNodes:
                 spec,
                 node,
                 token["state"],
-                llm=self.llm,
-                model_override=self.model_override,
+                NodePorts(llm=self.llm, model_override=self.model_override),
+                step=StepContext(self.run_id, _step_id(self.run_id, token), token["index"], runtime),
                 max_retries=policy.output_retries,
-                runtime=runtime,
-                run_id=self.run_id,
-                step_id=_step_id(self.run_id, token),
-                index=token["index"],
                 timeout_s=node.timeout_s,
             )
             try:
