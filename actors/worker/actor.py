@@ -73,7 +73,7 @@ from bus import (
     subjects,
     topology,
 )
-from configs import Settings, render
+from configs import FlowSpec, NodeSpec, Settings, render
 
 log = structlog.get_logger(__name__)
 
@@ -376,9 +376,37 @@ class NodeWorker:
         """Run the node under its retry policy; raises `Retry` to be redelivered, `NodeFailed` when done."""
         spec = plan.spec
         node = spec.node(item.node)
-        policy = retry_policy(spec, node)
-        runtime: dict[str, Any] = {}
         is_map_item = map_info(spec, item.node) is not None
+        runtime = await self._prompt_names(spec, node, item, delivery, is_map_item)
+        started = NodeStartedData(
+            iteration=item.iteration,
+            index=item.index,
+            map=is_map_item,
+            delivery=delivery,
+            queued_at=item.ts,
+            after=item.causation_id,
+            inputs=item.state if item.item is None else {"item": item.item, "state": item.state},
+        )
+        await self._step_event(item, started, causation_id=item.id)
+        call = run_llm_node(
+            spec,
+            node,
+            item.state,
+            self._ports(item),
+            step=StepContext(item.run_id, item.step_id, item.index, runtime),
+            max_retries=retry_policy(spec, node).output_retries,
+            timeout_s=node.timeout_s or self._settings.llm_timeout_s,
+        )
+        try:
+            return await asyncio.wait_for(call, timeout=node.timeout_s) if node.timeout_s else await call
+        except (LLMUnavailable, TimeoutError, BudgetExceeded) as exc:
+            raise await self._after_failure(spec, node, item, delivery, exc) from exc
+
+    async def _prompt_names(
+        self, spec: FlowSpec, node: NodeSpec, item: WorkItem, delivery: int, is_map_item: bool
+    ) -> dict[str, Any]:
+        """Names the step adds to its prompt: the map item, the error it handles, what it remembers."""
+        runtime: dict[str, Any] = {}
         if is_map_item:
             runtime.update(map_runtime(spec, item.node, item.item, item.index))
         if item.error is not None:
@@ -395,16 +423,10 @@ class NodeWorker:
                 runtime["memory"] = memory_text(await self._memory.read(request))
             except MemoryUnavailable as exc:
                 await self._memory_trouble(item, delivery, exc)
-        started = NodeStartedData(
-            iteration=item.iteration,
-            index=item.index,
-            map=is_map_item,
-            delivery=delivery,
-            queued_at=item.ts,
-            after=item.causation_id,
-            inputs=item.state if item.item is None else {"item": item.item, "state": item.state},
-        )
-        await self._step_event(item, started, causation_id=item.id)
+        return runtime
+
+    def _ports(self, item: WorkItem) -> NodePorts:
+        """This worker's model, tools and event sinks, for the step of `item`."""
 
         async def on_event(data: ToolCalledData | ToolFinishedData) -> None:
             await self._step_event(item, data)
@@ -412,7 +434,7 @@ class NodeWorker:
         async def on_retry(attempt: int, problem: str) -> None:
             await self._step_event(item, NodeRetryData(attempt=attempt, error=problem, kind="bad_output"))
 
-        ports = NodePorts(
+        return NodePorts(
             llm=self._llm,
             model_override=self._settings.llm_override,
             tool_context=self._tool_context,
@@ -420,34 +442,31 @@ class NodeWorker:
             on_event=on_event,
             on_retry=on_retry,
         )
-        call = run_llm_node(
-            spec,
-            node,
-            item.state,
-            ports,
-            step=StepContext(item.run_id, item.step_id, item.index, runtime),
-            max_retries=policy.output_retries,
-            timeout_s=node.timeout_s or self._settings.llm_timeout_s,
-        )
+
+    async def _after_failure(
+        self, spec: FlowSpec, node: NodeSpec, item: WorkItem, delivery: int, exc: Exception
+    ) -> Exception:
+        """What a failed LLM call becomes: `Retry` (redeliver later) or `NodeFailed` (for good)."""
+        last = delivery >= self._settings.max_deliver
         kind: RetryKind
-        try:
-            return await asyncio.wait_for(call, timeout=node.timeout_s) if node.timeout_s else await call
-        except LLMUnavailable as exc:
-            if exc.unreachable and delivery < self._settings.max_deliver:
-                raise Retry(str(exc), delay_s=min(2.0 ** (delivery - 1), 30.0)) from exc
-            kind, problem = "llm_error", str(exc)
-        except TimeoutError:
-            kind, problem = "timeout", f"node '{item.node}' took longer than timeout_s={node.timeout_s:g}"
-        except BudgetExceeded as exc:
+        if isinstance(exc, BudgetExceeded):
             limits = budget_of(spec)
-            if limits is not None and limits.on_exceed == "pause" and delivery < self._settings.max_deliver:
+            if limits is not None and limits.on_exceed == "pause" and not last:
                 await self._step_event(item, NodeWaitingData(reason=f"paused: {exc}", budget=True))
-                raise Retry(str(exc), delay_s=60.0) from exc
-            raise NodeFailed(str(exc)) from exc
-        if policy.retries(kind, delivery) and delivery < self._settings.max_deliver:
+                return Retry(str(exc), delay_s=60.0)
+            return NodeFailed(str(exc))
+        if isinstance(exc, LLMUnavailable):
+            if exc.unreachable and not last:
+                # No gateway answered: not the provider's fault, so it uses up none of the node's retries.
+                return Retry(str(exc), delay_s=min(2.0 ** (delivery - 1), 30.0))
+            kind, problem = "llm_error", str(exc)
+        else:
+            kind, problem = "timeout", f"node '{item.node}' took longer than timeout_s={node.timeout_s:g}"
+        policy = retry_policy(spec, node)
+        if policy.retries(kind, delivery) and not last:
             await self._step_event(item, NodeRetryData(attempt=delivery, error=problem, kind=kind))
-            raise Retry(problem, delay_s=policy.delay_s(delivery))
-        raise NodeFailed(gave_up(problem, delivery))
+            return Retry(problem, delay_s=policy.delay_s(delivery))
+        return NodeFailed(gave_up(problem, delivery))
 
     async def _publish(self, item: WorkItem, moves: Moves) -> None:
         """Publish what follows the step, all at once (each publish is deduplicated by its step id)."""
