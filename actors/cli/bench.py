@@ -135,6 +135,98 @@ async def _bus_runs(bus: Bus, flow: str, count: int, inputs: dict[str, Any]) -> 
     return elapsed
 
 
+class _Scenarios:
+    """The flows the bench runs, their inputs, and how one run of each goes on each engine."""
+
+    def __init__(self, *, nodes: int, map_items: int, model: str, tmp: Path) -> None:
+        from actors.engines import langgraph_runner
+
+        self.run_langgraph = langgraph_runner()
+        self.model = model
+        self.linear = compile_plan(load_flow_text(linear_flow_yaml(nodes), "<bench>"))
+        self.plans = {
+            "linear": self.linear,
+            "fan_out_join": compile_plan(load_flow_text(fan_flow_yaml(), "<bench>")),
+            "map": compile_plan(load_flow_text(map_flow_yaml(), "<bench>")),
+        }
+        items = [f"item-{i}" for i in range(map_items)]
+        self.inputs: dict[str, dict[str, Any]] = {
+            plan.flow: {"topic": "bench", **({"items": items} if name == "map" else {})}
+            for name, plan in self.plans.items()
+        }
+        self.backend = LLMBackend()
+        self._tmp = tmp
+        self._counter = itertools.count()
+
+    def langgraph(self, plan: Plan, checkpointer: str) -> Callable[[], Awaitable[Any]]:
+        """One run of `plan` on LangGraph, in memory or with its SQLite checkpointer (a fresh file each)."""
+
+        async def one() -> Any:
+            n = next(self._counter)
+            path = self._tmp / f"lg-{n}.db" if checkpointer == "sqlite" else None
+            result = await self.run_langgraph(
+                plan,
+                self.inputs[plan.flow],
+                llm=self.backend,
+                model_override=self.model,
+                run_id=f"bench-{n}",
+                checkpointer=checkpointer,
+                sqlite_path=path,
+            )
+            assert result["status"] == "succeeded", result
+            return result
+
+        return one
+
+    async def node_code_alone(self) -> None:
+        """The linear flow's node code called in a loop: the floor every engine adds to."""
+        spec = self.linear.spec
+        state = initial_state(spec, self.inputs[self.linear.flow])
+        ports = NodePorts(llm=self.backend, model_override=self.model)
+        for node in spec.nodes:
+            state = {**state, **(await run_llm_node(spec, node, state, ports)).outputs}
+
+    async def langgraph_throughput(self, in_flight: int) -> float:
+        one = self.langgraph(self.linear, "memory")
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(in_flight)))
+        return round(in_flight / (time.perf_counter() - t0), 1)
+
+
+async def _bus_figures(
+    s: _Scenarios, settings: Settings, *, runs: int, in_flight: Sequence[int], workers: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median run time per scenario on the bus, and runs/s with `in_flight` linear runs at once."""
+    run_ms: dict[str, float] = {}
+    throughput: dict[str, float] = {}
+    async with LocalStack(settings, list(s.plans.values()), workers=workers) as stack:
+        client = stack.client
+        assert client is not None
+        for name, plan in s.plans.items():
+
+            async def bus_one(flow: str = plan.flow) -> float:
+                return await _bus_runs(client, flow, 1, s.inputs[flow])
+
+            run_ms[name] = await _median_ms(bus_one, runs)
+        for k in in_flight:
+            throughput[str(k)] = round(k / await _bus_runs(client, s.linear.flow, k, s.inputs[s.linear.flow]), 1)
+    return run_ms, throughput
+
+
+async def _parallel_map_ms(s: _Scenarios, settings: Settings, *, workers: int) -> dict[str, float]:
+    """Parallelism: a map of 8 items on a model that takes 300 ms per call, bus and LangGraph."""
+    slow_map = compile_plan(load_flow_text(map_flow_yaml("bench_map_slow"), "<bench>"))
+    eight = {"topic": "bench", "items": [f"item-{i}" for i in range(8)]}
+    slow = settings.model_copy(update={"llm_override": "mock/300ms"})
+    async with LocalStack(slow, [slow_map], workers=workers) as stack:
+        assert stack.client is not None
+        figures = {"bus": round(await _bus_runs(stack.client, slow_map.flow, 1, eight) * 1000, 1)}
+    t0 = time.perf_counter()
+    await s.run_langgraph(slow_map, eight, llm=s.backend, model_override="mock/300ms", run_id="bench-slow-map")
+    figures["langgraph"] = round((time.perf_counter() - t0) * 1000, 1)
+    return figures
+
+
 async def bench(
     *,
     nodes: int = 5,
@@ -145,82 +237,19 @@ async def bench(
     workers: int = 1,
 ) -> dict[str, Any]:
     """Run every scenario on every engine and return the numbers."""
-    from actors.engines import langgraph_runner
-
-    run_langgraph = langgraph_runner()
-    linear = compile_plan(load_flow_text(linear_flow_yaml(nodes), "<bench>"))
-    fan = compile_plan(load_flow_text(fan_flow_yaml(), "<bench>"))
-    mapped = compile_plan(load_flow_text(map_flow_yaml(), "<bench>"))
-    inputs: dict[str, dict[str, Any]] = {
-        linear.flow: {"topic": "bench"},
-        fan.flow: {"topic": "bench"},
-        mapped.flow: {"topic": "bench", "items": [f"item-{i}" for i in range(map_items)]},
-    }
-    backend = LLMBackend()
-    counter = itertools.count()
-    tmp = tempfile.TemporaryDirectory(prefix="ca-bench-")
-
-    def langgraph(plan: Plan, checkpointer: str) -> Callable[[], Awaitable[Any]]:
-        async def one() -> Any:
-            n = next(counter)
-            path = Path(tmp.name) / f"lg-{n}.db" if checkpointer == "sqlite" else None
-            result = await run_langgraph(
-                plan,
-                inputs[plan.flow],
-                llm=backend,
-                model_override=model,
-                run_id=f"bench-{n}",
-                checkpointer=checkpointer,
-                sqlite_path=path,
-            )
-            assert result["status"] == "succeeded", result
-            return result
-
-        return one
-
-    async def in_process() -> None:
-        spec = linear.spec
-        state = initial_state(spec, inputs[linear.flow])
-        for node in spec.nodes:
-            ports = NodePorts(llm=backend, model_override=model)
-            state = {**state, **(await run_llm_node(spec, node, state, ports)).outputs}
-
-    scenario_ms: dict[str, dict[str, float]] = {"linear": {}, "fan_out_join": {}, "map": {}}
-    plans = {"linear": linear, "fan_out_join": fan, "map": mapped}
-    for name, plan in plans.items():
-        scenario_ms[name]["langgraph"] = await _median_ms(langgraph(plan, "memory"), runs)
-        scenario_ms[name]["langgraph_sqlite"] = await _median_ms(langgraph(plan, "sqlite"), runs)
-    scenario_ms["linear"]["in_process"] = await _median_ms(in_process, runs)
-    throughput: dict[str, float] = {}
-    throughput_lg: dict[str, float] = {}
-    settings = Settings(llm_override=model, max_concurrency=128)
-    async with LocalStack(settings, [linear, fan, mapped], workers=workers) as stack:
-        client = stack.client
-        assert client is not None
-        for name, plan in plans.items():
-
-            async def bus_one(flow: str = plan.flow) -> float:
-                return await _bus_runs(client, flow, 1, inputs[flow])
-
-            scenario_ms[name]["bus"] = await _median_ms(bus_one, runs)
-        for k in in_flight:
-            throughput[str(k)] = round(k / await _bus_runs(client, linear.flow, k, inputs[linear.flow]), 1)
-        # Parallelism: a map of 8 items on a model that takes 300 ms per call.
-        slow = settings.model_copy(update={"llm_override": "mock/300ms"})
-    slow_map = compile_plan(load_flow_text(map_flow_yaml("bench_map_slow"), "<bench>"))
-    eight = {"topic": "bench", "items": [f"item-{i}" for i in range(8)]}
-    async with LocalStack(slow, [slow_map], workers=workers) as stack:
-        assert stack.client is not None
-        parallel_map_ms = {"bus": round(await _bus_runs(stack.client, slow_map.flow, 1, eight) * 1000, 1)}
-    t0 = time.perf_counter()
-    await run_langgraph(slow_map, eight, llm=backend, model_override="mock/300ms", run_id="bench-slow-map")
-    parallel_map_ms["langgraph"] = round((time.perf_counter() - t0) * 1000, 1)
-    for k in in_flight:
-        one = langgraph(linear, "memory")
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(k)))
-        throughput_lg[str(k)] = round(k / (time.perf_counter() - t0), 1)
-    tmp.cleanup()
+    with tempfile.TemporaryDirectory(prefix="ca-bench-") as tmp:
+        s = _Scenarios(nodes=nodes, map_items=map_items, model=model, tmp=Path(tmp))
+        scenario_ms: dict[str, dict[str, float]] = {name: {} for name in s.plans}
+        for name, plan in s.plans.items():
+            scenario_ms[name]["langgraph"] = await _median_ms(s.langgraph(plan, "memory"), runs)
+            scenario_ms[name]["langgraph_sqlite"] = await _median_ms(s.langgraph(plan, "sqlite"), runs)
+        scenario_ms["linear"]["in_process"] = await _median_ms(s.node_code_alone, runs)
+        settings = Settings(llm_override=model, max_concurrency=128)
+        bus_ms, throughput = await _bus_figures(s, settings, runs=runs, in_flight=in_flight, workers=workers)
+        for name, ms in bus_ms.items():
+            scenario_ms[name]["bus"] = ms
+        parallel_map_ms = await _parallel_map_ms(s, settings, workers=workers)
+        throughput_lg = {str(k): await s.langgraph_throughput(k) for k in in_flight}
     per_node = {engine: round(ms / nodes, 3) for engine, ms in scenario_ms["linear"].items()}
     first = str(in_flight[0])
     return {
