@@ -30,7 +30,7 @@ from bus.events import (
 )
 from bus.replay import Replay
 from bus.server import EmbeddedNats, die_with_parent, find_nats_server, free_port
-from bus.wire import Empty, WireModel
+from bus.wire import Empty, SparseWireModel, WireModel
 from configs.errors import BadReplyError, BusError, NoResponderError, RequestTimeoutError
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "RunFinishedData",
     "RunRejectedData",
     "RunStartedData",
+    "SparseWireModel",
     "ToolCalledData",
     "ToolFinishedData",
     "WireModel",

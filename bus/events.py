@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import Field
 
-from bus.wire import WireModel
+from bus.wire import SparseWireModel, WireModel
 
 EventKind = Literal[
     "run.started",
@@ -47,10 +47,14 @@ class EventData(WireModel):
     KIND: ClassVar[EventKind]
 
 
+class _SparseEventData(EventData, SparseWireModel):
+    """Event data whose JSON leaves out fields at their default (`omit_defaults`)."""
+
+
 # --- runs -----------------------------------------------------------------------------------------
 
 
-class RunStartedData(EventData):
+class RunStartedData(_SparseEventData):
     """A run was created: its plan, inputs and where the trigger came from."""
 
     KIND = "run.started"
@@ -63,7 +67,7 @@ class RunStartedData(EventData):
     session: str | None = None
 
 
-class RunEndData(EventData):
+class RunEndData(_SparseEventData):
     """A run reached a final status (one of the three kinds below)."""
 
     omit_defaults = frozenset({"error"})
@@ -144,7 +148,7 @@ class NodeRetryData(EventData):
     kind: RetryKind
 
 
-class NodeWaitingData(EventData):
+class NodeWaitingData(_SparseEventData):
     """A step cannot run yet: no live worker serves it, or its budget is exhausted (`budget`, a pause)."""
 
     KIND = "node.waiting"
@@ -175,7 +179,7 @@ class ToolCalledData(EventData):
     call_id: str = ""
 
 
-class ToolFinishedData(EventData):
+class ToolFinishedData(_SparseEventData):
     """A tool call returned `result`, or failed with `error` (then there is no ``result`` key)."""
 
     KIND = "tool.finished"

@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bus import WireModel
+from bus import SparseWireModel
 from configs import FlowSpec, MemorySpec, NodeSpec, render
 from configs.errors import ActorError
 
@@ -128,7 +128,7 @@ class MemoryWrite(BaseModel):
     ttl_days: float | None = None
 
 
-class MemoryAnswer(WireModel):
+class MemoryAnswer(SparseWireModel):
     """What the memory actor answers; `error` when it could not serve the request (then nothing else)."""
 
     omit_defaults = frozenset({"error"})

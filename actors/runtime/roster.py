@@ -15,7 +15,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.runtime.presence import ActorInfo
-from bus import Bus, Empty, WireModel, subjects, topology
+from bus import Bus, Empty, SparseWireModel, WireModel, subjects, topology
 
 Status = Literal["live", "stale", "dead", "pending"]
 STALE_AFTER_BEATS = 3
@@ -37,7 +37,7 @@ class ExpectAgent(WireModel):
     serves: list[str] = Field(default_factory=list)
 
 
-class ExpectAnswer(WireModel):
+class ExpectAnswer(SparseWireModel):
     """The registry's answer: ``{"ok": true, "name": ...}``, or ``{"error": ...}``."""
 
     omit_defaults = frozenset({"ok", "name", "error"})

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ConfigDict, RootModel
 
 from actors.runtime.runs import RunStatus
-from bus import WireModel
+from bus import SparseWireModel, WireModel
 
 
 class TriggerInputs(RootModel[dict[str, Any]]):
@@ -23,7 +23,7 @@ class TriggerInputs(RootModel[dict[str, Any]]):
     model_config = ConfigDict(frozen=True)
 
 
-class RunAnswer(WireModel):
+class RunAnswer(SparseWireModel):
     """The answer to a trigger request or a run command: the run and its status, or why there is none."""
 
     omit_defaults = frozenset({"run_id", "status", "error"})

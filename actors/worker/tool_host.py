@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from pydantic import ConfigDict, RootModel, ValidationError
 
 from actors.tools import ToolContext, ToolError, get_tool, run_tool
-from bus import Bus, NoResponderError, RequestTimeoutError, WireModel, subjects
+from bus import Bus, NoResponderError, RequestTimeoutError, SparseWireModel, subjects
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +28,7 @@ class ToolArguments(RootModel[dict[str, Any]]):
     model_config = ConfigDict(frozen=True)
 
 
-class ToolAnswer(WireModel):
+class ToolAnswer(SparseWireModel):
     """``{"result": ...}``: what the tool returned (JSON), or ``{"error": ...}``."""
 
     result: Any = None

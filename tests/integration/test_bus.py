@@ -18,6 +18,7 @@ from bus import (
     Empty,
     NoResponderError,
     RequestTimeoutError,
+    SparseWireModel,
     WireModel,
     WorkItem,
     subjects,
@@ -30,7 +31,7 @@ class Question(WireModel):
     text: str
 
 
-class Answer(WireModel):
+class Answer(SparseWireModel):
     omit_defaults = frozenset({"error"})
 
     text: str = ""
