@@ -1,7 +1,8 @@
 """Web tools: ``web_search`` / ``serper_search``, ``web_scrape`` and ``http_request``.
 
-``web_scrape`` and ``http_request`` reach only hosts in ``ToolContext.allowed_hosts`` (checked on every
-redirect too). The search backend is chosen by what the environment configures, in this order: Serper
+``web_scrape`` and ``http_request`` reach only hosts and ports in ``ToolContext.allowed_hosts`` (checked on
+every redirect too), and a private or loopback address only through a host named exactly there (``_hosts``).
+The search backend is chosen by what the environment configures, in this order: Serper
 (``SERPER_API_KEY``), Tavily (``TAVILY_API_KEY``), SearxNG (``SEARXNG_URL``). ``SERPER_URL`` and
 ``TAVILY_URL`` override the services' base URLs (for tests and proxies). httpx is imported on first use.
 """
@@ -9,13 +10,13 @@ redirect too). The search backend is chosen by what the environment configures, 
 from __future__ import annotations
 
 import json
-import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from ._base import FunctionTool, ToolContext, ToolError, object_schema
 from ._body import decode_body
+from ._hosts import check_host
 from ._html import html_to_text
 
 if TYPE_CHECKING:
@@ -31,28 +32,6 @@ _SHOWN_HEADERS = ("content-type", "content-length", "content-encoding", "locatio
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-def check_host(url: str, ctx: ToolContext) -> str:
-    """Refuse URLs that are not http(s) or whose host is not allowed.
-
-    Returns:
-        The URL's host, lower-case.
-
-    Raises:
-        ToolError: naming the host and how to allow it.
-    """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ToolError(f"only http and https URLs are allowed, got {url!r}")
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise ToolError(f"URL has no host: {url!r}")
-    allowed = ctx.allowed_hosts
-    if "*" in allowed or host in allowed or any(h.startswith("*.") and host.endswith(h[1:]) for h in allowed):
-        return host
-    current = ", ".join(sorted(allowed)) if allowed else "empty, so no host is allowed"
-    raise ToolError(f"host {host!r} is not allowed; add it to the tools' allowed hosts (currently {current})")
-
-
 @asynccontextmanager
 async def _client(ctx: ToolContext, *, guard_hosts: bool) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client bounded by the context's timeout; with ``guard_hosts``, every request (redirects
@@ -63,7 +42,13 @@ async def _client(ctx: ToolContext, *, guard_hosts: bool) -> AsyncIterator[httpx
         check_host(str(request.url), ctx)
 
     hooks = {"request": [guard]} if guard_hosts else {}
+    transport: httpx.AsyncBaseTransport | None = None
+    if guard_hosts:
+        from ._guard import GuardedTransport
+
+        transport = GuardedTransport(ctx)
     async with httpx.AsyncClient(
+        transport=transport,
         timeout=ctx.timeout_s,
         follow_redirects=True,
         max_redirects=5,
@@ -79,6 +64,8 @@ async def _client(ctx: ToolContext, *, guard_hosts: bool) -> AsyncIterator[httpx
             raise ToolError(f"too many redirects: {exc}") from exc
         except httpx.HTTPError as exc:
             raise ToolError(f"request failed: {type(exc).__name__}: {exc}") from exc
+        except httpx.InvalidURL as exc:  # not an HTTPError: e.g. an IPv4 address in octal, 0177.0.0.1
+            raise ToolError(f"invalid URL: {exc}") from exc
 
 
 async def fetch(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> tuple[httpx.Response, str]:

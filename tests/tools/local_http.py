@@ -111,6 +111,8 @@ def _handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                 self._send(302, "", "text/plain", Location="/page")
             elif route == "/redirect-away":
                 self._send(302, "", "text/plain", Location=f"http://localhost:{server.port}/page")
+            elif route == "/redirect-port":  # same host, another port
+                self._send(302, "", "text/plain", Location="http://127.0.0.1:1/page")
             elif route == "/echo":
                 self._json(
                     200, {"method": self.command, "query": query, "body": body, "x_test": self.headers["X-Test"]}
