@@ -22,6 +22,7 @@ _EMPTY: dict[str, Any] = {"str": "", "int": 0, "float": 0.0, "bool": False, "lis
 # NaN and ±Infinity are not JSON numbers: a state holding one cannot be sent, stored or compared sanely.
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 _JSON_NAMES = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+MAX_INPUT_DEPTH = 64  # lists and mappings in a trigger payload (as in a flow file)
 
 
 def python_type(type_str: str | TypeRef, schema: Mapping[str, Any] | None = None, *, name: str = "Obj") -> Any:
@@ -234,11 +235,16 @@ def initial_state(spec: FlowSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
         if field.required and not field.has_default and name not in inputs:
             problems.append(f"missing required input {name!r} ({field.type})")
     known = {key: value for key, value in inputs.items() if key in fields}
+    non_finite, too_deep = _scan(known)
     problems += [
         f"input {_shorten(format_path(path))!r}: {_JSON_NAMES.get(str(value), str(value))} is not a finite number "
         "(NaN and Infinity are not JSON numbers)"
-        for path, value in _non_finite(known)
+        for path, value in non_finite
     ]
+    if too_deep is not None:  # pydantic would fail on it with a bare ValueError; nothing sane is that deep
+        where = _shorten(format_path(too_deep[:8]) + "...")
+        problems.append(f"input {where!r} is nested more than {MAX_INPUT_DEPTH} levels deep")
+        raise InputError(problems)
     model = state_model(spec)
     try:
         state = model.model_validate(known)
@@ -247,7 +253,7 @@ def initial_state(spec: FlowSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
             if error["type"] == "missing" and len(error["loc"]) == 1:
                 continue  # reported above, with the field's type
             if error["type"] == "finite_number" and isinstance(error.get("input"), float):
-                continue  # reported above by _non_finite
+                continue  # reported above by _scan
             path = format_path(data_path(error["loc"], known, missing=error["type"] == "missing"))
             top = str(error["loc"][0])
             expected = fields[top].type if top in fields else "?"
@@ -259,35 +265,40 @@ def initial_state(spec: FlowSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
     return dumped
 
 
-def _non_finite(value: Any, limit: int = 100) -> list[tuple[tuple[str | int, ...], float]]:
-    """Where NaN or ±Infinity hide in a JSON-like value, also under untyped fields (`dict`, `list`).
+def _scan(
+    value: Any, limit: int = 100
+) -> tuple[list[tuple[tuple[str | int, ...], float]], tuple[str | int, ...] | None]:
+    """Where NaN or ±Infinity hide in a JSON-like value (also under untyped fields, `dict` and `list`), and the
+    path of a value nested deeper than ``MAX_INPUT_DEPTH`` if there is one.
 
     Walked with a stack, not recursion, and paths are kept as links to the parent (rebuilt only for what is
     found): a trigger payload may be nested arbitrarily deep.
     """
     found: list[tuple[tuple[str | int, ...], float]] = []
     links: list[tuple[int, str | int]] = []  # node -> (its parent node, its key); node -1 is the root
-    stack: list[tuple[int, Any]] = [(-1, value)]
+
+    def path_of(node: int) -> tuple[str | int, ...]:
+        path: list[str | int] = []
+        while node >= 0:
+            node, key = links[node]
+            path.append(key)
+        return tuple(reversed(path))
+
+    stack: list[tuple[int, int, Any]] = [(-1, 0, value)]
     while stack and len(found) < limit:
-        node, current = stack.pop()
+        node, depth, current = stack.pop()
         if isinstance(current, float) and not math.isfinite(current):
-            path: list[str | int] = []
-            while node >= 0:
-                node, key = links[node]
-                path.append(key)
-            found.append((tuple(reversed(path)), current))
+            found.append((path_of(node), current))
             continue
-        items: Any = (
-            ((str(k), v) for k, v in current.items())
-            if isinstance(current, Mapping)
-            else enumerate(current)
-            if isinstance(current, list | tuple)
-            else ()
-        )
+        if not isinstance(current, Mapping | list | tuple):
+            continue
+        if depth >= MAX_INPUT_DEPTH:
+            return found, path_of(node)
+        items: Any = ((str(k), v) for k, v in current.items()) if isinstance(current, Mapping) else enumerate(current)
         for key, child in items:
             links.append((node, key))
-            stack.append((len(links) - 1, child))
-    return sorted(found, key=lambda item: [str(p) for p in item[0]])
+            stack.append((len(links) - 1, depth + 1, child))
+    return sorted(found, key=lambda item: [str(p) for p in item[0]]), None
 
 
 def _shorten(path: str, limit: int = 120) -> str:

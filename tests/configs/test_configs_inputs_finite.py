@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from configs import ConfigError, FlowSpec, InputError, OutputError, initial_state, load_flow_text, validate_output
+from configs._types import MAX_INPUT_DEPTH
 
 FLOW = """\
 schema_version: "1.0"
@@ -73,13 +74,21 @@ def test_finite_numbers_still_pass(spec: FlowSpec) -> None:
     )
 
 
-def test_a_deeply_nested_payload_is_walked_without_recursion(spec: FlowSpec) -> None:
-    deep: Any = [float("nan")]
-    for _ in range(50_000):
+def test_a_payload_nested_past_the_depth_limit_is_an_input_error_not_a_crash(spec: FlowSpec) -> None:
+    deep: Any = []
+    for _ in range(50_000):  # json.loads would refuse it, but any caller may hand initial_state such a value
         deep = [deep]
-    with pytest.raises(InputError, match=r"input 'anything\[0\]\[0\].*….*\[0\]': NaN is not a finite number") as info:
+    with pytest.raises(InputError) as info:
         initial_state(spec, {"anything": deep})
-    assert len(str(info.value)) < 400  # the path is shortened, not 150,000 characters
+    assert info.value.problems == [f"input 'anything{'[0]' * 7}...' is nested more than {MAX_INPUT_DEPTH} levels deep"]
+
+
+def test_nan_deep_inside_a_payload_is_named_by_a_shortened_path(spec: FlowSpec) -> None:
+    deep: Any = [float("nan")]
+    for _ in range(MAX_INPUT_DEPTH - 3):
+        deep = [deep]
+    with pytest.raises(InputError, match=r"input 'anything\[0\]\[0\].*….*\[0\]': NaN is not a finite number"):
+        initial_state(spec, {"anything": deep})
 
 
 @pytest.mark.parametrize("default", [".nan", ".inf", "-.inf"])
