@@ -235,15 +235,9 @@ def initial_state(spec: FlowSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
         if field.required and not field.has_default and name not in inputs:
             problems.append(f"missing required input {name!r} ({field.type})")
     known = {key: value for key, value in inputs.items() if key in fields}
-    non_finite, too_deep = _scan(known)
-    problems += [
-        f"input {_shorten(format_path(path))!r}: {_JSON_NAMES.get(str(value), str(value))} is not a finite number "
-        "(NaN and Infinity are not JSON numbers)"
-        for path, value in non_finite
-    ]
+    non_finite, too_deep = scan_json(known)
+    problems += [f"input {where!r}: {what}" for where, what in json_problems(non_finite, too_deep)]
     if too_deep is not None:  # pydantic would fail on it with a bare ValueError; nothing sane is that deep
-        where = _shorten(format_path(too_deep[:8]) + "...")
-        problems.append(f"input {where!r} is nested more than {MAX_INPUT_DEPTH} levels deep")
         raise InputError(problems)
     model = state_model(spec)
     try:
@@ -253,7 +247,7 @@ def initial_state(spec: FlowSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
             if error["type"] == "missing" and len(error["loc"]) == 1:
                 continue  # reported above, with the field's type
             if error["type"] == "finite_number" and isinstance(error.get("input"), float):
-                continue  # reported above by _scan
+                continue  # reported above by scan_json
             path = format_path(data_path(error["loc"], known, missing=error["type"] == "missing"))
             top = str(error["loc"][0])
             expected = fields[top].type if top in fields else "?"
@@ -265,7 +259,7 @@ def initial_state(spec: FlowSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
     return dumped
 
 
-def _scan(
+def scan_json(
     value: Any, limit: int = 100
 ) -> tuple[list[tuple[tuple[str | int, ...], float]], tuple[str | int, ...] | None]:
     """Where NaN or ±Infinity hide in a JSON-like value (also under untyped fields, `dict` and `list`), and the
@@ -299,6 +293,22 @@ def _scan(
             links.append((node, key))
             stack.append((len(links) - 1, depth + 1, child))
     return sorted(found, key=lambda item: [str(p) for p in item[0]]), None
+
+
+def json_problems(
+    non_finite: list[tuple[tuple[str | int, ...], float]], too_deep: tuple[str | int, ...] | None
+) -> list[tuple[str, str]]:
+    """What ``scan_json`` found, as (path, problem) pairs for messages."""
+    found = [
+        (
+            _shorten(format_path(path)),
+            f"{_JSON_NAMES.get(str(value), str(value))} is not a finite number (NaN and Infinity are not JSON numbers)",
+        )
+        for path, value in non_finite
+    ]
+    if too_deep is not None:
+        found.append((_shorten(format_path(too_deep[:8]) + "..."), f"nested more than {MAX_INPUT_DEPTH} levels deep"))
+    return found
 
 
 def _shorten(path: str, limit: int = 120) -> str:

@@ -97,10 +97,23 @@ class BoundedLoader(yaml.SafeLoader):
             )
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _BOOL_TAG:
-                key_node.tag = "tag:yaml.org,2002:str"
+        if isinstance(node, yaml.MappingNode):  # else (`!!set` on a list) the base class reports it
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _BOOL_TAG:
+                    key_node.tag = "tag:yaml.org,2002:str"
         return super().construct_mapping(node, deep)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # PyYAML's scalar constructors trust an explicit tag: `!!int` on an empty value is an IndexError,
+        # `!!timestamp x` an AttributeError. Each becomes a located YAML error.
+        try:
+            return super().construct_object(node, deep)  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
+        except (TypeError, ValueError, AttributeError, IndexError, KeyError, OverflowError) as exc:
+            value = node.value if isinstance(node, yaml.ScalarNode) else ""
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{value!r} cannot be read as {tag} ({type(exc).__name__})", node.start_mark
+            ) from None
 
 
 def size_problem(size: int) -> str | None:

@@ -80,7 +80,7 @@ def test_a_payload_nested_past_the_depth_limit_is_an_input_error_not_a_crash(spe
         deep = [deep]
     with pytest.raises(InputError) as info:
         initial_state(spec, {"anything": deep})
-    assert info.value.problems == [f"input 'anything{'[0]' * 7}...' is nested more than {MAX_INPUT_DEPTH} levels deep"]
+    assert info.value.problems == [f"input 'anything{'[0]' * 7}...': nested more than {MAX_INPUT_DEPTH} levels deep"]
 
 
 def test_nan_deep_inside_a_payload_is_named_by_a_shortened_path(spec: FlowSpec) -> None:
