@@ -148,10 +148,10 @@ def redact_text(text: str, known: list[str] | tuple[str, ...] = ()) -> str:
     return _ASSIGNMENT.sub(_mask_assignment, text)
 
 
-def redact_env(name: str, value: str) -> str:
+def redact_env(name: str, value: str, known: list[str] | tuple[str, ...] = ()) -> str:
     """The value of environment variable ``name`` as it may be shown: ``MASK`` for a secret name, else the value
-    with credential formats and URL passwords masked."""
-    return MASK if secret_env_name(name) else redact_text(value)
+    with credential formats, URL passwords and the ``known`` secrets (``secret_values``) masked."""
+    return MASK if secret_env_name(name) else redact_text(value, known)
 
 
 class Redactor:

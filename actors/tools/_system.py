@@ -9,7 +9,7 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
-from actors.runtime.redact import redact_env
+from actors.runtime.redact import redact_env, secret_values
 
 from ._base import FunctionTool, ToolContext, ToolError, object_schema
 
@@ -47,7 +47,8 @@ async def _env_vars(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]
     """Environment variables whose names match a glob pattern, secrets redacted."""
     pattern = str(args.get("pattern", "*"))
     names = sorted(name for name in ctx.env if fnmatch.fnmatchcase(name, pattern))
-    shown = {name: redact_env(name, ctx.env[name]) for name in names[:MAX_ENV_VARS]}
+    known = secret_values(ctx.env)  # a secret's value repeated in a harmless-looking variable is masked too
+    shown = {name: redact_env(name, ctx.env[name], known) for name in names[:MAX_ENV_VARS]}
     return {"pattern": pattern, "variables": shown, "truncated": len(names) > MAX_ENV_VARS}
 
 

@@ -48,8 +48,9 @@ SECRET_ENV = {
     "BUILD_NOTE": "deploy with sk_live_51Habcdefghijklmnop",
     "CALLBACK": f"call with {JWT} please",
 }
-# Values shown with only the password part masked.
+# Values shown with only the password part masked (or a secret of another variable).
 URL_ENV = {
+    "BACKUP_CMD": ("mysqldump -pSup3r-S3cret! app", "mysqldump -p[REDACTED] app"),
     "DATABASE_URL": ("postgres://app:hunter2@db:5432/app", "postgres://app:[REDACTED]@db:5432/app"),
     "BROKER": ("amqp://guest:guest-pass@rabbit:5672/", "amqp://guest:[REDACTED]@rabbit:5672/"),
 }
