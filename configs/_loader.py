@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,19 +16,9 @@ from configs._positions import Positions, positions
 from configs._schema import FlowSpec
 from configs._unknown import unknown_keys
 from configs._validate import check_flow
+from configs._yaml import MAX_BYTES, BoundedLoader, YAMLLimitError, size_problem, text_problem
 
 _TOP_KEYS = "schema_version, flow, state, nodes, edges"
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps mapping keys as written: YAML 1.1 would turn `on:` (retry.on) into True."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _BOOL_TAG:
-                key_node.tag = "tag:yaml.org,2002:str"
-        return super().construct_mapping(node, deep)
 
 
 @dataclass(frozen=True)
@@ -57,7 +47,12 @@ def load_flow(path: str | Path, *, tools: Collection[str] | None = None) -> Load
     """
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)  # never more: a huge file must not fill memory before it is refused
+        too_large = size_problem(len(raw))
+        if too_large:
+            raise ConfigError([ConfigIssue(file, 1, 1, "", too_large)])
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() would
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(file, 1, 1, "", f"cannot read the file: {exc}")]) from None
     return load_flow_text(text, file, tools=tools)
@@ -75,8 +70,12 @@ def load_flow_text(text: str, file: str = "<string>", *, tools: Collection[str] 
         The flow and its warnings.
 
     Raises:
-        ConfigError: The text is not valid YAML or not a valid flow (every problem at once).
+        ConfigError: The text is not valid YAML or not a valid flow (every problem at once), or it exceeds a
+            limit of `configs._yaml` (size, nesting depth, aliases and their expansion).
     """
+    too_large = text_problem(text)
+    if too_large:
+        raise ConfigError([ConfigIssue(file, 1, 1, "", too_large)])
     root, data = _parse_yaml(text, file)
     where = positions(root, text)
     if not isinstance(data, Mapping):
@@ -104,8 +103,12 @@ def load_flow_text(text: str, file: str = "<string>", *, tools: Collection[str] 
 
 def _parse_yaml(text: str, file: str) -> tuple[yaml.Node | None, Any]:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=_Loader) if root is not None else None  # _Loader is a SafeLoader
+        root = yaml.compose(text, Loader=BoundedLoader)
+        data = yaml.load(text, Loader=BoundedLoader) if root is not None else None  # a SafeLoader
+    except YAMLLimitError as exc:
+        mark = exc.problem_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise ConfigError([ConfigIssue(file, line, column, "", str(exc.problem))]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)

@@ -12,7 +12,7 @@ from configs._issues import OutputError
 from configs._locs import data_path, format_path, short_repr
 from configs._schema import FlowSpec, NodeSpec, Reducer
 from configs._typeref import ANY, TypeRef, parse_type
-from configs._types import annotation, build_model, field_ref
+from configs._types import annotation, build_model, field_ref, json_problems, scan_json
 
 # (output name, type, description) for each output of a node, in `outputs` order.
 OutputFields = tuple[tuple[str, TypeRef, str], ...]
@@ -170,6 +170,10 @@ def validate_output(spec: FlowSpec, node: NodeSpec, raw: Any) -> dict[str, Any]:
         data = {names[0]: raw}
     else:
         raise OutputError([f"expected a JSON object, got {short_repr(raw)}"], expected=expected)
+    non_finite, too_deep = scan_json(data)
+    if non_finite or too_deep is not None:  # pydantic would drop NaN in untyped values, or fail on the depth
+        problems = [f"{where or 'answer'}: {what}" for where, what in json_problems(non_finite, too_deep)]
+        raise OutputError(problems, expected=expected)
     model = output_model(spec, node)
     try:
         answer = model.model_validate(data)

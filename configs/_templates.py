@@ -146,7 +146,10 @@ def render(template: str, state: Mapping[str, Any], extra: Mapping[str, Any] | N
             value = _walk(extra[part.path[0]], part.path[1:], part.text)
         else:
             value = _walk(state, part.path, part.text)
-        out.append(to_text(value))
+        try:
+            out.append(to_text(value))
+        except (ValueError, RecursionError) as exc:  # a circular or absurdly deep value has no JSON text
+            raise TemplateError(part.text, f"its value cannot be written as JSON ({type(exc).__name__})") from None
     return "".join(out)
 
 

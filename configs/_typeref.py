@@ -25,6 +25,7 @@ Kind = Literal["str", "int", "float", "bool", "list", "dict", "object", "any"]
 SCALARS: frozenset[str] = frozenset({"str", "int", "float", "bool"})
 NAMES: tuple[str, ...] = ("str", "int", "float", "bool", "list", "dict", "object")
 VALID_FORMS = "str, int, float, bool, list, dict, list[T], dict[str, T], object (with a schema: mapping)"
+MAX_TYPE_DEPTH = 32
 # Keys that make a nested schema entry a field description rather than a nested object schema.
 _FIELD_KEYS = frozenset({"type", "schema", "description", "required", "default"})
 _TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*|\[|\]|,)")
@@ -140,11 +141,11 @@ class _Parser:
         self.pos = 0
         self.schema = schema
         self.schema_used = False
+        self.depth = 0
 
     def error(self, detail: str, suggestion: str | None = None) -> TypeStringError:
-        return TypeStringError(
-            f"invalid type {self.text!r}: {detail}; valid types: {VALID_FORMS}", suggestion=suggestion
-        )
+        shown = self.text if len(self.text) <= 80 else f"{self.text[:77]}..."
+        return TypeStringError(f"invalid type {shown!r}: {detail}; valid types: {VALID_FORMS}", suggestion=suggestion)
 
     def next(self) -> str:
         if self.pos >= len(self.tokens):
@@ -171,6 +172,9 @@ class _Parser:
         if not has_params:
             return TypeRef("list") if name == "list" else TypeRef("dict")
         self.expect("[")
+        self.depth += 1
+        if self.depth > MAX_TYPE_DEPTH:  # `list[list[...]]` a thousand deep would overflow every tree walk
+            raise self.error(f"nested more than {MAX_TYPE_DEPTH} levels deep")
         if name == "dict":
             key = self.next()
             if key != "str":

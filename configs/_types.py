@@ -6,9 +6,10 @@ import copy
 import functools
 import json
 import keyword
+import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -18,6 +19,10 @@ from configs._schema import FieldSpec, FlowSpec
 from configs._typeref import ANY, TypeRef, incompatibility, parse_type
 
 _EMPTY: dict[str, Any] = {"str": "", "int": 0, "float": 0.0, "bool": False, "list": [], "dict": {}}
+# NaN and ±Infinity are not JSON numbers: a state holding one cannot be sent, stored or compared sanely.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+_JSON_NAMES = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+MAX_INPUT_DEPTH = 64  # lists and mappings in a trigger payload (as in a flow file)
 
 
 def python_type(type_str: str | TypeRef, schema: Mapping[str, Any] | None = None, *, name: str = "Obj") -> Any:
@@ -58,7 +63,7 @@ def annotation(ref: TypeRef, name: str = "Obj") -> Any:
     if ref.kind == "int":
         return int
     if ref.kind == "float":
-        return float
+        return FiniteFloat
     if ref.kind == "bool":
         return bool
     if ref.kind == "list":
@@ -230,6 +235,10 @@ def initial_state(spec: FlowSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
         if field.required and not field.has_default and name not in inputs:
             problems.append(f"missing required input {name!r} ({field.type})")
     known = {key: value for key, value in inputs.items() if key in fields}
+    non_finite, too_deep = scan_json(known)
+    problems += [f"input {where!r}: {what}" for where, what in json_problems(non_finite, too_deep)]
+    if too_deep is not None:  # pydantic would fail on it with a bare ValueError; nothing sane is that deep
+        raise InputError(problems)
     model = state_model(spec)
     try:
         state = model.model_validate(known)
@@ -237,6 +246,8 @@ def initial_state(spec: FlowSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
         for error in exc.errors(include_url=False):
             if error["type"] == "missing" and len(error["loc"]) == 1:
                 continue  # reported above, with the field's type
+            if error["type"] == "finite_number" and isinstance(error.get("input"), float):
+                continue  # reported above by scan_json
             path = format_path(data_path(error["loc"], known, missing=error["type"] == "missing"))
             top = str(error["loc"][0])
             expected = fields[top].type if top in fields else "?"
@@ -246,6 +257,63 @@ def initial_state(spec: FlowSpec, inputs: Mapping[str, Any]) -> dict[str, Any]:
         raise InputError(problems)
     dumped: dict[str, Any] = state.model_dump(mode="json", by_alias=True)
     return dumped
+
+
+def scan_json(
+    value: Any, limit: int = 100
+) -> tuple[list[tuple[tuple[str | int, ...], float]], tuple[str | int, ...] | None]:
+    """Where NaN or ±Infinity hide in a JSON-like value (also under untyped fields, `dict` and `list`), and the
+    path of a value nested deeper than ``MAX_INPUT_DEPTH`` if there is one.
+
+    Walked with a stack, not recursion, and paths are kept as links to the parent (rebuilt only for what is
+    found): a trigger payload may be nested arbitrarily deep.
+    """
+    found: list[tuple[tuple[str | int, ...], float]] = []
+    links: list[tuple[int, str | int]] = []  # node -> (its parent node, its key); node -1 is the root
+
+    def path_of(node: int) -> tuple[str | int, ...]:
+        path: list[str | int] = []
+        while node >= 0:
+            node, key = links[node]
+            path.append(key)
+        return tuple(reversed(path))
+
+    stack: list[tuple[int, int, Any]] = [(-1, 0, value)]
+    while stack and len(found) < limit:
+        node, depth, current = stack.pop()
+        if isinstance(current, float) and not math.isfinite(current):
+            found.append((path_of(node), current))
+            continue
+        if not isinstance(current, Mapping | list | tuple):
+            continue
+        if depth >= MAX_INPUT_DEPTH:
+            return found, path_of(node)
+        items: Any = ((str(k), v) for k, v in current.items()) if isinstance(current, Mapping) else enumerate(current)
+        for key, child in items:
+            links.append((node, key))
+            stack.append((len(links) - 1, depth + 1, child))
+    return sorted(found, key=lambda item: [str(p) for p in item[0]]), None
+
+
+def json_problems(
+    non_finite: list[tuple[tuple[str | int, ...], float]], too_deep: tuple[str | int, ...] | None
+) -> list[tuple[str, str]]:
+    """What ``scan_json`` found, as (path, problem) pairs for messages."""
+    found = [
+        (
+            _shorten(format_path(path)),
+            f"{_JSON_NAMES.get(str(value), str(value))} is not a finite number (NaN and Infinity are not JSON numbers)",
+        )
+        for path, value in non_finite
+    ]
+    if too_deep is not None:
+        found.append((_shorten(format_path(too_deep[:8]) + "..."), f"nested more than {MAX_INPUT_DEPTH} levels deep"))
+    return found
+
+
+def _shorten(path: str, limit: int = 120) -> str:
+    """A path cut in the middle when it is too long to read (a payload nested thousands deep)."""
+    return path if len(path) <= limit else f"{path[: limit // 2]}…{path[-limit // 2 :]}"
 
 
 def _usable_name(name: str) -> bool:

@@ -9,6 +9,7 @@
     ├── TemplateSyntaxError (also ValueError)   a malformed prompt template (with its offset)
     ├── TemplateError (also KeyError)           a placeholder the state cannot resolve
     ├── TypeStringError (also ValueError)       a type string or an object schema is invalid
+    ├── YAMLLimitError                          YAML past a size, depth or alias limit (a ConfigError once located)
     ├── BusError                                a NATS connection, stream or key-value operation failed
     │   ├── NoResponderError                    a request that nobody serves
     │   ├── RequestTimeoutError (also TimeoutError)  a request that was not answered in time
@@ -35,7 +36,8 @@ raises them (`actors.flow.logic`, `actors.flow.node_exec`, `actors.flow.memory`,
 A second base class (ValueError, KeyError, TimeoutError, RuntimeError) is kept where callers catch the
 builtin one.
 
-Outside the tree on purpose: `Retry` and `Drop` (`actors.runtime.consume`) are not errors but how a
+Outside the tree on purpose: private sentinels (a leading underscore, such as the glob walk's
+`_Stopped`) never leave their module; `Retry` and `Drop` (`actors.runtime.consume`) are not errors but how a
 message handler tells the runtime to settle its message (nak with a delay, terminate). A handler that
 catches `CaActorsError` to report a failure must not swallow them, so they derive from `Exception`.
 

@@ -37,7 +37,8 @@ class Settings(BaseModel):
     # Registry: every actor heartbeats this often; 3 missed beats = stale, 10 = dead.
     heartbeat_s: float = Field(default=2.0, gt=0)
     # Tools: file tools are confined to this directory (default `<data_dir>/workspace`); HTTP tools
-    # reach only these hosts (comma-separated, "*" for any).
+    # reach only these hosts (comma-separated: `host`, `host:port`, `host:*`, `*.example.com`, `*` for any;
+    # without a port only 80/443). Private and loopback addresses only through a host named exactly.
     tool_workspace: Path | None = None
     allowed_hosts: str = ""
     # Where run history and long-term memory live (`--store`); None: SQLite under `data_dir`.

@@ -99,8 +99,8 @@ def workspace(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def ctx(workspace: Path) -> ToolContext:
-    """A tool context allowing only 127.0.0.1, with an empty environment and a short time budget."""
-    return ToolContext(workspace=workspace, allowed_hosts=frozenset({"127.0.0.1"}), env={}, timeout_s=5.0)
+    """A context allowing only 127.0.0.1 (any port: the local server's is random), no environment, a short budget."""
+    return ToolContext(workspace=workspace, allowed_hosts=frozenset({"127.0.0.1:*"}), env={}, timeout_s=5.0)
 
 
 @pytest.fixture

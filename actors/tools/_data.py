@@ -23,6 +23,11 @@ from ._files import resolve_in_workspace
 MAX_TEXT_CHARS = 5_000_000
 MAX_VALUES = 200_000  # nodes of a parsed document; bounds YAML alias bombs
 DEFAULT_ROW_LIMIT = 1_000
+MAX_ROWS = 10_000
+# sql_query: SQLite's own limits (SQLITE_LIMIT_LENGTH bounds every string or blob it builds) and the result's.
+MAX_SQL_VALUE_BYTES = 5_000_000
+MAX_SQL_CHARS = 100_000
+MAX_RESULT_BYTES = 5_000_000
 
 
 def to_jsonable(value: Any, *, max_values: int = MAX_VALUES) -> Any:
@@ -163,9 +168,90 @@ def _strip_sql_comments(sql: str) -> str:
     return text
 
 
-def _authorize(action: int, *_: object) -> int:
-    """SQLite authorizer: reading is allowed, anything else is denied while the statement is prepared."""
-    return sqlite3.SQLITE_OK if action in _READ_ACTIONS else sqlite3.SQLITE_DENY
+# Functions a query may not call, and why: they allocate at will, hand out native pointers or reach files.
+_DENIED_FUNCTIONS = {
+    "zeroblob": "it allocates a blob of any size",
+    "randomblob": "it allocates a blob of any size",
+    "printf": "its width and precision allocate without bound; use round(), || and substr() instead",
+    "format": "its width and precision allocate without bound; use round(), || and substr() instead",
+    "fts3_tokenizer": "it returns a native pointer",
+    "load_extension": "it loads native code",
+    "readfile": "it reads files outside the database",
+    "writefile": "it writes files",
+    "edit": "it runs an editor",
+}
+
+
+class _Authorizer:
+    """SQLite authorizer: reading is allowed, anything else is denied while the statement is prepared, and so are
+    the functions of ``_DENIED_FUNCTIONS`` (the first one met is kept, to say which)."""
+
+    def __init__(self) -> None:
+        self.denied_function: str | None = None
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_FUNCTION:  # arg2 is the function's name
+            name = (arg2 or "").lower()
+            if name in _DENIED_FUNCTIONS:
+                self.denied_function = self.denied_function or name
+                return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK if action in _READ_ACTIONS else sqlite3.SQLITE_DENY
+
+
+def _set_limits(conn: sqlite3.Connection) -> None:
+    """Bound what SQLite itself builds: any string or blob, and the statement's text."""
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_SQL_VALUE_BYTES)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_CHARS)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+
+
+def _value_size(value: Any) -> int:
+    """About how many bytes a value takes in the JSON result."""
+    if isinstance(value, bytes):
+        return (len(value) + 2) // 3 * 4
+    if isinstance(value, str):
+        return len(value)
+    return 8
+
+
+def _fetch_bounded(cursor: sqlite3.Cursor, limit: int) -> list[tuple[Any, ...]]:
+    """Up to ``limit + 1`` rows (one more tells the caller it truncated), refusing a result past
+    ``MAX_RESULT_BYTES``."""
+    rows: list[tuple[Any, ...]] = []
+    size = 0
+    while len(rows) <= limit:
+        batch = cursor.fetchmany(min(100, limit + 1 - len(rows)))
+        if not batch:
+            break
+        for row in batch:
+            size += sum(_value_size(v) for v in row)
+            if size > MAX_RESULT_BYTES:
+                raise ToolError(
+                    f"the result is larger than {MAX_RESULT_BYTES} bytes after {len(rows)} rows; select fewer "
+                    "rows (LIMIT, or a smaller 'limit') or columns, or shorten values with substr()"
+                )
+            rows.append(row)
+    return rows
+
+
+def _database_error(exc: sqlite3.DatabaseError, guard: _Authorizer, ctx: ToolContext) -> ToolError:
+    """The ToolError of a failed query: which function or limit refused it, when one did."""
+    message = str(exc)
+    if "not authorized" in message and guard.denied_function:
+        name = guard.denied_function
+        return ToolError(f"the function {name}() is not allowed in sql_query: {_DENIED_FUNCTIONS[name]}")
+    if "not authorized" in message or "readonly" in message:
+        return ToolError(f"{_READ_ONLY_HINT}: {message}")
+    if "interrupted" in message:
+        return ToolError(f"timed out after {ctx.timeout_s:g}s")
+    if "too big" in message:
+        return ToolError(
+            f"a string or blob would be larger than {MAX_SQL_VALUE_BYTES} bytes, the limit of sql_query "
+            "(use substr() or length() on large values)"
+        )
+    if "too long" in message:
+        return ToolError(f"the query is longer than {MAX_SQL_CHARS} characters, the limit of sql_query")
+    return ToolError(f"query failed: {message}")
 
 
 def _sql_value(value: Any) -> Any:
@@ -176,7 +262,9 @@ def _sql_value(value: Any) -> Any:
 def _run_query(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Open the database read-only and run one SELECT, bounded by rows and time."""
     raw_path, query = str(args["database"]), str(args["query"]).strip()
-    limit = int(args.get("limit", DEFAULT_ROW_LIMIT))
+    limit = min(int(args.get("limit", DEFAULT_ROW_LIMIT)), MAX_ROWS)
+    if len(query) > MAX_SQL_CHARS:
+        raise ToolError(f"the query is longer than {MAX_SQL_CHARS} characters, the limit of sql_query")
     params = list(args.get("params", []))
     keyword = re.match(r"[A-Za-z]*", _strip_sql_comments(query))
     first = keyword.group(0).upper() if keyword else ""
@@ -188,24 +276,21 @@ def _run_query(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
     uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
     deadline = time.monotonic() + ctx.timeout_s
     conn = sqlite3.connect(uri, uri=True, timeout=min(ctx.timeout_s, 5.0), check_same_thread=False)
+    guard = _Authorizer()
     try:
-        conn.set_authorizer(_authorize)
+        _set_limits(conn)
+        conn.set_authorizer(guard)
         # Interrupt a runaway query at the deadline; the thread would otherwise outlive run_tool's timeout.
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         try:
             cursor = conn.execute(query, params)
-            fetched = cursor.fetchmany(limit + 1)
+            fetched = _fetch_bounded(cursor, limit)
         except sqlite3.ProgrammingError as exc:
             if "one statement" in str(exc):
                 raise ToolError(f"{_READ_ONLY_HINT}; got more than one statement") from exc
             raise ToolError(f"invalid query: {exc}") from exc
         except sqlite3.DatabaseError as exc:
-            message = str(exc)
-            if "not authorized" in message or "readonly" in message:
-                raise ToolError(f"{_READ_ONLY_HINT}: {message}") from exc
-            if "interrupted" in message:
-                raise ToolError(f"timed out after {ctx.timeout_s:g}s") from exc
-            raise ToolError(f"query failed: {message}") from exc
+            raise _database_error(exc, guard, ctx) from exc
         columns = [d[0] for d in cursor.description or ()]
     finally:
         conn.close()
@@ -270,7 +355,8 @@ SQL_QUERY = FunctionTool(
             "limit": {
                 "type": "integer",
                 "minimum": 1,
-                "description": f"At most this many rows (default {DEFAULT_ROW_LIMIT}).",
+                "maximum": MAX_ROWS,
+                "description": f"At most this many rows (default {DEFAULT_ROW_LIMIT}, at most {MAX_ROWS}).",
             },
         },
         required=["database", "query"],

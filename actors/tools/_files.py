@@ -7,7 +7,13 @@ that point outside are rejected. Disk work runs in a thread so the event loop ne
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import fnmatch
+import glob
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -16,6 +22,7 @@ from ._base import FunctionTool, ToolContext, ToolError, object_schema
 MAX_READ_CHARS = 100_000
 MAX_WRITE_CHARS = 10_000_000
 MAX_GLOB_MATCHES = 1_000
+MAX_GLOB_VISITS = 100_000  # directory entries one glob may look at
 
 
 def resolve_in_workspace(path: str, ctx: ToolContext) -> Path:
@@ -102,17 +109,115 @@ async def _file_write(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, An
     }
 
 
-def _glob(ctx: ToolContext, pattern: str, limit: int) -> tuple[list[str], bool]:
-    """Matching paths inside the workspace, sorted; directories end with ``/``."""
-    found: list[str] = []
-    for match in ctx.workspace.glob(pattern):
-        if not match.resolve().is_relative_to(ctx.workspace):
-            continue  # a symlink pointing outside: not part of the workspace
-        rel = match.relative_to(ctx.workspace).as_posix()
-        found.append(rel + "/" if match.is_dir() else rel)
-        if len(found) > limit:  # stop walking: a huge workspace must not cost the whole budget
-            break
-    return sorted(found[:limit]), len(found) > limit
+class _Stopped(Exception):
+    """The walk passed its deadline or was cancelled."""
+
+
+@dataclass
+class _Walk:
+    """A glob's walk of the workspace: it checks the deadline and the cancel flag at every entry it visits."""
+
+    ctx: ToolContext
+    segments: list[str]
+    limit: int
+    deadline: float
+    cancelled: threading.Event
+    visited: int = 0
+    found: set[str] = field(default_factory=set)
+    exhausted: bool = False  # stopped at MAX_GLOB_VISITS
+
+    def tick(self) -> bool:
+        """Count one entry; False when the walk must end here (enough matches, or too many entries seen)."""
+        if self.cancelled.is_set() or time.monotonic() > self.deadline:
+            raise _Stopped
+        self.visited += 1
+        if self.visited > MAX_GLOB_VISITS:
+            self.exhausted = True
+            return False
+        return len(self.found) <= self.limit
+
+    def add(self, path: Path) -> None:
+        if not path.resolve().is_relative_to(self.ctx.workspace):
+            return  # a symlink pointing outside: not part of the workspace
+        rel = path.relative_to(self.ctx.workspace).as_posix()
+        self.found.add(rel + "/" if path.is_dir() else rel)
+
+    def inside(self, path: Path) -> bool:
+        return path.resolve().is_relative_to(self.ctx.workspace)
+
+    def run(self) -> None:
+        """Match segment by segment from the workspace, depth first, each (directory, segment) state once."""
+        stack: list[tuple[Path, int]] = [(self.ctx.workspace, 0)]
+        seen: set[tuple[Path, int]] = set()
+        while stack:
+            directory, index = stack.pop()
+            if (directory, index) in seen:
+                continue
+            seen.add((directory, index))
+            if not self._step(directory, index, stack):
+                return
+
+    def _step(self, directory: Path, index: int, stack: list[tuple[Path, int]]) -> bool:
+        segment, last = self.segments[index], index == len(self.segments) - 1
+        if segment == "**":  # zero directories here, or one more (never through a symlink: no cycles)
+            if not last:
+                stack.append((directory, index + 1))
+            elif directory != self.ctx.workspace:  # a final `**` matches every directory below, as Path.glob
+                self.add(directory)
+            for entry in self._entries(directory):
+                if not self.tick():
+                    return False
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), index))
+            return True
+        if not glob.has_magic(segment):  # a plain name: look it up, do not list the directory
+            if not self.tick():
+                return False
+            candidate = directory / segment
+            if last and os.path.lexists(candidate):
+                self.add(candidate)
+            elif candidate.is_dir() and self.inside(candidate):
+                stack.append((candidate, index + 1))
+            return True
+        for entry in self._entries(directory):
+            if not self.tick():
+                return False
+            if fnmatch.fnmatchcase(entry.name, segment):
+                path = Path(entry.path)
+                if last:
+                    self.add(path)
+                elif entry.is_dir() and self.inside(path):
+                    stack.append((path, index + 1))
+        return True
+
+    @staticmethod
+    def _entries(directory: Path) -> Iterator[os.DirEntry[str]]:
+        """The directory's entries, one at a time (a huge directory is never listed whole)."""
+        try:
+            with os.scandir(directory) as entries:
+                yield from entries
+        except OSError:  # unreadable, vanished, or not a directory: nothing to match there
+            return
+
+
+def _glob(ctx: ToolContext, pattern: str, limit: int, deadline: float, cancelled: threading.Event) -> dict[str, Any]:
+    """Matching paths inside the workspace, sorted; directories end with ``/``.
+
+    The walk is ours, not ``Path.glob``: a thread cannot be killed, so it must itself stop at the deadline, when
+    the caller gave up (``cancelled``), after ``limit`` matches, and after ``MAX_GLOB_VISITS`` entries.
+    """
+    segments = [part for part in PurePosixPath(pattern).parts if part != "."]
+    walk = _Walk(ctx, segments, limit, deadline, cancelled)
+    try:
+        walk.run()
+    except _Stopped:
+        raise ToolError(f"timed out after {ctx.timeout_s:g}s; use a narrower pattern such as 'docs/*.md'") from None
+    found = sorted(walk.found)
+    result: dict[str, Any] = {"pattern": pattern, "matches": found[:limit], "truncated": len(found) > limit}
+    if walk.exhausted:
+        result["truncated"] = True
+        result["note"] = f"stopped after visiting {MAX_GLOB_VISITS} entries; use a narrower pattern"
+    return result
 
 
 async def _file_glob(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
@@ -123,8 +228,15 @@ async def _file_glob(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any
         raise ToolError("pattern is empty: use e.g. '*.txt' or '**/*.md'")
     if PurePosixPath(pattern).is_absolute() or pattern.startswith("~") or ".." in PurePosixPath(pattern).parts:
         raise ToolError(f"pattern {pattern!r} must stay inside the workspace: no absolute paths and no '..'")
-    matches, truncated = await asyncio.to_thread(_glob, ctx, pattern, limit)
-    return {"pattern": pattern, "matches": matches, "truncated": truncated}
+    if any("**" in part and part != "**" for part in PurePosixPath(pattern).parts):
+        raise ToolError(f"in {pattern!r}, '**' must be a whole path segment, as in '**/*.md'")
+    if "\x00" in pattern:
+        raise ToolError("pattern contains a NUL byte")
+    cancelled = threading.Event()
+    try:
+        return await asyncio.to_thread(_glob, ctx, pattern, limit, time.monotonic() + ctx.timeout_s, cancelled)
+    finally:
+        cancelled.set()  # when run_tool's timeout cancels this call, the walk ends at its next entry
 
 
 FILE_READ = FunctionTool(

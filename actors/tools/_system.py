@@ -5,18 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import fnmatch
-import re
 import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
+from actors.runtime.redact import redact_env, secret_values
+
 from ._base import FunctionTool, ToolContext, ToolError, object_schema
 
-REDACTED = "***redacted***"
-# Names that hold secrets. PASSWD and CREDENTIAL go beyond the issue's KEY|SECRET|TOKEN|PASSWORD on purpose.
-_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
-# A password inside a URL (postgres://user:pw@host) leaks through names like DATABASE_URL.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*:)[^@\s/]+@")
 MAX_ENV_VARS = 500
 
 
@@ -47,22 +43,12 @@ async def _datetime_now(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, 
     }
 
 
-def redact(name: str, value: str) -> str:
-    """The value of environment variable ``name`` as the tools may show it.
-
-    Returns:
-        ``REDACTED`` when the name suggests a secret; otherwise the value with URL passwords masked.
-    """
-    if _SECRET_NAME.search(name):
-        return REDACTED
-    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{REDACTED}@", value)
-
-
 async def _env_vars(args: Mapping[str, Any], ctx: ToolContext) -> dict[str, Any]:
     """Environment variables whose names match a glob pattern, secrets redacted."""
     pattern = str(args.get("pattern", "*"))
     names = sorted(name for name in ctx.env if fnmatch.fnmatchcase(name, pattern))
-    shown = {name: redact(name, ctx.env[name]) for name in names[:MAX_ENV_VARS]}
+    known = secret_values(ctx.env)  # a secret's value repeated in a harmless-looking variable is masked too
+    shown = {name: redact_env(name, ctx.env[name], known) for name in names[:MAX_ENV_VARS]}
     return {"pattern": pattern, "variables": shown, "truncated": len(names) > MAX_ENV_VARS}
 
 
@@ -80,7 +66,8 @@ ENV_VARS = FunctionTool(
     name="env_vars",
     description=(
         "Read environment variables whose names match a glob pattern (case-sensitive, e.g. 'PYTHON*'). "
-        "Values of names containing KEY, SECRET, TOKEN or PASSWORD are redacted."
+        "Secrets are shown as [REDACTED]: values of names such as *_KEY, *_SECRET, *_TOKEN, *_PASSWORD, *_PASS, "
+        "*_DSN, JWT, and values that look like credentials (API keys, tokens, URL passwords, private keys)."
     ),
     parameters=object_schema(
         {"pattern": {"type": "string", "description": "Glob pattern for the names (default '*')."}},

@@ -1,19 +1,22 @@
 """Web tools: ``web_search`` / ``serper_search``, ``web_scrape`` and ``http_request``.
 
-``web_scrape`` and ``http_request`` reach only hosts in ``ToolContext.allowed_hosts`` (checked on every
-redirect too). The search backend is chosen by what the environment configures, in this order: Serper
+``web_scrape`` and ``http_request`` reach only hosts and ports in ``ToolContext.allowed_hosts`` (checked on
+every redirect too), and a private or loopback address only through a host named exactly there (``_hosts``).
+The search backend is chosen by what the environment configures, in this order: Serper
 (``SERPER_API_KEY``), Tavily (``TAVILY_API_KEY``), SearxNG (``SEARXNG_URL``). ``SERPER_URL`` and
 ``TAVILY_URL`` override the services' base URLs (for tests and proxies). httpx is imported on first use.
 """
 
 from __future__ import annotations
 
-import urllib.parse
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from ._base import FunctionTool, ToolContext, ToolError, object_schema
+from ._body import decode_body
+from ._hosts import check_host
 from ._html import html_to_text
 
 if TYPE_CHECKING:
@@ -29,28 +32,6 @@ _SHOWN_HEADERS = ("content-type", "content-length", "content-encoding", "locatio
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-def check_host(url: str, ctx: ToolContext) -> str:
-    """Refuse URLs that are not http(s) or whose host is not allowed.
-
-    Returns:
-        The URL's host, lower-case.
-
-    Raises:
-        ToolError: naming the host and how to allow it.
-    """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ToolError(f"only http and https URLs are allowed, got {url!r}")
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise ToolError(f"URL has no host: {url!r}")
-    allowed = ctx.allowed_hosts
-    if "*" in allowed or host in allowed or any(h.startswith("*.") and host.endswith(h[1:]) for h in allowed):
-        return host
-    current = ", ".join(sorted(allowed)) if allowed else "empty, so no host is allowed"
-    raise ToolError(f"host {host!r} is not allowed; add it to the tools' allowed hosts (currently {current})")
-
-
 @asynccontextmanager
 async def _client(ctx: ToolContext, *, guard_hosts: bool) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client bounded by the context's timeout; with ``guard_hosts``, every request (redirects
@@ -61,8 +42,19 @@ async def _client(ctx: ToolContext, *, guard_hosts: bool) -> AsyncIterator[httpx
         check_host(str(request.url), ctx)
 
     hooks = {"request": [guard]} if guard_hosts else {}
+    transport: httpx.AsyncBaseTransport | None = None
+    if guard_hosts:
+        from ._guard import GuardedTransport
+
+        transport = GuardedTransport(ctx)
     async with httpx.AsyncClient(
-        timeout=ctx.timeout_s, follow_redirects=True, max_redirects=5, event_hooks=hooks, trust_env=False
+        transport=transport,
+        timeout=ctx.timeout_s,
+        follow_redirects=True,
+        max_redirects=5,
+        event_hooks=hooks,
+        trust_env=False,
+        headers={"Accept-Encoding": "identity"},  # bodies are decoded by fetch, within the cap
     ) as client:
         try:
             yield client
@@ -72,23 +64,29 @@ async def _client(ctx: ToolContext, *, guard_hosts: bool) -> AsyncIterator[httpx
             raise ToolError(f"too many redirects: {exc}") from exc
         except httpx.HTTPError as exc:
             raise ToolError(f"request failed: {type(exc).__name__}: {exc}") from exc
+        except httpx.InvalidURL as exc:  # not an HTTPError: e.g. an IPv4 address in octal, 0177.0.0.1
+            raise ToolError(f"invalid URL: {exc}") from exc
 
 
 async def fetch(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> tuple[httpx.Response, str]:
     """Send a request and read at most ``MAX_BODY_BYTES`` of the body (a huge download must not fill memory).
 
+    The raw bytes are read (at most ``MAX_BODY_BYTES`` of them) and decoded here within the same cap: a
+    compressed body that expands to gigabytes costs no more than a plain one.
+
     Returns:
         The response (body not loaded) and the body decoded as text (the declared charset, else UTF-8).
+
+    Raises:
+        ToolError: the body uses a content coding that cannot be decoded safely, or is corrupt.
     """
     async with client.stream(method, url, **kwargs) as response:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= MAX_BODY_BYTES:
+        raw = bytearray()
+        async for chunk in response.aiter_raw():
+            raw += chunk
+            if len(raw) >= MAX_BODY_BYTES:
                 break
-    body = b"".join(chunks)[:MAX_BODY_BYTES]
+    body, _ = decode_body(bytes(raw[:MAX_BODY_BYTES]), response.headers.get("content-encoding", ""), MAX_BODY_BYTES)
     try:
         return response, body.decode(response.charset_encoding or "utf-8", errors="replace")
     except LookupError:  # a charset Python does not know
@@ -123,10 +121,10 @@ def _results(items: Any, url_key: str, snippet_key: str, limit: int) -> list[dic
     ]
 
 
-def _backend_error(backend: str, response: httpx.Response, key_var: str | None) -> ToolError:
+def _backend_error(backend: str, response: httpx.Response, text: str, key_var: str | None) -> ToolError:
     """A ToolError for a backend's HTTP error status, pointing at the key when it was refused."""
     hint = f"; check {key_var}" if key_var and response.status_code in (401, 403) else ""
-    return ToolError(f"{backend} search failed with HTTP {response.status_code}: {response.text[:200]!r}{hint}")
+    return ToolError(f"{backend} search failed with HTTP {response.status_code}: {text[:200]!r}{hint}")
 
 
 async def search(query: str, num_results: int, ctx: ToolContext) -> list[dict[str, str]]:
@@ -142,7 +140,9 @@ async def search(query: str, num_results: int, ctx: ToolContext) -> list[dict[st
     async with _client(ctx, guard_hosts=False) as client:
         if env.get("SERPER_API_KEY"):
             backend, key_var = "Serper", "SERPER_API_KEY"
-            response = await client.post(
+            response, text = await fetch(
+                client,
+                "POST",
                 f"{_base_url(ctx, 'SERPER_URL', SERPER_URL)}/search",
                 json={"q": query, "num": num_results},
                 headers={"X-API-KEY": env["SERPER_API_KEY"]},
@@ -150,7 +150,9 @@ async def search(query: str, num_results: int, ctx: ToolContext) -> list[dict[st
             items_key, url_key, snippet_key = "organic", "link", "snippet"
         elif env.get("TAVILY_API_KEY"):
             backend, key_var = "Tavily", "TAVILY_API_KEY"
-            response = await client.post(
+            response, text = await fetch(
+                client,
+                "POST",
                 f"{_base_url(ctx, 'TAVILY_URL', TAVILY_URL)}/search",
                 json={"query": query, "max_results": num_results},
                 headers={"Authorization": f"Bearer {env['TAVILY_API_KEY']}"},
@@ -158,17 +160,17 @@ async def search(query: str, num_results: int, ctx: ToolContext) -> list[dict[st
             items_key, url_key, snippet_key = "results", "url", "content"
         elif env.get("SEARXNG_URL"):
             backend, key_var = "SearxNG", None
-            response = await client.get(
-                f"{_base_url(ctx, 'SEARXNG_URL', '')}/search", params={"q": query, "format": "json"}
+            response, text = await fetch(
+                client, "GET", f"{_base_url(ctx, 'SEARXNG_URL', '')}/search", params={"q": query, "format": "json"}
             )
             items_key, url_key, snippet_key = "results", "url", "content"
         else:
             raise ToolError(NO_BACKEND)
     if response.is_error:
-        raise _backend_error(backend, response, key_var)
+        raise _backend_error(backend, response, text, key_var)
     try:
-        body = response.json()
-    except ValueError as exc:
+        body = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         hint = " (is the JSON format enabled in its settings.yml?)" if backend == "SearxNG" else ""
         raise ToolError(f"{backend} search returned a reply that is not JSON{hint}") from exc
     items = body.get(items_key) if isinstance(body, Mapping) else None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
 import urllib.parse
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +20,28 @@ Page</title><style>body { color: red }</style><script>var secret = "not text";</
 <body><h1>Heading</h1><p>First   paragraph
 spread over lines.</p><ul><li>alpha</li><li>beta &amp; gamma</li></ul>
 <noscript>enable JS</noscript><p>Last paragraph.</p></body></html>"""
+
+
+BOMB_BYTES = 128 * 1024 * 1024  # what a compression bomb expands to
+
+
+@functools.cache
+def bomb(encoding: str) -> bytes:
+    """``BOMB_BYTES`` zero bytes compressed with gzip or zstd (about 130 kB and 4 kB), made once per session."""
+    chunk, count = b"\0" * (1 << 20), BOMB_BYTES >> 20
+    if encoding == "gzip":
+        gz = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        return b"".join(gz.compress(chunk) for _ in range(count)) + gz.flush()
+    import zstandard
+
+    zs = zstandard.ZstdCompressor(level=3).compressobj()
+    return b"".join(zs.compress(chunk) for _ in range(count)) + zs.flush()
+
+
+def gzipped(data: bytes) -> bytes:
+    """``data`` as a gzip stream."""
+    gz = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return gz.compress(data) + gz.flush()
 
 
 @dataclass
@@ -69,6 +93,15 @@ def _handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, "just text\nsecond line", "text/plain")
             elif route == "/big":
                 self._send(200, "x" * 50_000, "text/plain")
+            elif route in ("/gzip-bomb", "/zstd-bomb"):  # compressed whatever Accept-Encoding says
+                encoding = route[1:5]
+                self._send(200, bomb(encoding), "text/plain", Content_Encoding=encoding)
+            elif route == "/gzip-page":
+                self._send(200, gzipped(PAGE.encode()), "text/html; charset=utf-8", Content_Encoding="gzip")
+            elif route == "/deflate-plain":
+                self._send(200, zlib.compress(b"deflated text"), "text/plain", Content_Encoding="deflate")
+            elif route == "/brotli":
+                self._send(200, b"\x8b\x03\x80hello\x03", "text/plain", Content_Encoding="br")
             elif route == "/missing":
                 self._send(404, "no such page", "text/plain")
             elif route == "/slow":
@@ -78,6 +111,8 @@ def _handler(server: LocalServer) -> type[BaseHTTPRequestHandler]:
                 self._send(302, "", "text/plain", Location="/page")
             elif route == "/redirect-away":
                 self._send(302, "", "text/plain", Location=f"http://localhost:{server.port}/page")
+            elif route == "/redirect-port":  # same host, another port
+                self._send(302, "", "text/plain", Location="http://127.0.0.1:1/page")
             elif route == "/echo":
                 self._json(
                     200, {"method": self.command, "query": query, "body": body, "x_test": self.headers["X-Test"]}

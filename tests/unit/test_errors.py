@@ -30,7 +30,9 @@ def _error_classes() -> list[type[BaseException]]:
             found += [
                 obj
                 for _, obj in inspect.getmembers(module, inspect.isclass)
-                if issubclass(obj, BaseException) and obj.__module__ == module.__name__
+                if issubclass(obj, BaseException)
+                and obj.__module__ == module.__name__
+                and not obj.__name__.startswith("_")  # a private sentinel never leaves its module
             ]
     return sorted(set(found), key=lambda cls: cls.__qualname__)
 

@@ -15,7 +15,7 @@ from tests.fakes.local_http import LocalServer
 
 def _ctx(workspace: Path, *, hosts: set[str] | None = None, timeout_s: float = 5.0, **env: str) -> ToolContext:
     return ToolContext(
-        workspace=workspace, allowed_hosts=frozenset(hosts or {"127.0.0.1"}), env=env, timeout_s=timeout_s
+        workspace=workspace, allowed_hosts=frozenset(hosts or {"127.0.0.1:*"}), env=env, timeout_s=timeout_s
     )
 
 
@@ -37,7 +37,8 @@ def test_html_to_text_keeps_visible_text_and_drops_scripts_and_styles() -> None:
     ("url", "hosts", "allowed"),
     [
         ("http://example.com/x", {"example.com"}, True),
-        ("https://EXAMPLE.com:8443/x", {"example.com"}, True),
+        ("https://EXAMPLE.com:8443/x", {"example.com:8443"}, True),
+        ("https://EXAMPLE.com/x", {"example.com"}, True),
         ("https://api.example.com/x", {"*.example.com"}, True),
         ("https://example.com.evil.net/x", {"example.com", "*.example.com"}, False),
         ("https://evil.net/x", {"*"}, True),
