@@ -22,6 +22,7 @@ import structlog
 from actors.flow.llm import LLMErrorKind, LLMReply, LLMRequest, ToolCall, Usage
 from actors.llm.cassette import Cassette
 from actors.llm.mock import MockScript, mock_latency_s, mock_output
+from actors.llm.ollama import OllamaFacts, is_ollama
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +61,7 @@ class LLMBackend:
         self._override = model_override
         self._litellm: ModuleType | None = None
         self._import_lock = asyncio.Lock()
+        self._ollama = OllamaFacts()
 
     async def complete(self, request: LLMRequest) -> LLMReply:
         """Run one completion; provider failures come back as a reply with an `error_kind`, never raised.
@@ -165,10 +167,9 @@ class LLMBackend:
             kwargs["max_tokens"] = request.max_tokens
         if request.api_base:
             kwargs["api_base"] = request.api_base
-            if request.model.startswith(("ollama/", "ollama_chat/")):
-                # litellm looks up Ollama model facts (tool support, prices) at OLLAMA_API_BASE, not at the
-                # request's api_base: without this it asks localhost and falls back to prompt-based tools.
-                os.environ.setdefault("OLLAMA_API_BASE", request.api_base)
+        if is_ollama(request.model):
+            # Model facts (tool support, context length) from this request's Ollama, not a process-wide one.
+            await self._ollama.register(litellm, request.model, request.api_base)
         if request.timeout_s:
             kwargs["timeout"] = request.timeout_s
         if request.api_key_env:

@@ -6,7 +6,8 @@ What litellm 1.80.0 does with Ollama, as these tests pin it:
   sampling settings under ``options`` (``max_tokens`` becomes ``num_predict``); usage comes from the
   answer's ``prompt_eval_count`` / ``eval_count``.
 * Model details (``POST /api/show``: does the template mention tools? the context length, the price) are
-  asked of ``OLLAMA_API_BASE`` (default ``http://localhost:11434``), never of the request's ``api_base``.
+  asked of ``OLLAMA_API_BASE`` (default ``http://localhost:11434``), never of the request's ``api_base``;
+  so the gateway asks the request's own Ollama itself and hands litellm the facts (`actors.llm.ollama`).
   With tools and no tool-capable template there, litellm puts the tools into the system prompt, asks for
   ``format: "json"`` and reads the answer as a function call. So the fixture points ``OLLAMA_API_BASE`` at
   the fake, as a deployment with a non-default Ollama must.
@@ -110,16 +111,26 @@ async def test_a_completion_posts_to_api_chat_and_token_usage_comes_from_ollamas
 async def test_litellm_asks_ollama_api_base_for_model_details_not_the_requests_api_base(
     fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import litellm
+
+    # A gateway in this process may have registered the model's facts (actors.llm.ollama): forget them.
+    for name in ("ollama/llama3.2", "ollama_chat/llama3.2"):
+        monkeypatch.delitem(litellm.model_cost, name, raising=False)
     with FakeOllama(models=["llama3.2:latest"]) as decoy:
         monkeypatch.setenv("OLLAMA_API_BASE", decoy.base_url)
 
-        reply = await LLMBackend().complete(_request(fake))
+        await litellm.acompletion(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Weather?"}],
+            api_base=fake.base_url,
+            tools=[WEATHER_TOOL],
+            num_retries=0,
+        )
 
-    assert reply.ok, reply.error
-    assert {r.path for r in fake.requests} == {"/api/chat"}
-    assert decoy.chat_requests == []
-    shows = [r for r in decoy.requests if r.path == "/api/show"]
-    assert shows, "litellm looks the model up (for its price and capabilities) where OLLAMA_API_BASE points"
+        assert {r.path for r in fake.requests} == {"/api/chat"}
+        assert decoy.chat_requests == []
+        shows = [r for r in decoy.requests if r.path == "/api/show"]
+    assert shows, "litellm looks the model up (for its capabilities) where OLLAMA_API_BASE points"
     assert {r.model for r in shows} == {"llama3.2"}
 
 
@@ -332,3 +343,29 @@ def test_up_falls_back_to_the_mock_model_when_no_ollama_answers(monkeypatch: pyt
 
     assert model == "mock"
     assert f"no Ollama answering at {url}" in why
+
+
+async def test_the_gateway_asks_each_requests_own_ollama_for_model_facts_never_a_process_wide_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with (
+        FakeOllama(models=[FakeModel("llama3.2:latest", tools=False)]) as decoy,
+        FakeOllama(models=[FakeModel("llama3.2:latest", tools=True)]) as tools_ollama,
+        FakeOllama(models=[FakeModel("llama3.2:latest", tools=False)]) as plain_ollama,
+    ):
+        monkeypatch.setenv("OLLAMA_API_BASE", decoy.base_url)  # what litellm alone would ask
+        tools_ollama.script(ToolCallsReply((("get_weather", {"city": "Paris"}),)))
+        plain_ollama.script(json.dumps({"name": "get_weather", "arguments": {"city": "Oslo"}}))
+        backend = LLMBackend()
+        ask = [ChatMessage(role="user", content="Weather?")]
+
+        native = await backend.complete(_request(tools_ollama, *ask, tools=[WEATHER_TOOL]))
+        prompted = await backend.complete(_request(plain_ollama, *ask, tools=[WEATHER_TOOL]))
+
+        assert native.ok, native.error
+        assert prompted.ok, prompted.error
+        assert tools_ollama.chat_requests[0].body["tools"] == [WEATHER_TOOL], "its template takes tools: native"
+        assert plain_ollama.chat_requests[0].body["format"] == "json", "no tool template: litellm prompts for JSON"
+        assert {r.path for r in tools_ollama.requests} == {"/api/show", "/api/chat"}
+        assert decoy.requests == [], "the process-wide OLLAMA_API_BASE is never asked"
+        assert os.environ["OLLAMA_API_BASE"] == decoy.base_url, "and never rewritten from a request"
