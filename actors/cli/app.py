@@ -20,6 +20,7 @@ from actors.cli.options import (
     DataDir,
     InputJson,
     Inputs,
+    JsonFlag,
     LogFmt,
     LogLevel,
     MlflowUri,
@@ -430,14 +431,19 @@ def memory_clear(
 @app.command()
 def cancel(
     run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
+    as_json: JsonFlag = False,
     nats: NatsUrl = None,
     data_dir: DataDir = Path(".ca-actors"),
 ) -> None:
     """Cancel a running run (its steps in flight finish; nothing after them runs)."""
     url = console.stack_url(nats, data_dir)
     answer = asyncio.run(console.with_client(url, lambda bus: console.cancel_run(bus, run_id)))
-    typer.echo(json.dumps(answer))
-    raise typer.Exit(0 if "error" not in answer else 1)
+    if "error" in answer:
+        _answered(answer, as_json, f"cannot cancel {run_id}: {answer['error']}")
+    elif answer.get("status") == "cancelled":
+        _answered(answer, as_json, f"cancelled {run_id}: its steps in flight finish, nothing after them runs")
+    else:
+        _answered(answer, as_json, f"{run_id} is already {answer.get('status')}: nothing to cancel")
 
 
 @app.command(name="bench")
@@ -573,14 +579,15 @@ def agents(
 def agents_expect(
     name: Annotated[str, typer.Argument(help="Name the agent will register under (`ca-actors agent --name`).")],
     serves: Annotated[list[str] | None, typer.Option("--serves", help="flow.node it will serve (repeatable).")] = None,
+    as_json: JsonFlag = False,
     nats: NatsUrl = None,
     data_dir: DataDir = Path(".ca-actors"),
 ) -> None:
     """Record an agent you expect: listed as pending until it heartbeats."""
     url = console.stack_url(nats, data_dir)
     answer = asyncio.run(console.with_client(url, lambda bus: console.expect_agent(bus, name, serves or [])))
-    typer.echo(json.dumps(answer))
-    raise typer.Exit(0 if "error" not in answer else 1)
+    failed = f"cannot expect {name}: {answer.get('error')}"
+    _answered(answer, as_json, failed if "error" in answer else f"expecting {name}: pending until it heartbeats")
 
 
 @agents_app.command("ping")
@@ -603,14 +610,25 @@ def agents_ping(
 @agents_app.command("drain")
 def agents_drain(
     actor_id: Annotated[str, typer.Argument(help="The actor to drain (an id from `ca-actors agents`).")],
+    as_json: JsonFlag = False,
     nats: NatsUrl = None,
     data_dir: DataDir = Path(".ca-actors"),
 ) -> None:
     """Tell an actor to finish its work in flight, take no new work and exit."""
     url = console.stack_url(nats, data_dir)
     answer = asyncio.run(console.with_client(url, lambda bus: console.drain_agent(bus, actor_id)))
-    typer.echo(json.dumps(answer))
-    raise typer.Exit(0 if "error" not in answer else 1)
+    failed = f"cannot drain {actor_id}: {answer.get('error')}"
+    done = f"draining {actor_id}: it finishes its work in flight, then deregisters and exits"
+    _answered(answer, as_json, failed if "error" in answer else done)
+
+
+def _answered(answer: dict[str, Any], as_json: bool, sentence: str) -> None:
+    """Print a stack's answer (a sentence, or its JSON with --json) and exit 1 if it is an error."""
+    if as_json:
+        typer.echo(json.dumps(answer))
+    else:
+        typer.echo(sentence, err="error" in answer)
+    raise typer.Exit(1 if "error" in answer else 0)
 
 
 def _fmt(value: str) -> LogFormat:

@@ -17,6 +17,7 @@ def command_group(help: str, **options: Any) -> typer.Typer:
     return typer.Typer(help=help, rich_markup_mode=None, context_settings=HELP_SETTINGS, **options)
 
 
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of sentences.")]
 Inputs = Annotated[list[str] | None, typer.Option("--input", "-i", help="An input as key=value (repeatable).")]
 InputJson = Annotated[str | None, typer.Option("--input-json", help="All inputs as one JSON object.")]
 NatsUrl = Annotated[

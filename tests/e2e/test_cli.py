@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bus import EmbeddedNats
+from configs import Settings
 from tests.conftest import EXAMPLES, ROOT, SEEDS
 from tests.helpers import until_sync
 from tests.support.cli import CLI, child_pids, cli, start_up, stop, wait_exited
@@ -496,3 +498,26 @@ def test_memory_show_of_a_missing_key_says_so_and_exits_1(tmp_path: Path) -> Non
     result = cli("memory", "show", "flow/nothing/node/x/default", "--data-dir", str(tmp_path))
     assert result.returncode == 1
     assert "no memory under 'flow/nothing/node/x/default'" in result.stderr
+
+
+async def test_cancel_and_drain_answer_in_sentences_and_json_only_when_asked(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from actors.launch import LocalStack
+    from tests.helpers import linear_flow, plans, start_run, write_flow
+
+    flow = write_flow(tmp_path / "slow.yaml", linear_flow("slow", ["a", "b"]))
+    s = settings.model_copy(update={"llm_override": "mock/3000ms"})
+    async with LocalStack(s, plans(flow)) as stack:
+        assert stack.client is not None
+        run_id = await start_run(stack.client, "slow", {"topic": "t"})
+        done = await asyncio.to_thread(cli, "cancel", run_id, "--nats", stack.url)
+        again = await asyncio.to_thread(cli, "cancel", run_id, "--json", "--nats", stack.url)
+        drain = await asyncio.to_thread(cli, "agents", "drain", "nobody", "--nats", stack.url)
+    assert (done.returncode, done.stdout.strip()) == (
+        0,
+        f"cancelled {run_id}: its steps in flight finish, nothing after them runs",
+    )
+    assert json.loads(again.stdout) == {"run_id": run_id, "status": "cancelled"}
+    assert drain.returncode == 1
+    assert drain.stderr.strip() == "cannot drain nobody: no actor nobody answered"
