@@ -329,18 +329,15 @@ def runs(
     if ctx.invoked_subcommand is not None:
         return
     if store:
-        history = asyncio.run(console.store_runs(store, limit))
-        if as_json:
-            typer.echo(json.dumps([h.model_dump(mode="json") for h in history], indent=2))
-        else:
-            console.print_history(history)
-        return
-    url = console.stack_url(nats, data_dir)
-    records = asyncio.run(console.with_client(url, console.list_runs))[:limit]
+        found: list[Any] = asyncio.run(console.store_runs(store, limit))
+    else:
+        url = console.stack_url(nats, data_dir)
+        found = asyncio.run(console.with_client(url, console.list_runs))[:limit]
+    summaries = [console.run_summary(run) for run in found]
     if as_json:
-        typer.echo(json.dumps([r.result() | {"created_at": r.created_at} for r in records], indent=2))
-        return
-    console.print_runs(records)
+        typer.echo(json.dumps(summaries, indent=2, default=str))
+    else:
+        console.print_runs(summaries)
 
 
 @runs_app.command("show")
@@ -349,10 +346,17 @@ def runs_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     nats: NatsUrl = None,
     data_dir: DataDir = Path(".ca-actors"),
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Read the run from this store's run history instead of the running stack."),
+    ] = None,
 ) -> None:
     """One run: status, state, every step and dead-lettered work items."""
-    url = console.stack_url(nats, data_dir)
-    details = asyncio.run(console.with_client(url, lambda bus: console.show_run(bus, run_id)))
+    if store:
+        details = asyncio.run(console.store_run(store, run_id))
+    else:
+        url = console.stack_url(nats, data_dir)
+        details = asyncio.run(console.with_client(url, lambda bus: console.show_run(bus, run_id)))
     if details is None:
         typer.echo(f"no run {run_id}", err=True)
         raise typer.Exit(1)

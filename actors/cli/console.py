@@ -134,16 +134,12 @@ async def dead_letters(bus: Bus, run_id: str) -> list[DeadLetter]:
 
 
 async def show_run(bus: Bus, run_id: str) -> dict[str, Any] | None:
-    """A run's record with its dead letters, or None when there is no such run."""
+    """A run's summary (`run_summary`) with its dead letters, or None when there is no such run."""
     record = await RunStore(bus.kv(topology.RUNS)).get(run_id)
     if record is None:
         return None
     letters = await dead_letters(bus, run_id)
-    return record.result() | {
-        "plan_version": record.plan_version,
-        "inputs": record.inputs,
-        "created_at": record.created_at,
-        "finished_at": record.finished_at,
+    return run_summary(record) | {
         "dead_letters": [
             {"node": d.node, "step_id": d.step_id, "error": d.error, "state": d.work.state, "item": d.work.item}
             for d in letters
@@ -215,15 +211,42 @@ def print_result(result: dict[str, Any], *, as_json: bool) -> None:
         typer.echo(f"  {key}: {text}")
 
 
-def print_runs(records: list[RunRecord]) -> None:
-    if not records:
+def run_summary(run: RunRecord | RunHistory) -> dict[str, Any]:
+    """A run as ``runs --json`` and ``runs show --json`` print it: the same keys whether it comes from the
+    running stack (its run record) or from a store's run history (where costs are known)."""
+    if isinstance(run, RunRecord):
+        steps = run.result()["steps"]
+        cost: float | None = None
+    else:
+        steps = [{k: s.get(k) for k in ("node", "iteration", "index", "status", "duration_ms")} for s in run.steps]
+        cost = run.cost_usd
+    return {
+        "run_id": run.run_id,
+        "flow": run.flow,
+        "status": run.status,
+        "plan_version": run.plan_version,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "inputs": run.inputs,
+        "state": run.state,
+        "error": run.error,
+        "source": run.source,
+        "session": run.session,
+        "cost_usd": cost,
+        "steps": steps,
+    }
+
+
+def print_runs(runs: list[dict[str, Any]]) -> None:
+    """Run summaries (`run_summary`), one line each."""
+    if not runs:
         typer.echo("no runs yet")
         return
     typer.echo(f"{'RUN':24} {'FLOW':20} {'STATUS':10} {'STEPS':>5} {'DURATION':>10}  STARTED")
-    for r in records:
-        duration = f"{(r.finished_at - r.created_at):.2f}s" if r.finished_at else "-"
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
-        typer.echo(f"{r.run_id:24} {r.flow:20} {r.status:10} {len(r.steps):>5} {duration:>10}  {started}")
+    for r in runs:
+        duration = f"{(r['finished_at'] - r['created_at']):.2f}s" if r["finished_at"] else "-"
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"]))
+        typer.echo(f"{r['run_id']:24} {r['flow']:20} {r['status']:10} {len(r['steps']):>5} {duration:>10}  {started}")
 
 
 async def agent_rows(bus: Bus, heartbeat_s: float) -> list[dict[str, Any]]:
@@ -282,15 +305,16 @@ async def store_runs(url: str, limit: int) -> list[RunHistory]:
         return await store.list_runs(limit=limit)
 
 
-def print_history(history: list[RunHistory]) -> None:
-    if not history:
-        typer.echo("no runs recorded")
-        return
-    typer.echo(f"{'RUN':24} {'FLOW':20} {'STATUS':10} {'STEPS':>5} {'DURATION':>10}  STARTED")
-    for h in history:
-        duration = f"{h.duration_ms / 1000:.2f}s" if h.duration_ms is not None else "-"
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h.created_at))
-        typer.echo(f"{h.run_id:24} {h.flow:20} {h.status:10} {len(h.steps):>5} {duration:>10}  {started}")
+async def store_run(url: str, run_id: str) -> dict[str, Any] | None:
+    """A run of a store's run history as `show_run` gives it (the store keeps no dead letters:
+    a failed step shows with its error)."""
+    async with open_store(url) as store:
+        history = await store.get_run(run_id)
+    if history is None:
+        return None
+    failed = [s for s in history.steps if s.get("status") == "failed"]
+    letters = [{"node": s.get("node"), "step_id": s.get("step_id"), "error": s.get("error")} for s in failed]
+    return run_summary(history) | {"dead_letters": letters}
 
 
 def _scope_matches(key: str, flow: str | None, scope: str | None) -> bool:

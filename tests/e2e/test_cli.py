@@ -146,6 +146,13 @@ def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: 
         assert [step_id.split(".")[1] for step_id in critical] == ["outline", "draft", "title"]
         history = json.loads(cli("runs", "--store", f"sqlite:///{stack_dir / 'store.db'}", "--json").stdout)
         assert [(h["run_id"], h["source"], h["session"]) for h in history] == [(out["run_id"], "cli", "chat-7")]
+        # One shape, wherever a run is read from.
+        assert set(history[0]) == set(listed[0])
+        # The same values too, but for the times (the stack's record and the events each have their clock).
+        same = {"run_id", "flow", "status", "plan_version", "inputs", "state", "error", "source", "session"}
+        assert {k: history[0][k] for k in same} == {k: listed[0][k] for k in same}
+        stored = cli("runs", "show", out["run_id"], "--json", "--store", f"sqlite:///{stack_dir / 'store.db'}")
+        assert json.loads(stored.stdout)["status"] == "succeeded", stored.stderr
         plain = cli("trigger", "echo", "-i", "message=hi", "--nats", url)
         assert plain.returncode == 0, plain.stderr
         assert plain.stdout.strip()
