@@ -55,6 +55,9 @@ class InputError(CaActorsError, ValueError):
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
+        if len(self.problems) == 1:
+            super().__init__(f"invalid inputs: {self.problems[0]}")
+            return
         lines = "\n".join(f"- {problem}" for problem in self.problems)
         super().__init__(f"invalid inputs ({_count(len(self.problems), 'problem')}):\n{lines}")
 

@@ -37,7 +37,7 @@ from actors.runtime.logs import LogFormat, configure_logging
 from actors.runtime.presence import package_version
 from actors.tracking import prompt_fetcher
 from bus import Bus
-from configs import Settings, flow_json_schema
+from configs import Settings, flow_json_schema, initial_state
 
 EXAMPLES = Path(configs.__file__).resolve().parent / "examples"
 
@@ -151,6 +151,8 @@ def run(
         **({"nats_url": nats} if nats else {}),
     )
     values = parse_inputs(inputs, input_json)
+    # Bad inputs fail here, before any stack starts (the scheduler would only reject them, burning a run).
+    initial_state(plan.spec, values)
     if engine == "langgraph":
         result = asyncio.run(_run_langgraph(settings, plan, values, timeout_s=timeout))
     elif engine == "bus":

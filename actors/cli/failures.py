@@ -4,7 +4,7 @@
 |---|---|
 | 0 | done (a run succeeded) |
 | 1 | a run failed, was rejected or was not answered |
-| 2 | bad arguments, an invalid flow file or URL |
+| 2 | bad arguments or inputs, an invalid flow file or URL |
 | 3 | another stack already runs from the data folder |
 | 4 | NATS or the store cannot be reached |
 
@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from configs import ConfigError
+from configs import ConfigError, InputError
 from configs.errors import BusError, CaActorsError
 from store import StoreError, UnknownBackendError
 
@@ -29,7 +29,7 @@ EXIT_UNREACHABLE = 4
 
 def exit_code(error: CaActorsError) -> int:
     """The exit code of an error the command line reports."""
-    if isinstance(error, ConfigError | UnknownBackendError):
+    if isinstance(error, ConfigError | InputError | UnknownBackendError):
         return EXIT_USAGE
     if isinstance(error, BusError | StoreError):
         return EXIT_UNREACHABLE

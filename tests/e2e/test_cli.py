@@ -95,12 +95,16 @@ def test_run_takes_inputs_as_json(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["state"]["interests"] == ["maths"]
 
 
-def test_run_exits_non_zero_when_inputs_are_rejected() -> None:
-    result = cli("run", str(SEEDS / "echo.yaml"), "--json")
-    assert result.returncode == 1
-    out = json.loads(result.stdout)
-    assert out["status"] == "rejected"
-    assert "message" in out["error"]
+def test_run_refuses_bad_inputs_before_starting_a_stack() -> None:
+    missing = cli("run", str(SEEDS / "echo.yaml"), "--json")
+    assert missing.returncode == 2
+    assert missing.stdout == ""
+    [line] = missing.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    assert "message" in line
+    wrong = cli("run", str(SEEDS / "nested_state.yaml"), "--input-json", '{"name": "Ada", "interests": 3}')
+    assert wrong.returncode == 2
+    assert "interests" in wrong.stderr
 
 
 def test_run_refuses_an_invalid_file_before_starting_anything(tmp_path: Path) -> None:
