@@ -15,7 +15,8 @@
     │   ├── RequestTimeoutError (also TimeoutError)  a request that was not answered in time
     │   └── BadReplyError                       an answer that is not the message the caller expects
     ├── StoreError                              a storage backend could not do an operation
-    │   └── UnknownBackendError (also ValueError)   the store URL names no backend
+    │   ├── UnknownBackendError (also ValueError)   the store URL names no backend
+    │   └── RunIdTaken                          a run's history would replace another run's row
     ├── ActorError                              an actor could not do its job (bad plan, missing run, ...)
     │   ├── FlowError                           the state does not let the flow go on
     │   ├── NodeFailed                          a node failed for good: its run fails or goes `on_error`

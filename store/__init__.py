@@ -5,7 +5,7 @@ One async :class:`Store` port, three backends chosen by URL scheme (SQLite, Post
 
 from store._base import BACKENDS, Store, connect_store, open_store
 from store._common import StoreStatus
-from store._errors import StoreError, UnknownBackendError
+from store._errors import RunIdTaken, StoreError, UnknownBackendError
 from store._models import ABResult, ChatSession, ConfigVersion, MemoryRecord, RunHistory
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "ConfigVersion",
     "MemoryRecord",
     "RunHistory",
+    "RunIdTaken",
     "Store",
     "StoreError",
     "StoreStatus",

@@ -2,7 +2,8 @@
 
 CaActorsError
 └── StoreError                      a backend could not do an operation (connect, migrate, query)
-    └── UnknownBackendError         the store URL names no registered backend (also ValueError)
+    ├── UnknownBackendError         the store URL names no registered backend (also ValueError)
+    └── RunIdTaken                  a run's history would replace another run's row
 """
 
 from __future__ import annotations
@@ -40,4 +41,20 @@ class UnknownBackendError(StoreError, ValueError):
         self.valid = valid
         super().__init__(
             f"unknown store URL scheme {scheme!r}; valid schemes: {', '.join(valid)}", operation="choose backend"
+        )
+
+
+class RunIdTaken(StoreError):
+    """A run's history names a run id that another run (another flow, or another start) already has.
+
+    Writes of one run replace each other; a write never silently replaces a different run's row.
+    """
+
+    def __init__(self, run_id: str, *, backend: str, target: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run id {run_id} already belongs to another run (other flow or start time): not replaced",
+            backend=backend,
+            operation="put_run",
+            target=target,
         )

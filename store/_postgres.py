@@ -26,6 +26,7 @@ from store._common import (
     redact,
     translate,
 )
+from store._errors import RunIdTaken
 from store._models import ABResult, ChatSession, ConfigVersion, MemoryRecord, RunHistory
 
 if TYPE_CHECKING:
@@ -187,17 +188,20 @@ class PostgresStore:
     # --- runs -------------------------------------------------------------------------------------------------
 
     async def put_run(self, run: RunHistory) -> None:
-        """Insert or replace the run with this ``run_id``."""
-        await self._execute(
+        """Insert the run, or replace the row of the same run (same id, flow and start)."""
+        written = await self._execute(
             "put_run",
-            "INSERT INTO {s}.runs VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id) DO UPDATE SET"
-            " flow = EXCLUDED.flow, status = EXCLUDED.status, created_at = EXCLUDED.created_at, doc = EXCLUDED.doc",
+            "INSERT INTO {s}.runs AS old VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id) DO UPDATE SET"
+            " status = EXCLUDED.status, doc = EXCLUDED.doc"
+            " WHERE old.flow = EXCLUDED.flow AND old.created_at = EXCLUDED.created_at",
             run.run_id,
             run.flow,
             run.status,
             run.created_at,
             run.model_dump_json(),
         )
+        if written == 0:
+            raise RunIdTaken(run.run_id, backend=BACKEND, target=self._target)
 
     async def get_run(self, run_id: str) -> RunHistory | None:
         """The run with this id, or ``None``."""

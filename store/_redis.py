@@ -41,6 +41,7 @@ from store._common import (
     redact,
     translate,
 )
+from store._errors import RunIdTaken
 from store._models import ABResult, ChatSession, ConfigVersion, MemoryRecord, RunHistory
 
 if TYPE_CHECKING:
@@ -73,6 +74,19 @@ def parse_url(url: str, namespace: str | None) -> tuple[str, str]:
     rest, prefix = pop_query(url, "prefix")
     name = namespace if namespace is not None else prefix or DEFAULT_PREFIX
     return rest, check_name(name, backend=BACKEND, what="key prefix")
+
+
+# Atomically: write a run's history unless its id holds another run's (another flow or start time).
+_PUT_RUN = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local doc = cjson.decode(old)
+  if doc['flow'] ~= ARGV[3] or tonumber(doc['created_at']) ~= tonumber(ARGV[4]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return 1
+"""
 
 
 class RedisStore:
@@ -193,11 +207,13 @@ class RedisStore:
     # --- runs -------------------------------------------------------------------------------------------------
 
     async def put_run(self, run: RunHistory) -> None:
-        """Insert or replace the run with this ``run_id``."""
-        async with self._op("put_run") as r, r.pipeline(transaction=True) as pipe:
-            pipe.hset(self._k("runs"), run.run_id, run.model_dump_json())
-            pipe.zadd(self._k("runs:idx"), {run.run_id: run.created_at})
-            await pipe.execute()
+        """Insert the run, or replace the entry of the same run (same id, flow and start)."""
+        async with self._op("put_run") as r:
+            keys = [self._k("runs"), self._k("runs:idx")]
+            args = [run.run_id, run.model_dump_json(), run.flow, repr(run.created_at)]
+            written = await r.eval(_PUT_RUN, len(keys), *keys, *args)
+        if not written:
+            raise RunIdTaken(run.run_id, backend=BACKEND, target=self._target)
 
     async def get_run(self, run_id: str) -> RunHistory | None:
         """The run with this id, or ``None``."""

@@ -26,7 +26,7 @@ from store._common import (
     query_words,
     translate,
 )
-from store._errors import StoreError
+from store._errors import RunIdTaken, StoreError
 from store._models import ABResult, ChatSession, ConfigVersion, MemoryRecord, RunHistory
 
 if TYPE_CHECKING:
@@ -194,13 +194,16 @@ class SqliteStore:
     # --- runs -------------------------------------------------------------------------------------------------
 
     async def put_run(self, run: RunHistory) -> None:
-        """Insert or replace the run with this ``run_id``."""
-        await self._write(
+        """Insert the run, or replace the row of the same run (same id, flow and start)."""
+        written = await self._write(
             "put_run",
-            "INSERT INTO {p}runs VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET flow = excluded.flow,"
-            " status = excluded.status, created_at = excluded.created_at, doc = excluded.doc",
+            "INSERT INTO {p}runs VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET"
+            " status = excluded.status, doc = excluded.doc"
+            " WHERE {p}runs.flow = excluded.flow AND {p}runs.created_at = excluded.created_at",
             (run.run_id, run.flow, run.status, run.created_at, run.model_dump_json()),
         )
+        if written == 0:
+            raise RunIdTaken(run.run_id, backend=BACKEND, target=self._target)
 
     async def get_run(self, run_id: str) -> RunHistory | None:
         """The run with this id, or ``None``."""

@@ -26,7 +26,7 @@ from actors.runtime.follow import stored_events
 from actors.runtime.presence import Load
 from bus import TERMINAL_EVENTS, Bus, Event, decode, subjects, topology
 from configs import Settings
-from store import Store, StoreError
+from store import RunIdTaken, Store, StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -133,6 +133,10 @@ class Observer:
         if self._store is not None:
             try:
                 await self._store.put_run(trace.history())
+            except RunIdTaken as exc:
+                # Never retried: writing again would fail again, and the other run's row must stay.
+                log.error("observer.run_id_taken", run_id=run_id, error=str(exc))
+                raise Drop(str(exc)) from exc
             except StoreError as exc:
                 raise Retry(f"run history not written: {exc}", delay_s=2.0) from exc
         if self._sink is not None:

@@ -25,6 +25,7 @@ from store import (
     ConfigVersion,
     MemoryRecord,
     RunHistory,
+    RunIdTaken,
     Store,
     StoreError,
     StoreStatus,
@@ -122,6 +123,18 @@ async def test_a_run_is_upserted_by_id_and_read_back_whole(store: Store) -> None
     await store.put_run(finished)
     assert await store.get_run("r1") == finished
     assert await store.get_run("missing") is None
+    assert [r.run_id for r in await store.list_runs()] == ["r1"]
+
+
+async def test_a_run_never_replaces_another_runs_row_with_the_same_id(store: Store) -> None:
+    await store.put_run(run("r1", flow="chat", at=1000.0))
+    with pytest.raises(RunIdTaken, match="r1 already belongs to another run"):
+        await store.put_run(run("r1", flow="mail", at=1000.0))
+    with pytest.raises(RunIdTaken):
+        await store.put_run(run("r1", flow="chat", at=2000.0))
+    kept = await store.get_run("r1")
+    assert kept is not None
+    assert (kept.flow, kept.created_at) == ("chat", 1000.0)
     assert [r.run_id for r in await store.list_runs()] == ["r1"]
 
 
