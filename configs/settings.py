@@ -22,8 +22,10 @@ class Settings(BaseModel):
     max_deliver: int = Field(default=10, ge=1)
     # Work items one worker process runs at once (per node subscription).
     max_concurrency: int = Field(default=16, ge=1)
-    # Model that replaces every node's model (`--llm`); None keeps the flow's own models.
+    # Model that replaces every node's model (`--llm MODEL`); None keeps the flow's own models.
     llm_override: str | None = None
+    # Model of the nodes whose flow names none (`up --llm auto`: a local Ollama, else mock); None: mock.
+    llm_default: str | None = None
     mock_script: Path | None = None
     # Record every LLM exchange to this cassette, or serve them back from it (offline, free).
     record: Path | None = None

@@ -203,8 +203,9 @@ def up(
         str,
         typer.Option(
             "--llm",
-            help="Model for every node: 'auto' (a local Ollama if one answers, else mock), "
-            "'flow' (each flow's own models), or a model name such as mock or ollama_chat/llama3.2.",
+            help="'auto': each flow's own models, and for flows that name none a local Ollama if one "
+            "answers, else mock; 'flow': each flow's own models (mock where none is named); or a model "
+            "name such as mock or ollama_chat/llama3.2 for every node.",
         ),
     ] = "auto",
     mock_script: Annotated[Path | None, typer.Option("--mock-script", help="Outputs for the mock model.")] = None,
@@ -227,11 +228,12 @@ def up(
     from actors.launch.supervisor import Supervisor, choose_llm
 
     configure_logging(log_level, _fmt(log_format))
-    model, why = choose_llm(llm)
-    typer.echo(f"LLM: {model or 'each flow’s own models'} ({why})")
+    choice = choose_llm(llm)
+    typer.echo(f"LLM: {choice.why}")
     settings = Settings.from_env(
         data_dir=data_dir,
-        llm_override=model,
+        llm_override=choice.override,
+        llm_default=choice.default,
         mock_script=mock_script,
         store_url=store,
         traces=traces,
@@ -488,6 +490,7 @@ def actor(
     nats: Annotated[str, typer.Option("--nats")],
     flows: Annotated[list[Path] | None, typer.Option("--flows")] = None,
     llm: Annotated[str | None, typer.Option("--llm")] = None,
+    llm_default: Annotated[str | None, typer.Option("--llm-default", help="Model of flows that name none.")] = None,
     mock_script: Annotated[Path | None, typer.Option("--mock-script")] = None,
     heartbeat: Heartbeat = None,
     store: StoreUrl = None,
@@ -503,6 +506,7 @@ def actor(
     settings = Settings.from_env(
         nats_url=nats,
         llm_override=llm,
+        llm_default=llm_default,
         mock_script=mock_script,
         heartbeat_s=heartbeat,
         store_url=store,

@@ -54,6 +54,8 @@ class LLMRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str
+    # The flow names no model for this node: the gateway may answer with the stack's default model.
+    model_is_default: bool = False
     messages: list[ChatMessage]
     output_schema: dict[str, Any] | None = None
     # Tools the model may call (OpenAI function specs); empty: a plain completion.

@@ -65,6 +65,8 @@ class NodeOutcome:
 class ModelChoice:
     model: str
     llm: LLMSpec | None
+    # The flow names no model for the node: `model` is the default (the gateway may use the stack's).
+    is_default: bool = False
 
 
 def choose_model(spec: FlowSpec, node: NodeSpec, override: str | None, default: str = DEFAULT_MODEL) -> ModelChoice:
@@ -76,7 +78,7 @@ def choose_model(spec: FlowSpec, node: NodeSpec, override: str | None, default: 
         spec.config.llm.model if spec.config.llm and spec.config.llm.model else None
     )
     if model is None:
-        return ModelChoice(default, llm)
+        return ModelChoice(default, llm, is_default=True)
     provider = (node.llm.provider if node.llm and node.llm.provider else None) or (
         spec.config.llm.provider if spec.config.llm else None
     )
@@ -264,6 +266,7 @@ class _Asker:
         llm = self.choice.llm
         return LLMRequest(
             model=self.choice.model,
+            model_is_default=self.choice.is_default,
             messages=list(messages),
             output_schema=self.schema,
             tools=tools,

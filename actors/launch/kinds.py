@@ -81,6 +81,7 @@ def backend_for(settings: Settings) -> LLMBackend:
     return LLMBackend(
         script,
         model_override=settings.llm_override,
+        default_model=settings.llm_default,
         cassette=cassette,
         provider_concurrency=settings.llm_provider_concurrency,
         requests_per_s=settings.llm_requests_per_s,

@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import structlog
 import typer
 from nats.aio.msg import Msg
 
-from actors.flow import PlanStore, load_flows
+from actors.flow import Plan, PlanStore, choose_model, load_flows
 from actors.launch import stackfile
 from actors.runtime.presence import ActorReady
 from actors.tracking import prompt_fetcher
@@ -43,20 +44,41 @@ GRACE_S = 10.0
 EXIT_BUSY = 3
 
 
-def choose_llm(requested: str) -> tuple[str | None, str]:
-    """Resolve ``--llm``: a model name, 'flow' (None: each flow's own models) or 'auto'."""
+@dataclass(frozen=True)
+class LLMChoice:
+    """What ``up --llm`` means: a model for every node, or a default for the flows that name none."""
+
+    override: str | None
+    default: str | None
+    why: str
+
+
+def choose_llm(requested: str) -> LLMChoice:
+    """Resolve ``--llm``: a model name (every node), 'flow' (each flow's own; mock where a flow names
+    none) or 'auto' (each flow's own; a local Ollama, else mock, where a flow names none)."""
     if requested == "flow":
-        return None, "as configured in each flow"
+        return LLMChoice(None, None, "each flow's own models; mock for flows that name none")
     if requested != "auto":
-        return requested, "from --llm"
+        return LLMChoice(requested, None, "--llm: every node")
     try:
         with urllib.request.urlopen(f"{OLLAMA_URL}/api/tags", timeout=0.5) as response:
             models = [m["name"] for m in json.loads(response.read()).get("models", [])]
     except (OSError, ValueError):
-        return "mock", f"no Ollama answering at {OLLAMA_URL}; the built-in mock model answers instead"
+        return LLMChoice(None, "mock", f"flows that name no model: mock (no Ollama answers at {OLLAMA_URL})")
     if not models:
-        return "mock", f"Ollama at {OLLAMA_URL} has no models pulled; using the built-in mock model"
-    return f"ollama_chat/{models[0]}", f"local Ollama at {OLLAMA_URL}"
+        return LLMChoice(None, "mock", f"flows that name no model: mock (Ollama at {OLLAMA_URL} has none pulled)")
+    return LLMChoice(None, f"ollama_chat/{models[0]}", f"flows that name no model: the local Ollama at {OLLAMA_URL}")
+
+
+def flow_models(plan: Plan, settings: Settings) -> list[str]:
+    """The models a flow's nodes use on this stack (its own, the override, or the default)."""
+    used: list[str] = []
+    for node in plan.spec.nodes:
+        choice = choose_model(plan.spec, node, settings.llm_override)
+        model = settings.llm_default if choice.is_default and settings.llm_default else choice.model
+        if model not in used:
+            used.append(model)
+    return used
 
 
 class Supervisor:
@@ -96,6 +118,8 @@ class Supervisor:
             cmd += ["--flows", str(self.flows)]
         if self.settings.llm_override:
             cmd += ["--llm", self.settings.llm_override]
+        if kind == "llm-gateway" and self.settings.llm_default:
+            cmd += ["--llm-default", self.settings.llm_default]
         if self.settings.mock_script:
             cmd += ["--mock-script", str(self.settings.mock_script)]
         return cmd
@@ -164,7 +188,7 @@ class Supervisor:
                 if not await self._await_ready(ready, len(names) - 1):
                     return 1
                 lock.publish(self.settings.nats_url)
-                flows = ", ".join(p.flow for p in flow_set.plans)
+                flows = ", ".join(f"{p.flow} ({', '.join(flow_models(p, self.settings))})" for p in flow_set.plans)
                 typer.echo(f"NATS: {self.settings.nats_url}")
                 typer.echo(f"flows: {flows}")
                 typer.echo(

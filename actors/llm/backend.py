@@ -45,6 +45,7 @@ class LLMBackend:
         mock_script: MockScript | None = None,
         *,
         model_override: str | None = None,
+        default_model: str | None = None,
         cassette: Cassette | None = None,
         retries: int = 2,
         backoff_s: float = 0.5,
@@ -59,6 +60,8 @@ class LLMBackend:
         # `--llm` of the stack: the gateway is the one place every request passes, so a worker that
         # joins later (`ca-actors agent`) gets the stack's model without being told.
         self._override = model_override
+        # The stack's model for nodes whose flow names none (`up --llm auto`), applied here for the same reason.
+        self._default = default_model
         self._litellm: ModuleType | None = None
         self._import_lock = asyncio.Lock()
         self._ollama = OllamaFacts()
@@ -72,6 +75,8 @@ class LLMBackend:
         started = time.perf_counter()
         if self._override and request.model != self._override:
             request = request.model_copy(update={"model": self._override, "fallbacks": []})
+        elif self._default and request.model_is_default and request.model != self._default:
+            request = request.model_copy(update={"model": self._default, "fallbacks": []})
         if self._cassette is not None and self._cassette.mode == "replay":
             reply = self._cassette.replay(request)
         else:

@@ -532,3 +532,50 @@ async def test_cancel_and_drain_answer_in_sentences_and_json_only_when_asked(
     assert json.loads(again.stdout) == {"run_id": run_id, "status": "cancelled"}
     assert drain.returncode == 1
     assert drain.stderr.strip() == "cannot drain nobody: no actor nobody answered"
+
+
+NAMED_MODEL_FLOW = """
+schema_version: "1.0"
+flow: {name: named_model}
+state:
+  fields:
+    topic: {type: str, required: true}
+    answer: {type: str}
+nodes:
+  - id: answer
+    prompt: "Answer about {topic}."
+    outputs: [answer]
+edges:
+  - {from: START, to: answer}
+  - {from: answer, to: END}
+config:
+  llm: {model: openai/gpt-4o-mini, api_base: "API_BASE", api_key_env: NAMED_MODEL_KEY}
+"""
+
+
+@pytest.mark.timeout(120)
+def test_up_serves_each_flow_with_its_own_model_and_the_default_only_where_none_is_named(
+    stack_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes.openai_server import FakeOpenAI
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "demo.yaml").write_text((EXAMPLES / "demo.yaml").read_text())
+    monkeypatch.setenv("NAMED_MODEL_KEY", "sk-test-not-a-real-key")
+    with FakeOpenAI(default_content='{"answer": "from the flow\'s own model"}') as fake:
+        (flows / "named.yaml").write_text(NAMED_MODEL_FLOW.replace("API_BASE", fake.api_base))
+        proc, lines = start_up(stack_dir, "--flows", str(flows))  # --llm auto: no Ollama here, so mock
+        try:
+            children = child_pids(proc.pid)
+            served = next(line for line in lines if line.startswith("flows:"))
+            assert "demo (mock)" in served
+            assert "named_model (openai/gpt-4o-mini)" in served
+            named = cli("trigger", "named_model", "-i", "topic=x", "--wait", "--json", "--data-dir", str(stack_dir))
+            demo = cli("trigger", "demo", "-i", "topic=x", "--wait", "--json", "--data-dir", str(stack_dir))
+        finally:
+            stop(proc, children)
+        assert json.loads(named.stdout)["state"]["answer"] == "from the flow's own model", named.stderr
+        assert {r.model for r in fake.requests} == {"gpt-4o-mini"}
+    assert json.loads(demo.stdout)["status"] == "succeeded"
+    assert len(fake.requests) == 1, "the demo, which names no model, went to the default (mock)"

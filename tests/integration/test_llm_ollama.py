@@ -316,10 +316,10 @@ def test_up_chooses_the_first_model_ollama_lists(monkeypatch: pytest.MonkeyPatch
     with FakeOllama(models=["qwen2.5:7b", "llama3.2:latest"]) as fake:
         monkeypatch.setattr(supervisor, "OLLAMA_URL", fake.base_url)
 
-        model, why = supervisor.choose_llm("auto")
+        choice = supervisor.choose_llm("auto")
 
-        assert model == "ollama_chat/qwen2.5:7b"
-        assert why == f"local Ollama at {fake.base_url}"
+        assert (choice.override, choice.default) == (None, "ollama_chat/qwen2.5:7b")
+        assert choice.why == f"flows that name no model: the local Ollama at {fake.base_url}"
         assert fake.paths() == ["GET /api/tags"]
 
 
@@ -327,10 +327,10 @@ def test_up_falls_back_to_the_mock_model_when_ollama_has_nothing_pulled(monkeypa
     with FakeOllama(models=[]) as fake:
         monkeypatch.setattr(supervisor, "OLLAMA_URL", fake.base_url)
 
-        model, why = supervisor.choose_llm("auto")
+        choice = supervisor.choose_llm("auto")
 
-    assert model == "mock"
-    assert "no models" in why
+    assert (choice.override, choice.default) == (None, "mock")
+    assert "has none pulled" in choice.why
 
 
 def test_up_falls_back_to_the_mock_model_when_no_ollama_answers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -339,10 +339,16 @@ def test_up_falls_back_to_the_mock_model_when_no_ollama_answers(monkeypatch: pyt
     # The fake is closed: its port now refuses connections.
     monkeypatch.setattr(supervisor, "OLLAMA_URL", url)
 
-    model, why = supervisor.choose_llm("auto")
+    choice = supervisor.choose_llm("auto")
 
-    assert model == "mock"
-    assert f"no Ollama answering at {url}" in why
+    assert (choice.override, choice.default) == (None, "mock")
+    assert f"no Ollama answers at {url}" in choice.why
+
+
+def test_up_llm_names_a_model_for_every_node_or_keeps_each_flows_own() -> None:
+    assert supervisor.choose_llm("openai/gpt-4o-mini").override == "openai/gpt-4o-mini"
+    own = supervisor.choose_llm("flow")
+    assert (own.override, own.default) == (None, None)
 
 
 async def test_the_gateway_asks_each_requests_own_ollama_for_model_facts_never_a_process_wide_one(
