@@ -2,7 +2,7 @@
 
 from configs._expr import Expr, ExprError, ExprEvalError, PathRef, parse_expr
 from configs._graph import FanOutInfo, FlowGraph, MapInfo, analyze_graph
-from configs._issues import ConfigError, ConfigIssue, InputError, OutputError
+from configs._issues import ConfigError, ConfigIssue, InputError, OutputError, closest
 from configs._jsonschema import flow_json_schema
 from configs._loader import LoadedFlow, load_flow, load_flow_text
 from configs._outputs import output_json_schema, output_model, validate_output
@@ -114,6 +114,7 @@ __all__ = [
     "VariantSpec",
     "analyze_graph",
     "check_flow",
+    "closest",
     "flow_json_schema",
     "initial_state",
     "load_flow",

@@ -30,7 +30,7 @@ from actors.cli.options import (
     parse_inputs,
 )
 from actors.cli.reports import register as register_report
-from actors.flow import load_flows
+from actors.flow import is_mock_script, load_flows, yaml_files
 from actors.flow.memory import MEMORY_SCOPES
 from actors.launch import ACTOR_KINDS, ActorKind, LocalStack, serve_actor
 from actors.runtime.logs import LogFormat, configure_logging
@@ -80,8 +80,10 @@ def flow_store(plan: Any) -> str | None:
 
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Flow files or directories.")]) -> None:
-    """Check flow files without running anything; all problems are listed with file:line:column."""
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Flow files, mock scripts (*.mock.yaml) or directories.")],
+) -> None:
+    """Check flow files and mock scripts without running anything; all problems are listed with file:line:column."""
     flow_set = load_flows(files, fetch_prompts=prompt_fetcher(Settings.from_env().mlflow_uri()))
     for warning in flow_set.warnings:
         typer.echo(str(warning), err=True)
@@ -89,7 +91,9 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Flow files or dir
         typer.echo(error, err=True)
     for plan in flow_set.plans:
         typer.echo(f"ok  {plan.file}: flow '{plan.flow}', {len(plan.nodes)} nodes, version {plan.version}")
-    if flow_set.errors:
+    nodes = {Path(plan.file).with_suffix(""): {n.id for n in plan.spec.nodes} for plan in flow_set.plans}
+    problems = [console.check_mock_script(f, nodes) for f in yaml_files(files) if is_mock_script(f)]
+    if flow_set.errors or any(problems):
         raise typer.Exit(1)
 
 

@@ -15,6 +15,7 @@ import typer
 from actors.flow import load_flows
 from actors.flow.plan import Plan
 from actors.launch import stackfile
+from actors.llm import MockScript
 from actors.runtime import roster as registry
 from actors.runtime.follow import events, final_record
 from actors.runtime.presence import ActorInfo, DrainAnswer
@@ -43,6 +44,7 @@ from bus import (
     subjects,
     topology,
 )
+from configs import closest
 from store import MemoryRecord, RunHistory, open_store
 
 T = TypeVar("T")
@@ -61,6 +63,28 @@ def stack_url(explicit: str | None, data_dir: Path) -> str:
         )
         raise typer.Exit(2)
     return url
+
+
+def check_mock_script(file: Path, flow_nodes: dict[Path, set[str]]) -> bool:
+    """Validate a mock script (and, when its flow ``<name>.yaml`` was validated too, its node ids);
+    print the verdict. Returns True when it has a problem."""
+    try:
+        script = MockScript.load(file)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"{file}: error: {exc}", err=True)
+        return True
+    known = flow_nodes.get(file.with_name(file.name.removesuffix(".yml").removesuffix(".yaml").removesuffix(".mock")))
+    unknown = sorted(set(script.nodes) - known) if known is not None else []
+    for node in unknown:
+        hint = closest(node, sorted(known or ()))
+        typer.echo(
+            f"{file}: error: {node!r} is not a node of its flow" + (f" (did you mean {hint!r}?)" if hint else ""),
+            err=True,
+        )
+    if unknown:
+        return True
+    typer.echo(f"ok  {file}: mock script for {len(script.nodes)} node(s)")
+    return False
 
 
 def load_plan(file: Path, *, mlflow_uri: str) -> Plan:

@@ -4,7 +4,7 @@ Plans, control-flow decisions, node execution, the LLM and memory ports, and loa
 """
 
 from actors.flow.llm import ChatMessage, LLMClient, LLMErrorKind, LLMReply, LLMRequest, ToolCall, Usage
-from actors.flow.loading import FlowSet, PromptFetcher, flow_files, flow_names, load_flows
+from actors.flow.loading import FlowSet, PromptFetcher, flow_files, flow_names, is_mock_script, load_flows, yaml_files
 from actors.flow.logic import Counters, FlowError
 from actors.flow.node_exec import (
     BudgetExceeded,
@@ -44,6 +44,8 @@ __all__ = [
     "default_tool_context",
     "flow_files",
     "flow_names",
+    "is_mock_script",
     "load_flows",
     "run_llm_node",
+    "yaml_files",
 ]

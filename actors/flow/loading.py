@@ -26,7 +26,15 @@ class FlowSet:
     warnings: list[ConfigIssue] = field(default_factory=list)
 
 
-def flow_files(paths: Iterable[Path]) -> list[Path]:
+# Mock scripts (node id -> scripted outputs, `--mock-script`) sit beside the flows they script.
+MOCK_SUFFIXES = (".mock.yaml", ".mock.yml")
+
+
+def is_mock_script(path: Path) -> bool:
+    return path.name.endswith(MOCK_SUFFIXES)
+
+
+def yaml_files(paths: Iterable[Path]) -> list[Path]:
     """YAML files named by `paths`: files as given, directories expanded (sorted)."""
     files: list[Path] = []
     for path in paths:
@@ -35,6 +43,11 @@ def flow_files(paths: Iterable[Path]) -> list[Path]:
         else:
             files.append(path)
     return files
+
+
+def flow_files(paths: Iterable[Path]) -> list[Path]:
+    """The flow files named by `paths`: files as given, directories expanded (sorted), mock scripts left out."""
+    return [f for f in yaml_files(paths) if not is_mock_script(f)]
 
 
 def load_flows(paths: Iterable[Path], *, fetch_prompts: PromptFetcher | None = None) -> FlowSet:

@@ -82,6 +82,11 @@ class MockScript:
             raise ValueError(f"{path}: a mock script maps node ids to lists of outputs")
         return cls({str(k): v for k, v in data.items()})
 
+    @property
+    def nodes(self) -> list[str]:
+        """The node ids the script answers for."""
+        return sorted(self._outputs)
+
     def next_output(
         self, run_id: str, node: str, state: Mapping[str, Any], extra: Mapping[str, Any], index: int = 0
     ) -> Any | None:

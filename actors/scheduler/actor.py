@@ -47,8 +47,7 @@ from bus import (
     subjects,
     topology,
 )
-from configs import START, InputError, Settings, initial_state
-from configs._issues import closest
+from configs import START, InputError, Settings, closest, initial_state
 
 log = structlog.get_logger(__name__)
 
