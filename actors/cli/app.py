@@ -16,6 +16,7 @@ from actors.cli import console
 from actors.cli.evals import register as register_eval
 from actors.cli.failures import run_cli
 from actors.cli.flows import register as register_flows
+from actors.cli.init import register as register_init
 from actors.cli.options import (
     DataDir,
     InputJson,
@@ -651,6 +652,7 @@ def _fmt(value: str) -> LogFormat:
     return value  # type: ignore[return-value]
 
 
+register_init(app)
 register_flows(app)
 register_report(app)
 register_eval(app)

@@ -579,3 +579,19 @@ def test_up_serves_each_flow_with_its_own_model_and_the_default_only_where_none_
         assert {r.model for r in fake.requests} == {"gpt-4o-mini"}
     assert json.loads(demo.stdout)["status"] == "succeeded"
     assert len(fake.requests) == 1, "the demo, which names no model, went to the default (mock)"
+
+
+def test_init_writes_a_starter_flow_that_validates_and_runs_as_written(tmp_path: Path) -> None:
+    from tests.support.cli import run_line
+
+    made = cli("init", "starter", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert "ca-actors run starter.yaml" in made.stdout
+    checked = cli("validate", ".", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "ok  starter.mock.yaml" in checked.stdout
+    result = cli(*run_line(tmp_path / "starter.yaml"), "--json", cwd=tmp_path)
+    assert json.loads(result.stdout)["state"]["answer"].startswith("A short answer about actors and messages")
+    again = cli("init", "starter", cwd=tmp_path)
+    assert again.returncode == 2
+    assert "--force" in again.stderr

@@ -11,24 +11,16 @@ import pytest
 
 from configs import load_flow_text
 from tests.conftest import EXAMPLES, ROOT
-from tests.support.cli import cli
+from tests.support.cli import cli, run_line
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLE_FLOWS = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.endswith(".mock.yaml"))
 
 
-def _run_line(flow: Path) -> list[str]:
-    lines = [line.removeprefix("# run: ") for line in flow.read_text().splitlines() if line.startswith("# run: ")]
-    assert len(lines) == 1, f"{flow.name} says how to run it in one `# run:` line"
-    words = shlex.split(lines[0])
-    assert words[0] == "ca-actors"
-    return words[1:]
-
-
 @pytest.mark.parametrize("flow", EXAMPLE_FLOWS, ids=lambda p: p.stem)
 @pytest.mark.timeout(120)
 def test_every_example_runs_offline_as_its_run_line_says(flow: Path, tmp_path: Path) -> None:
-    result = cli(*_run_line(flow), "--json", cwd=ROOT)
+    result = cli(*run_line(flow), "--json", cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["status"] == "succeeded"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -70,3 +71,12 @@ def stop(proc: subprocess.Popen[str], pids: list[int]) -> None:
 def wait_exited(pids: list[int], timeout_s: float = 10.0) -> None:
     """Until none of `pids` runs: `up` reaps its actors, but grandchildren (MLflow's workers) go a moment later."""
     until_sync(lambda: not [pid for pid in pids if alive(pid)], "no orphan process is left behind", timeout_s=timeout_s)
+
+
+def run_line(flow: Path) -> list[str]:
+    """The arguments of the one `# run: ca-actors ...` line a flow file carries."""
+    lines = [line.removeprefix("# run: ") for line in flow.read_text().splitlines() if line.startswith("# run: ")]
+    assert len(lines) == 1, f"{flow.name} says how to run it in one `# run:` line"
+    words = shlex.split(lines[0])
+    assert words[0] == "ca-actors"
+    return words[1:]
