@@ -1,6 +1,7 @@
 """Everything NATS: connection, subjects, envelopes, message bodies, JetStream topology and the embedded server."""
 
-from bus import subjects, topology
+from bus import permissions, subjects, topology
+from bus.auth import AuthFile, Credentials, credentials_for, write_private
 from bus.connection import Bus, BusStatus, MsgHandler
 from bus.envelope import Branch, DeadLetter, Event, RunEnded, WorkItem, decode, encode, new_id, step_id
 from bus.events import (
@@ -28,6 +29,7 @@ from bus.events import (
     ToolCalledData,
     ToolFinishedData,
 )
+from bus.permissions import ROLES, Grants, Role
 from bus.replay import Replay
 from bus.server import EmbeddedNats, die_with_parent, find_nats_server, free_port
 from bus.wire import Empty, SparseWireModel, WireModel
@@ -35,19 +37,23 @@ from configs.errors import BadReplyError, BusError, NoResponderError, RequestTim
 
 __all__ = [
     "DATA_OF_KIND",
+    "ROLES",
     "TERMINAL_EVENTS",
     "AnyEventData",
+    "AuthFile",
     "BadReplyError",
     "Branch",
     "Bus",
     "BusError",
     "BusStatus",
+    "Credentials",
     "DeadLetter",
     "EmbeddedNats",
     "Empty",
     "Event",
     "EventData",
     "EventKind",
+    "Grants",
     "LLMCalledData",
     "LLMFinishedData",
     "LogData",
@@ -62,6 +68,7 @@ __all__ = [
     "Replay",
     "RequestTimeoutError",
     "RetryKind",
+    "Role",
     "RunCancelledData",
     "RunEndData",
     "RunEnded",
@@ -74,13 +81,16 @@ __all__ = [
     "ToolFinishedData",
     "WireModel",
     "WorkItem",
+    "credentials_for",
     "decode",
     "die_with_parent",
     "encode",
     "find_nats_server",
     "free_port",
     "new_id",
+    "permissions",
     "step_id",
     "subjects",
     "topology",
+    "write_private",
 ]

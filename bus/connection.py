@@ -28,8 +28,12 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
 from bus import topology
+from bus.auth import Credentials, credentials_for
+from bus.permissions import ROLES, Role
 from bus.replay import Replay
 from configs.errors import BadReplyError, BusError, NoResponderError, RequestTimeoutError
+from configs.settings import Settings
+from configs.urls import mask_url
 
 log = structlog.get_logger(__name__)
 
@@ -46,9 +50,24 @@ class BusStatus(StrEnum):
 class Bus:
     """One NATS connection of one actor: core NATS, JetStream and the ca-actors buckets."""
 
-    def __init__(self, url: str, *, name: str, dedup_window_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        dedup_window_s: float = 600.0,
+        credentials: Credentials | None = None,
+        role: Role | None = None,
+    ) -> None:
+        """Args:
+        credentials: How to log in (`bus.auth`); None: anonymously.
+        role: What the connection is for: it binds only that role's buckets and changes the topology only
+            when the role may (`bus.permissions`); None: every bucket, topology created as needed.
+        """
         self.url = url
         self.name = name
+        self._credentials = credentials or Credentials()
+        self._grants = ROLES[role] if role is not None else None
         self.status = BusStatus.NEW
         self._dedup_window_s = dedup_window_s
         self._nc: Client | None = None
@@ -56,34 +75,71 @@ class Bus:
         self._kv: dict[str, KeyValue] = {}
         # Unsubscribed before draining on close: an open pull subscription makes drain hang.
         self._subs: list[Subscription | JetStreamContext.PullSubscription] = []
+        self._refused: list[str] = []
+
+    @classmethod
+    def of(cls, settings: Settings, role: Role, *, name: str) -> Self:
+        """A connection of `role` to the settings' NATS server, logged in as that role (`bus.auth.credentials_for`)."""
+        return cls(
+            settings.nats_url,
+            name=name,
+            dedup_window_s=settings.dedup_window_s,
+            credentials=credentials_for(settings, role),
+            role=role,
+        )
 
     async def connect(self, *, timeout_s: float = 10.0) -> Self:
         """Connect (retrying until `timeout_s`), then set up streams and buckets idempotently.
 
         Raises:
-            BusError: no server answered in time.
+            BusError: no server answered in time, or it refused the credentials.
         """
+        refused = self._refused = []
         # nats-py retries the first connect forever when reconnects are unlimited: bound it ourselves.
-        try:
-            self._nc = await asyncio.wait_for(
-                nats.connect(
-                    self.url,
-                    name=self.name,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    connect_timeout=2,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnect,
-                    reconnected_cb=self._on_reconnect,
-                ),
-                timeout=timeout_s,
+        shown = mask_url(self.url)
+        connecting = asyncio.ensure_future(
+            nats.connect(
+                self.url,
+                name=self.name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnect,
+                reconnected_cb=self._on_reconnect,
+                **self._credentials.connect_options(),
             )
+        )
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        try:
+            while not connecting.done():
+                if refused:
+                    raise BusError(f"NATS at {shown} refused the credentials: {refused[0]}")
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError()
+                await asyncio.wait({connecting}, timeout=0.05)
+            self._nc = connecting.result()
         except (TimeoutError, NoServersError, OSError) as exc:
             raise BusError(
-                f"cannot connect to NATS at {self.url} within {timeout_s:g}s: {str(exc) or 'no answer'}"
+                f"cannot connect to NATS at {shown} within {timeout_s:g}s: {str(exc) or 'no answer'}"
             ) from exc
+        finally:
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(BaseException):
+                    await connecting
         self._js = self._nc.jetstream()
-        self._kv = await topology.ensure_topology(self._js, dedup_window_s=self._dedup_window_s)
+        grants = self._grants
+        try:
+            self._kv = await topology.ensure_topology(
+                self._js,
+                dedup_window_s=self._dedup_window_s,
+                manage=grants is None or grants.manages_topology,
+                buckets=None if grants is None else sorted(grants.buckets),
+            )
+        except (NatsError, NotFoundError, TimeoutError) as exc:
+            await self._nc.close()
+            raise BusError(f"NATS at {shown} has not the streams and buckets of ca-actors: {exc}") from exc
         self.status = BusStatus.CONNECTED
         return self
 
@@ -100,8 +156,15 @@ class Bus:
         return self._js
 
     def kv(self, bucket: str) -> KeyValue:
-        """One of the buckets named in `bus.topology`."""
-        return self._kv[bucket]
+        """One of the buckets named in `bus.topology` (of those this connection's role reads).
+
+        Raises:
+            BusError: the connection is not bound to it (its role does not read it).
+        """
+        try:
+            return self._kv[bucket]
+        except KeyError:
+            raise BusError(f"connection {self.name} does not read the bucket {bucket}") from None
 
     # --- publishing -------------------------------------------------------------------------------
 
@@ -282,7 +345,10 @@ class Bus:
         await self.close()
 
     async def _on_error(self, exc: Exception) -> None:
-        # Before the first connect succeeds, failures are retried and reported by `connect` itself.
+        # Before the first connect succeeds, failures are retried and reported by `connect` itself: a
+        # refused login at once (nats-py would retry it for ever).
+        if self.status is BusStatus.NEW and "authorization" in str(exc).lower():
+            self._refused.append(str(exc))
         if self.status is BusStatus.CONNECTED:
             log.warning("nats.error", name=self.name, error=str(exc))
 

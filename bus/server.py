@@ -15,6 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from bus.auth import SERVER_CONFIG, AuthFile, Credentials
+from bus.permissions import Role
 from configs.errors import BusError
 
 
@@ -65,13 +67,31 @@ def die_with_parent() -> None:
 
 
 class EmbeddedNats:
-    """A ``nats-server -js`` child process on 127.0.0.1, stopped on `close()`."""
+    """A ``nats-server -js`` child process on 127.0.0.1, stopped on `close()`.
 
-    def __init__(self, store_dir: Path, *, port: int | None = None) -> None:
+    It admits only the users of `auth` (one per role, `bus.permissions`): by default the credentials
+    of ``<store_dir>/../nats-auth.json``, generated on first start. ``insecure=True`` runs it without
+    authentication (tests of the anonymous case only).
+    """
+
+    def __init__(
+        self, store_dir: Path, *, port: int | None = None, auth: AuthFile | None = None, insecure: bool = False
+    ) -> None:
         self.store_dir = store_dir
         self.port = port or free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
+        self._insecure = insecure
+        self.auth = auth
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def credentials(self, role: Role) -> Credentials:
+        """How a connection of `role` logs in to this server (nothing when it runs without authentication)."""
+        return self.auth.credentials(role) if self.auth is not None else Credentials()
+
+    @property
+    def auth_file(self) -> Path | None:
+        """The file of this server's users (`configs.Settings.nats_auth_file`), or None without authentication."""
+        return self.auth.path if self.auth is not None else None
 
     @property
     def pid(self) -> int | None:
@@ -84,9 +104,15 @@ class EmbeddedNats:
             BusError: the server exited or did not become ready in time.
         """
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.store_dir.chmod(0o700)
         log = self.store_dir / "nats-server.log"
         cmd = [find_nats_server(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         cmd += ["-l", str(log)]
+        if not self._insecure:
+            if self.auth is None:
+                self.auth = AuthFile.load_or_create(self.store_dir.parent)
+            # The passwords go in a 0600 file, never on the command line (which `ps` shows everyone).
+            cmd += ["-c", str(self.auth.write_server_config(self.store_dir / SERVER_CONFIG))]
         self._proc = subprocess.Popen(  # noqa: ASYNC220 - spawning is instant; we poll readiness below
             cmd,
             stdin=subprocess.DEVNULL,

@@ -34,6 +34,9 @@ REGISTRY_BYES = f"{PREFIX}.registry.bye.*"
 REGISTRY_PING = f"{PREFIX}.registry.ping"
 REGISTRY_EXPECT = f"{PREFIX}.registry.expect"
 REGISTRY_EVENTS_ALL = f"{PREFIX}.registry.evt.>"
+REGISTRY_DRAIN_ALL = f"{PREFIX}.registry.drain.*"
+TOOLS_ALL = f"{PREFIX}.tool.*.*"
+MEMORY_ALL = (MEMORY_READ, MEMORY_WRITE, MEMORY_LIST, MEMORY_CLEAR, MEMORY_RUNS)
 
 
 def token(value: str, what: str = "token") -> str:
@@ -80,6 +83,13 @@ def event(run_id: str, kind: str) -> str:
 def events_of(run_id: str) -> str:
     """Wildcard matching every event of one run."""
     return f"{PREFIX}.evt.{token(run_id, 'run id')}.>"
+
+
+def events_of_kind(kind: str) -> str:
+    """Wildcard matching one kind of event (``log``, or ``llm.*``) of every run."""
+    if not _KIND.match(kind) and not (kind.endswith(".*") and _KIND.match(kind[:-2])):
+        raise ValueError(f"invalid event kind {kind!r}")
+    return f"{PREFIX}.evt.*.{kind}"
 
 
 def run_cmd(run_id: str) -> str:

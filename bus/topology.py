@@ -20,6 +20,8 @@ The trigger stream does not acknowledge publishes (``no_ack``), so a NATS *reque
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
@@ -90,30 +92,48 @@ def stream_configs(dedup_window_s: float) -> list[StreamConfig]:
     ]
 
 
-async def ensure_topology(js: JetStreamContext, *, dedup_window_s: float) -> dict[str, KeyValue]:
+# Every bucket and how long its values live (None: for ever).
+BUCKETS: dict[str, float | None] = {
+    PLANS: None,
+    RUNS: _WEEK_S,
+    JOINS: _WEEK_S,
+    REGISTRY: REGISTRY_TTL_S,
+    EXPECTED: None,
+    BUDGETS: 2 * 24 * 3600.0,
+}
+
+
+async def ensure_topology(
+    js: JetStreamContext, *, dedup_window_s: float, manage: bool = True, buckets: Iterable[str] | None = None
+) -> dict[str, KeyValue]:
     """Create (or update) every stream and bucket; safe to call from every actor at start-up.
+
+    Args:
+        manage: Create and update streams and buckets; False: only look up `buckets` (a role that may
+            not change the topology, see `bus.permissions`).
+        buckets: The buckets to bind (default: all).
 
     Returns:
         The key-value buckets by name.
     """
-    for config in stream_configs(dedup_window_s):
+    if manage:
+        for config in stream_configs(dedup_window_s):
+            try:
+                await js.add_stream(config)
+            except BadRequestError:
+                # Exists with another configuration (e.g. an older dedup window): bring it up to date.
+                await js.update_stream(config)
+    wanted = set(BUCKETS if buckets is None else buckets)
+    found: dict[str, KeyValue] = {}
+    # A manager makes sure of every bucket (a role that only looks its own up may come next).
+    for name in BUCKETS if manage else sorted(wanted):
         try:
-            await js.add_stream(config)
-        except BadRequestError:
-            # Exists with another configuration (e.g. an older dedup window): bring it up to date.
-            await js.update_stream(config)
-    buckets: dict[str, KeyValue] = {}
-    for name, ttl in (
-        (PLANS, None),
-        (RUNS, _WEEK_S),
-        (JOINS, _WEEK_S),
-        (REGISTRY, REGISTRY_TTL_S),
-        (EXPECTED, None),
-        (BUDGETS, 2 * 24 * 3600.0),
-    ):
-        try:
-            buckets[name] = await js.key_value(name)
+            kv = await js.key_value(name)
         except NotFoundError:
-            cfg = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, ttl=ttl)
-            buckets[name] = await js.create_key_value(cfg)
-    return buckets
+            if not manage:
+                raise
+            cfg = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, ttl=BUCKETS[name])
+            kv = await js.create_key_value(cfg)
+        if name in wanted:
+            found[name] = kv
+    return found

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from configs.urls import split_credentials
 
 
 class Settings(BaseModel):
@@ -15,6 +17,15 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     nats_url: str = "nats://127.0.0.1:4222"
+    # How to log in to NATS (never from a command line: CA_NATS_* variables, or files). The embedded
+    # server's own users are in `nats_auth_file` (``<data_dir>/nats-auth.json``, one password per role).
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
+    nats_creds: Path | None = None
+    nats_nkey: Path | None = None
+    nats_tls_ca: Path | None = None
+    nats_auth_file: Path | None = None
     data_dir: Path = Path(".ca-actors")
     # How long JetStream waits for an ack before redelivering a work item to another worker.
     # Workers send in-progress heartbeats while a step runs, so long LLM calls are not redelivered.
@@ -52,6 +63,24 @@ class Settings(BaseModel):
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "ca-actors"
     log_prompts: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _login_out_of_url(cls, data: Any) -> Any:
+        """A NATS URL's ``user:password@`` (or ``token@``) becomes `nats_user`/`nats_password` (`nats_token`),
+        so the URL that is passed on, written and printed never holds a secret."""
+        if not isinstance(data, dict) or not isinstance(data.get("nats_url"), str):
+            return data
+        url, user, password = split_credentials(data["nats_url"])
+        if user is None and password is None:
+            return data
+        data = {**data, "nats_url": url}
+        if user is None:
+            data.setdefault("nats_token", password)
+        else:
+            data.setdefault("nats_user", user)
+            data.setdefault("nats_password", password)
+        return data
 
     def store(self) -> str:
         """The store URL in effect."""

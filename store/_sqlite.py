@@ -9,6 +9,7 @@ Other processes may open the same file: WAL plus ``busy_timeout`` make their wri
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -110,7 +111,7 @@ class SqliteStore:
 
         async with translate(_ERRORS, backend=BACKEND, operation="connect", target=path):
             if path != ":memory:":
-                await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+                await asyncio.to_thread(_create_private, Path(path))
             db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
         store = cls(db, prefix, path)
         try:
@@ -392,3 +393,11 @@ async def _set_wal(conn: Any) -> None:
             if "locked" not in str(exc) or attempt == 49:
                 raise
             await asyncio.sleep(0.02 * (attempt + 1))
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (run history may hold what runs were given);
+    SQLite gives its -wal and -shm files the same mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))

@@ -78,7 +78,8 @@ def main_thread_loop() -> Iterator[None]:
 
 @pytest.fixture
 async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
-    """A fresh ``nats-server -js`` on a free port with its own store directory."""
+    """A fresh ``nats-server -js`` on a free port with its own store directory, admitting only the users
+    it generated (one per role, as every embedded server: `tmp_path / "nats-auth.json"`)."""
     async with EmbeddedNats(tmp_path / "nats") as server:
         yield server
 
@@ -86,7 +87,13 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
 @pytest.fixture
 def settings(nats_server: EmbeddedNats, tmp_path: Path) -> Settings:
     """Settings pointing at this test's server, with short redelivery times."""
-    return Settings(nats_url=nats_server.url, data_dir=tmp_path, ack_wait_s=2.0, max_deliver=5)
+    return Settings(
+        nats_url=nats_server.url,
+        nats_auth_file=nats_server.auth_file,
+        data_dir=tmp_path,
+        ack_wait_s=2.0,
+        max_deliver=5,
+    )
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from actors.flow import load_flows
 from actors.flow.plan import Plan
 from actors.runtime.presence import ActorReady
 from actors.scheduler.messages import RunAnswer, TriggerInputs
-from bus import Bus, BusError, Event, Replay, subjects
+from bus import AuthFile, Bus, BusError, Event, Replay, Role, subjects
 from tests.conftest import ROOT
 
 T = TypeVar("T")
@@ -51,9 +51,11 @@ async def start_run(bus: Bus, flow: str, inputs: dict[str, Any]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def outside_client(url: str) -> AsyncIterator[Client]:
-    """A plain nats-py connection: what any NATS client sees and sends, bytes and all."""
-    nc = await nats.connect(url)
+async def outside_client(url: str, auth_file: Path | None, role: Role = Role.ADMIN) -> AsyncIterator[Client]:
+    """A plain nats-py connection (logged in as `role` with the server's generated users, when it has
+    some): what any NATS client sees and sends, bytes and all."""
+    login = AuthFile.read(auth_file).credentials(role).connect_options() if auth_file else {}
+    nc = await nats.connect(url, **login)
     try:
         yield nc
     finally:
@@ -174,8 +176,13 @@ def linear_flow(name: str, nodes: Iterable[str], *, timeout: float | None = None
 class Actors:
     """Starts `ca-actors` actor processes (each a real OS process) and waits for each to announce itself."""
 
-    def __init__(self, bus: Bus, url: str, flows: Path, llm: str, heartbeat_s: float = 2.0) -> None:
+    def __init__(
+        self, bus: Bus, url: str, flows: Path, llm: str, heartbeat_s: float = 2.0, *, auth_file: Path | None
+    ) -> None:
+        """`bus` must be allowed to hear ``ca.sys.ready`` (the admin user); the processes log in with the
+        users of `auth_file` (each as its own role), or anonymously when None."""
         self.bus = bus
+        self.auth_file = auth_file
         self.heartbeat_s = heartbeat_s
         self.url = url
         self.flows = flows
@@ -202,6 +209,8 @@ class Actors:
         """Start `ca-actors ARGS` and wait until it announces itself ready."""
         cmd = [sys.executable, "-m", "actors", *args, "--log-format", "json", "--log-level", "warning"]
         env = {**os.environ, "CA_ACK_WAIT_S": "1", "CA_MAX_DELIVER": "10", "CA_HEARTBEAT_S": str(self.heartbeat_s)}
+        if self.auth_file is not None:
+            env["CA_NATS_AUTH_FILE"] = str(self.auth_file)
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT)  # noqa: ASYNC220 - spawning is instant
         self.procs.append(proc)
         async with asyncio.timeout(30):

@@ -25,10 +25,14 @@ from actors.cli.options import (
     LogFmt,
     LogLevel,
     MlflowUri,
+    NatsCreds,
+    NatsNkey,
+    NatsTlsCa,
     NatsUrl,
     StoreUrl,
     command_group,
     parse_inputs,
+    refuse_password_in,
 )
 from actors.cli.reports import register as register_report
 from actors.flow import is_mock_script, load_flows, yaml_files
@@ -123,6 +127,9 @@ def run(
         Path | None, typer.Option("--replay", help="Answer LLM calls from this cassette only (offline, free).")
     ] = None,
     store: StoreUrl = None,
+    nats_creds: NatsCreds = None,
+    nats_nkey: NatsNkey = None,
+    nats_tls_ca: NatsTlsCa = None,
     trace: Annotated[
         bool, typer.Option("--trace", help="Also write the run as an MLflow trace (needs [mlflow]).")
     ] = False,
@@ -140,6 +147,8 @@ def run(
 ) -> None:
     """Run one workflow to completion on its own ephemeral stack; exit 0 if it succeeded."""
     configure_logging(log_level, _fmt(log_format))
+    refuse_password_in(nats, "--nats")
+    refuse_password_in(store, "--store", "CA_STORE_URL")
     plan = console.load_plan(file, mlflow_uri=Settings.from_env(mlflow_tracking_uri=mlflow_uri).mlflow_uri())
     if mock_script is not None and llm is None:
         llm = "mock"
@@ -153,6 +162,9 @@ def run(
         store_url=store or flow_store(plan),
         traces=trace,
         mlflow_tracking_uri=mlflow_uri,
+        nats_creds=nats_creds,
+        nats_nkey=nats_nkey,
+        nats_tls_ca=nats_tls_ca,
         **({"nats_url": nats} if nats else {}),
     )
     values = parse_inputs(inputs, input_json)
@@ -216,6 +228,9 @@ def up(
     mock_script: Annotated[Path | None, typer.Option("--mock-script", help="Outputs for the mock model.")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Once ready, run the demo flow and print its result.")] = False,
     store: StoreUrl = None,
+    nats_creds: NatsCreds = None,
+    nats_nkey: NatsNkey = None,
+    nats_tls_ca: NatsTlsCa = None,
     traces: Annotated[
         bool, typer.Option("--traces/--no-traces", help="Write every run as an MLflow trace (needs [mlflow]).")
     ] = True,
@@ -233,6 +248,8 @@ def up(
     from actors.launch.supervisor import Supervisor, choose_llm
 
     configure_logging(log_level, _fmt(log_format))
+    refuse_password_in(nats, "--nats")
+    refuse_password_in(store, "--store", "CA_STORE_URL")
     choice = choose_llm(llm)
     typer.echo(f"LLM: {choice.why}")
     settings = Settings.from_env(
@@ -243,6 +260,9 @@ def up(
         store_url=store,
         traces=traces,
         mlflow_tracking_uri=mlflow_uri,
+        nats_creds=nats_creds,
+        nats_nkey=nats_nkey,
+        nats_tls_ca=nats_tls_ca,
         **({"nats_url": nats} if nats else {}),
     )
     log_args = ("--log-level", log_level, "--log-format", log_format)
@@ -338,6 +358,7 @@ def runs(
     if ctx.invoked_subcommand is not None:
         return
     if store:
+        refuse_password_in(store, "--store")
         found: list[Any] = asyncio.run(console.store_runs(store, limit))
     else:
         url = console.stack_url(nats, data_dir)
@@ -362,6 +383,7 @@ def runs_show(
 ) -> None:
     """One run: status, state, every step and dead-lettered work items."""
     if store:
+        refuse_password_in(store, "--store")
         details = asyncio.run(console.store_run(store, run_id))
     else:
         url = console.stack_url(nats, data_dir)
@@ -380,6 +402,7 @@ app.add_typer(memory_app, name="memory")
 
 
 def _store_url(store: str | None, data_dir: Path) -> str:
+    refuse_password_in(store, "--store", "CA_STORE_URL")
     return Settings.from_env(data_dir=data_dir, store_url=store).store()
 
 
@@ -492,7 +515,7 @@ Heartbeat = Annotated[
 @app.command(hidden=True)
 def actor(
     kind: Annotated[str, typer.Argument(help=f"One of {', '.join(ACTOR_KINDS)}.")],
-    nats: Annotated[str, typer.Option("--nats")],
+    nats: NatsUrl = None,
     flows: Annotated[list[Path] | None, typer.Option("--flows")] = None,
     llm: Annotated[str | None, typer.Option("--llm")] = None,
     llm_default: Annotated[str | None, typer.Option("--llm-default", help="Model of flows that name none.")] = None,
@@ -505,6 +528,8 @@ def actor(
     log_format: LogFmt = "auto",
 ) -> None:
     """Run one actor in this process (used by `up`; also for running actors by hand)."""
+    refuse_password_in(nats, "--nats", "CA_NATS_URL")
+    refuse_password_in(store, "--store", "CA_STORE_URL")
     if kind not in ACTOR_KINDS:
         raise typer.BadParameter(f"unknown actor kind {kind!r}; valid: {', '.join(ACTOR_KINDS)}")
     configure_logging(log_level, _fmt(log_format))
@@ -543,6 +568,9 @@ def agent(
         str | None, typer.Option("--allowed-hosts", help="Hosts the HTTP tools may reach, comma-separated.")
     ] = None,
     heartbeat: Heartbeat = None,
+    nats_creds: NatsCreds = None,
+    nats_nkey: NatsNkey = None,
+    nats_tls_ca: NatsTlsCa = None,
     log_level: LogLevel = "info",
     log_format: LogFmt = "auto",
 ) -> None:
@@ -552,12 +580,19 @@ def agent(
     `ca-actors agents drain ID` makes it finish its work in flight and exit.
     """
     configure_logging(log_level, _fmt(log_format))
+    refuse_password_in(nats, "--nats", "CA_NATS_URL")
     only = frozenset(n.strip() for n in nodes.split(",") if n.strip()) if nodes else None
     for node in only or ():
         if node.count(".") != 1:
             raise typer.BadParameter(f"--nodes takes flow.node names, got {node!r}")
     settings = Settings.from_env(
-        nats_url=nats, heartbeat_s=heartbeat, tool_workspace=workspace, allowed_hosts=allowed_hosts
+        nats_url=nats,
+        heartbeat_s=heartbeat,
+        tool_workspace=workspace,
+        allowed_hosts=allowed_hosts,
+        nats_creds=nats_creds,
+        nats_nkey=nats_nkey,
+        nats_tls_ca=nats_tls_ca,
     )
     asyncio.run(serve_actor("worker", settings, flows or [], nodes=only, name=name, serve_tools=serve_tools))
 

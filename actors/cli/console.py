@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from actors.cli.options import refuse_password_in
 from actors.flow import load_flows
 from actors.flow.plan import Plan
 from actors.launch import stackfile
@@ -37,6 +38,7 @@ from bus import (
     NodeStartedData,
     NoResponderError,
     RequestTimeoutError,
+    Role,
     RunEndData,
     RunRejectedData,
     RunStartedData,
@@ -44,17 +46,21 @@ from bus import (
     subjects,
     topology,
 )
-from configs import closest
+from bus.auth import AUTH_FILE
+from configs import Settings, closest
 from store import MemoryRecord, RunHistory, open_store
 
 T = TypeVar("T")
 
 
-def stack_url(explicit: str | None, data_dir: Path) -> str:
-    """The NATS URL to talk to: `--nats`/CA_NATS_URL, else the one `up` wrote in its data dir."""
-    if explicit:
-        return explicit
-    url = stackfile.read_url(data_dir)
+def stack_url(explicit: str | None, data_dir: Path) -> Settings:
+    """How to reach the stack: the NATS URL (`--nats`/CA_NATS_URL, else the one `up` wrote in its data dir)
+    and how to log in (CA_NATS_* credentials, else the data dir's generated ``cli`` user when that URL is
+    its stack's)."""
+    refuse_password_in(explicit, "--nats", "CA_NATS_URL")
+    record = stackfile.read(data_dir) or {}
+    running = stackfile.read_url(data_dir)
+    url = explicit or running
     if url is None:
         typer.echo(
             f"no running stack found ({data_dir / stackfile.STACK_FILE} missing): start one with `ca-actors up` "
@@ -62,7 +68,13 @@ def stack_url(explicit: str | None, data_dir: Path) -> str:
             err=True,
         )
         raise typer.Exit(2)
-    return url
+    settings = Settings.from_env(data_dir=data_dir, nats_url=url)
+    auth = data_dir / AUTH_FILE
+    logs_in = settings.nats_user or settings.nats_token or settings.nats_creds or settings.nats_nkey
+    own_server = settings.nats_url == running and record.get("embedded") is True
+    if own_server and not logs_in and settings.nats_auth_file is None and auth.exists():
+        return settings.model_copy(update={"nats_auth_file": auth})
+    return settings
 
 
 def check_mock_script(file: Path, flow_nodes: dict[Path, set[str]]) -> bool:
@@ -99,9 +111,9 @@ def load_plan(file: Path, *, mlflow_uri: str) -> Plan:
     return flow_set.plans[0]
 
 
-async def with_client(url: str, body: Callable[[Bus], Awaitable[T]]) -> T:
-    """Run `body` with a client connection to `url`."""
-    async with Bus(url, name="ca-actors-cli") as bus:
+async def with_client(target: Settings, body: Callable[[Bus], Awaitable[T]]) -> T:
+    """Run `body` with a client connection (the ``cli`` role) to the stack `target` names."""
+    async with Bus.of(target, Role.CLI, name="ca-actors-cli") as bus:
         return await body(bus)
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from configs.urls import has_password, mask_url
 
 # Help is plain text: Rich markup would eat brackets such as ``[mlflow]`` (the name of an extra).
 HELP_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -47,6 +50,41 @@ MlflowUri = Annotated[
         help="MLflow tracking store of traces (default: sqlite:///<data-dir>/mlflow.db).",
     ),
 ]
+
+
+NatsCreds = Annotated[
+    Path | None,
+    typer.Option(
+        "--nats-creds",
+        envvar="CA_NATS_CREDS",
+        help="NATS .creds file (JWT + nkey seed). User/password or a token: CA_NATS_USER / CA_NATS_PASSWORD, "
+        "CA_NATS_TOKEN (never on the command line).",
+    ),
+]
+NatsNkey = Annotated[Path | None, typer.Option("--nats-nkey", envvar="CA_NATS_NKEY", help="NATS nkey seed file.")]
+NatsTlsCa = Annotated[
+    Path | None,
+    typer.Option(
+        "--nats-tls-ca", envvar="CA_NATS_TLS_CA", help="CA (PEM) that signed the NATS server's TLS certificate."
+    ),
+]
+
+
+def refuse_password_in(url: str | None, option: str, envvar: str | None = None) -> None:
+    """Stop when a URL given on the command line carries a password: every user of the machine sees a
+    command line (`ps`). From the environment (`envvar`) it is taken: the secret is split out of it.
+
+    Raises:
+        typer.BadParameter: it does.
+    """
+    if url is None or not has_password(url) or (envvar is not None and os.environ.get(envvar) == url):
+        return
+    raise typer.BadParameter(
+        f"{mask_url(url)}: no passwords in URLs on the command line (every user sees them in `ps`); "
+        "for NATS use CA_NATS_USER / CA_NATS_PASSWORD, CA_NATS_TOKEN or --nats-creds FILE; "
+        "for a store put the URL in CA_STORE_URL",
+        param_hint=option,
+    )
 
 
 def parse_inputs(pairs: list[str] | None, raw_json: str | None) -> dict[str, Any]:

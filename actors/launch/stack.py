@@ -25,7 +25,7 @@ from actors.launch.kinds import ACTORS, ActorContext, ActorKind, actor_id
 from actors.observer import Observer
 from actors.runtime import ActorHost, ActorInfo, first
 from actors.runtime.presence import ActorReady
-from bus import Bus, EmbeddedNats, subjects
+from bus import Bus, EmbeddedNats, Role, subjects
 from configs import Settings
 
 log = structlog.get_logger(__name__)
@@ -51,7 +51,7 @@ async def serve_actor(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Bus(settings.nats_url, name=ident, dedup_window_s=settings.dedup_window_s) as bus:
+    async with Bus.of(settings, Role(kind), name=ident) as bus:
         ctx = ActorContext(bus, settings, ident, flows=flows, nodes=nodes, serve_tools=serve_tools)
         async with ctx.resources:
             actor = await ACTORS[kind](ctx)
@@ -106,23 +106,29 @@ class LocalStack:
             self._server = EmbeddedNats(self._store_dir / "nats")
             await self._server.start()
             self.url = self._server.url
-            self.settings = self.settings.model_copy(update={"nats_url": self.url})
+            # Each actor logs in as its own role, with the server's generated credentials.
+            self.settings = self.settings.model_copy(
+                update={"nats_url": self.url, "nats_auth_file": self._server.auth_file}
+            )
+        # The scheduler's role creates the streams and buckets; the others only look theirs up.
+        async with Bus.of(self.settings, Role.SCHEDULER, name=actor_id("topology")):
+            pass
         only = None if self._serve_all else frozenset(p.flow for p in self._plans)
         workers: list[ActorKind] = ["worker"] * self._workers
         kinds: list[ActorKind] = ["llm-gateway", "memory", "observer", "scheduler", *workers]
         for kind in kinds:
-            bus = await self._connect(kind)
+            bus = await self._connect(kind, Role(kind))
             ctx = ActorContext(bus, self.settings, bus.name, plans=self._plans, only_flows=only, with_registry=False)
             await self._resources.enter_async_context(ctx.resources)
             actor = await ACTORS[kind](ctx)
             if isinstance(actor, Observer):
                 self.observer = actor
             self._hosts.append(await ActorHost(actor, bus).start())
-        self.client = await self._connect("client")
+        self.client = await self._connect("client", Role.CLI)
         return self
 
-    async def _connect(self, kind: str) -> Bus:
-        bus = Bus(self.url, name=actor_id(kind), dedup_window_s=self.settings.dedup_window_s)
+    async def _connect(self, kind: str, role: Role) -> Bus:
+        bus = Bus.of(self.settings, role, name=actor_id(kind))
         await bus.connect()
         self._resources.push_async_callback(bus.close)
         return bus

@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from typing import IO, Any, Self
 
+from bus import write_private
 from configs.errors import ActorError
+from configs.urls import mask_url
 
 STACK_FILE = "stack.json"
 LOCK_FILE = "stack.lock"
@@ -66,7 +68,7 @@ class StackLock:
         Raises:
             StackBusy: another live stack holds it.
         """
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         handle = os.fdopen(fd, "r+")
         try:
@@ -82,12 +84,12 @@ class StackLock:
         handle.flush()
         return self
 
-    def publish(self, nats_url: str) -> None:
-        """Write ``stack.json``: other commands on this machine find the stack from it."""
-        record = {"nats_url": nats_url, "pid": os.getpid(), "started_at": time.time()}
-        fd = os.open(self.data_dir / STACK_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(json.dumps(record))
+    def publish(self, nats_url: str, *, embedded: bool = False) -> None:
+        """Write ``stack.json``: other commands on this machine find the stack from it (and, when its
+        server is embedded, log in with the users of ``nats-auth.json`` beside it)."""
+        # Never a password: a URL that carried one was refused before the stack started (`configs.urls`).
+        record = {"nats_url": mask_url(nats_url), "pid": os.getpid(), "started_at": time.time(), "embedded": embedded}
+        write_private(self.data_dir / STACK_FILE, json.dumps(record))
 
     def release(self) -> None:
         """Remove ``stack.json`` and let the folder go. Idempotent."""

@@ -32,8 +32,9 @@ from actors.flow import Plan, PlanStore, choose_model, load_flows
 from actors.launch import stackfile
 from actors.runtime.presence import ActorReady
 from actors.tracking import prompt_fetcher
-from bus import Bus, EmbeddedNats, die_with_parent, free_port, subjects, topology
+from bus import Bus, EmbeddedNats, Role, credentials_for, die_with_parent, free_port, subjects, topology
 from configs import Settings
+from configs.urls import mask_url
 from store import connect_store
 
 log = structlog.get_logger(__name__)
@@ -103,13 +104,14 @@ class Supervisor:
         self._mlflow: subprocess.Popen[bytes] | None = None
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._stop = asyncio.Event()
+        self._server: EmbeddedNats | None = None
 
     def _command(self, kind: str) -> list[str]:
         # -P: the directory `up` runs in never shadows our packages (a user folder of its own `configs/`).
-        cmd = [sys.executable, "-P", "-m", "actors", "actor", kind, "--nats", self.settings.nats_url, *self.log_args]
+        # The NATS and store URLs and the credentials travel in the environment (`_environment`), never
+        # in argv, which every user of the machine can read with `ps`.
+        cmd = [sys.executable, "-P", "-m", "actors", "actor", kind, *self.log_args]
         cmd += ["--heartbeat", str(self.settings.heartbeat_s)]
-        if kind in ("memory", "observer"):
-            cmd += ["--store", self.settings.store()]
         if kind in ("observer", "scheduler"):  # traces, and prompts from the registry
             cmd += ["--mlflow-uri", self.settings.mlflow_uri()]
         if kind == "observer":
@@ -124,10 +126,23 @@ class Supervisor:
             cmd += ["--mock-script", str(self.settings.mock_script)]
         return cmd
 
+    def _environment(self, kind: str) -> dict[str, str]:
+        """A child's environment: this one's, without other credentials, plus its URLs and its own login."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CA_NATS_")}
+        env["CA_NATS_URL"] = self.settings.nats_url
+        if kind in ("memory", "observer"):
+            env["CA_STORE_URL"] = self.settings.store()
+        role = Role(kind)
+        if self._server is not None:
+            env.update(self._server.credentials(role).env())
+        else:
+            env.update(credentials_for(self.settings, role).env())
+        return env
+
     def _spawn(self, name: str) -> None:
         kind = name.rsplit("-", 1)[0] if name.startswith("worker") else name
         self._children[name] = subprocess.Popen(
-            self._command(kind), stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
+            self._command(kind), stdin=subprocess.DEVNULL, env=self._environment(kind), preexec_fn=die_with_parent
         )
 
     async def run(self) -> int:
@@ -159,10 +174,14 @@ class Supervisor:
             )
         try:
             if self.embedded:
-                server = EmbeddedNats(self.settings.data_dir / "nats", port=free_port(4222))
+                # Secure by default: the server admits only the users generated in <data-dir>/nats-auth.json.
+                server = self._server = EmbeddedNats(self.settings.data_dir / "nats", port=free_port(4222))
                 await server.start()
                 self.settings = self.settings.model_copy(update={"nats_url": server.url})
-            async with Bus(self.settings.nats_url, name="supervisor") as bus:
+                admin = Bus(server.url, name="supervisor", credentials=server.credentials(Role.ADMIN), role=Role.ADMIN)
+            else:
+                admin = Bus.of(self.settings, Role.ADMIN, name="supervisor")
+            async with admin as bus:
                 # The stack serves exactly the flows it is given: plans an earlier stack left are retired.
                 served = {p.flow for p in flow_set.plans}
                 retired = await PlanStore(bus.kv(topology.PLANS)).retire_except(served)
@@ -187,9 +206,11 @@ class Supervisor:
                     self._spawn(name)
                 if not await self._await_ready(ready, len(names) - 1):
                     return 1
-                lock.publish(self.settings.nats_url)
+                lock.publish(self.settings.nats_url, embedded=server is not None)
                 flows = ", ".join(f"{p.flow} ({', '.join(flow_models(p, self.settings))})" for p in flow_set.plans)
-                typer.echo(f"NATS: {self.settings.nats_url}")
+                typer.echo(f"NATS: {mask_url(self.settings.nats_url)}")
+                if server is not None and server.auth_file is not None:
+                    typer.echo(f"NATS users: {server.auth_file} (0600; `ca-actors` commands read it themselves)")
                 typer.echo(f"flows: {flows}")
                 typer.echo(
                     f"ca-actors ready in {time.perf_counter() - t0:.2f}s: scheduler, registry, memory, observer, "

@@ -2,13 +2,15 @@
 
     python docs/examples/follow_run.py nats://127.0.0.1:4222 demo '{"topic": "NATS"}'
 
-Use the URL `ca-actors up` printed (`NATS: ...`). The trigger is a request: the scheduler answers with
-the run id. The run's events are kept in the CA_EVENTS stream, so an ordered consumer on
-``ca.evt.<run_id>.>`` replays them from the first one, even those published before it subscribed.
+Use the URL `ca-actors up` printed (`NATS: ...`), and log in as the stack's ``cli`` user: its password
+is in ``.ca-actors/nats-auth.json`` (``export NATS_USER=cli NATS_PASSWORD=...``). The trigger is a
+request: the scheduler answers with the run id. The run's events are kept in the CA_EVENTS stream, so
+an ordered consumer on ``ca.evt.<run_id>.>`` replays them from the first one, even those published before it subscribed.
 """
 
 import asyncio
 import json
+import os
 import sys
 
 import nats
@@ -17,7 +19,7 @@ END = {"run.finished", "run.failed", "run.cancelled", "run.rejected"}
 
 
 async def main(url: str, flow: str, inputs: str) -> None:
-    nc = await nats.connect(url)
+    nc = await nats.connect(url, user=os.environ.get("NATS_USER"), password=os.environ.get("NATS_PASSWORD"))
     reply = await nc.request(f"ca.trigger.{flow}", inputs.encode(), timeout=15)
     run_id = json.loads(reply.data)["run_id"]
     print("run", run_id)

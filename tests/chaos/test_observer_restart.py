@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from actors.observer.mlflow_sink import RUN_TAG
-from bus import Bus
+from bus import Bus, Role
 from configs import Settings
 from store import RunHistory, open_store
 from tests.conftest import SEEDS
@@ -23,8 +23,8 @@ async def test_a_killed_observer_catches_up_on_restart_and_writes_each_run_once(
     (flows / "echo.yaml").write_text((SEEDS / "echo.yaml").read_text())
     s = traced(settings, tmp_path)
     store_url = s.store()
-    async with Bus(s.nats_url, name="test-client") as bus:
-        actors = Actors(bus, s.nats_url, flows, "mock")
+    async with Bus.of(s, Role.ADMIN, name="test-client") as bus:
+        actors = Actors(bus, s.nats_url, flows, "mock", auth_file=s.nats_auth_file)
         await actors.listen()
         try:
             for kind in ("scheduler", "worker", "llm-gateway"):

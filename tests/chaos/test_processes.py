@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from actors.scheduler.messages import TriggerInputs
-from bus import Bus, EmbeddedNats, subjects
+from bus import Bus, EmbeddedNats, Role, subjects
 from tests.conftest import ROOT
 from tests.helpers import Actors, EventLog, run_flow, start_run
 
@@ -19,8 +19,8 @@ FIVE_STEP = ROOT / "tests" / "flows" / "five_step.yaml"
 
 @pytest.fixture
 async def actors(nats_server: EmbeddedNats) -> AsyncIterator[Actors]:
-    async with Bus(nats_server.url, name="test-client") as bus:
-        procs = Actors(bus, nats_server.url, FIVE_STEP, "mock/700ms")
+    async with Bus(nats_server.url, name="test-client", credentials=nats_server.credentials(Role.ADMIN)) as bus:
+        procs = Actors(bus, nats_server.url, FIVE_STEP, "mock/700ms", auth_file=nats_server.auth_file)
         await procs.listen()
         try:
             yield procs

@@ -11,7 +11,7 @@ import pytest
 
 from actors.runtime import roster as registry
 from actors.runtime.presence import ActorInfo
-from bus import Bus, EmbeddedNats, topology
+from bus import Bus, EmbeddedNats, Role, topology
 from tests.conftest import ROOT
 from tests.helpers import Actors, EventLog, run_flow, until
 from tests.support.registry import RegistryEvents, registry_stack, rows, wait_status
@@ -20,7 +20,7 @@ from tests.support.registry import RegistryEvents, registry_stack, rows, wait_st
 @pytest.fixture
 async def stack(nats_server: EmbeddedNats) -> AsyncIterator[Actors]:
     """Scheduler, registry and LLM gateway processes serving the examples; workers are up to each test."""
-    async with registry_stack(nats_server.url) as procs:
+    async with registry_stack(nats_server) as procs:
         yield procs
 
 
@@ -49,9 +49,10 @@ async def test_two_agents_share_a_node_and_a_killed_one_goes_stale_then_dead(sta
 
 @pytest.mark.timeout(120)
 async def test_a_restarted_registry_rebuilds_its_view_by_pinging(nats_server: EmbeddedNats) -> None:
-    async with Bus(nats_server.url, name="test-client") as bus:
+    async with Bus(nats_server.url, name="test-client", credentials=nats_server.credentials(Role.ADMIN)) as bus:
         # Slow heartbeats: only the ping can bring the actors back into a wiped registry quickly.
-        procs = Actors(bus, nats_server.url, ROOT / "configs" / "examples", "mock", heartbeat_s=30.0)
+        flows = ROOT / "configs" / "examples"
+        procs = Actors(bus, nats_server.url, flows, "mock", heartbeat_s=30.0, auth_file=nats_server.auth_file)
         await procs.listen()
         try:
             await procs.start("scheduler")

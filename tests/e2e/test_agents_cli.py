@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from actors.launch.stack import LocalStack
+from bus import Bus, Role
 from configs import Settings
 from tests.helpers import EventLog, plans, run_flow, write_script
 from tests.support.agents import agent_flow
@@ -72,7 +73,8 @@ async def test_a_tool_pinned_to_an_actor_runs_on_that_actor(settings: Settings, 
     s = settings.model_copy(update={"llm_override": "mock", "mock_script": script})
     async with LocalStack(s, plans(flow), embedded=False) as stack:
         assert stack.client is not None
-        actors = Actors(stack.client, s.nats_url, flow, "mock")
+        admin = await Bus.of(stack.settings, Role.ADMIN, name="test-admin").connect()
+        actors = Actors(admin, s.nats_url, flow, "mock", auth_file=stack.settings.nats_auth_file)
         await actors.listen()
         try:
             log = await EventLog().start(stack.client)
@@ -81,6 +83,7 @@ async def test_a_tool_pinned_to_an_actor_runs_on_that_actor(settings: Settings, 
             result = await run_flow(stack.client, "helper", {"question": "now"})
         finally:
             actors.stop_all()
+            await admin.close()
     assert missing["status"] == "failed"
     assert "--serve-tools" in missing["error"]
     assert result["status"] == "succeeded"

@@ -17,7 +17,7 @@ from tests.support.registry import registry_stack, rows, wait_status
 @pytest.fixture
 async def stack(nats_server: EmbeddedNats) -> AsyncIterator[Actors]:
     """Scheduler, registry and LLM gateway processes serving the examples; workers are up to each test."""
-    async with registry_stack(nats_server.url) as procs:
+    async with registry_stack(nats_server) as procs:
         yield procs
 
 
@@ -28,7 +28,7 @@ async def test_a_drained_agent_finishes_its_step_then_deregisters(stack: Actors)
     log = await EventLog().start(stack.bus)
     run_id = await start_run(stack.bus, "echo", {"message": "m"})
     await log.wait_for("node.started", run_id=run_id)
-    async with outside_client(stack.url) as nc:
+    async with outside_client(stack.url, stack.auth_file) as nc:
         answer = json.loads((await nc.request(subjects.registry_drain("drainee"), b"{}", timeout=5)).data)
     assert answer == {"ok": True}
     finished = await log.wait_for("run.finished", run_id=run_id)

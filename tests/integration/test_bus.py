@@ -18,6 +18,7 @@ from bus import (
     Empty,
     NoResponderError,
     RequestTimeoutError,
+    Role,
     SparseWireModel,
     WireModel,
     WorkItem,
@@ -40,7 +41,7 @@ class Answer(SparseWireModel):
 
 @pytest.fixture
 async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
-    async with Bus(nats_server.url, name="test-bus") as connected:
+    async with Bus(nats_server.url, name="test-bus", credentials=nats_server.credentials(Role.ADMIN)) as connected:
         yield connected
 
 
@@ -61,7 +62,7 @@ async def test_an_answer_leaves_out_the_fields_at_their_default_on_the_wire(
         await bus.respond(msg, Answer(text="ok") if msg.data == b"{}" else Answer(error="no"))
 
     await bus.subscribe("test.sparse", serve)
-    async with outside_client(nats_server.url) as nc:
+    async with outside_client(nats_server.url, nats_server.auth_file) as nc:
         assert json.loads((await nc.request("test.sparse", b"{}", timeout=5)).data) == {"text": "ok"}
         assert json.loads((await nc.request("test.sparse", b"[]", timeout=5)).data) == {"text": "", "error": "no"}
 
@@ -103,7 +104,10 @@ async def test_answering_a_plain_publish_does_nothing(bus: Bus) -> None:
 
 
 async def test_gather_collects_the_valid_answers_of_everyone_listening(nats_server: EmbeddedNats, bus: Bus) -> None:
-    async with Bus(nats_server.url, name="a") as a, Bus(nats_server.url, name="b") as b:
+    async with (
+        Bus(nats_server.url, name="a", credentials=nats_server.credentials(Role.ADMIN)) as a,
+        Bus(nats_server.url, name="b", credentials=nats_server.credentials(Role.ADMIN)) as b,
+    ):
         for other, text in ((a, "from a"), (b, "from b")):
 
             async def serve(msg: Msg, other: Bus = other, text: str = text) -> None:
@@ -132,7 +136,7 @@ async def test_a_replay_reads_what_the_stream_holds_from_the_first_message_skipp
     subject = subjects.dead_letters("r1")
     for n in range(3):
         await bus.publish(subject, _letter("r1", n))
-    async with outside_client(nats_server.url) as nc:
+    async with outside_client(nats_server.url, nats_server.auth_file) as nc:
         await nc.jetstream().publish(subject, b'{"not": "a dead letter"}')
     await bus.publish(subject, _letter("r1", 3))
 
@@ -158,7 +162,7 @@ async def test_a_pull_subscription_is_closed_with_the_bus_and_its_consumer_can_b
     nats_server: EmbeddedNats,
 ) -> None:
     config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=5)
-    bus = await Bus(nats_server.url, name="puller").connect()
+    bus = await Bus(nats_server.url, name="puller", credentials=nats_server.credentials(Role.ADMIN)).connect()
     subject = subjects.dead_letters("r3")
     sub = await bus.pull_subscribe(subject, durable="test-puller", stream=topology.DLQ, config=config)
     await bus.publish(subject, _letter("r3", 1))
@@ -166,6 +170,6 @@ async def test_a_pull_subscription_is_closed_with_the_bus_and_its_consumer_can_b
     await msg.ack()
     # Closing unsubscribes the pull subscription first: a drain with one open would hang.
     await asyncio.wait_for(bus.close(), timeout=10)
-    async with Bus(nats_server.url, name="cleaner") as cleaner:
+    async with Bus(nats_server.url, name="cleaner", credentials=nats_server.credentials(Role.ADMIN)) as cleaner:
         assert await cleaner.delete_consumer(topology.DLQ, "test-puller") is True
         assert await cleaner.delete_consumer(topology.DLQ, "test-puller") is False

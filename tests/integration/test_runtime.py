@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from actors.launch.stack import LocalStack
 from actors.scheduler.messages import TriggerInputs
-from bus import Bus, EmbeddedNats, subjects
+from bus import AuthFile, Bus, EmbeddedNats, Role, subjects
 from configs import Settings
 from tests.conftest import EXAMPLES, ROOT, SEEDS
 from tests.helpers import EventLog, linear_flow, node_names, outside_client, plans, run_flow, write_flow, write_script
@@ -100,7 +101,7 @@ async def test_bad_trigger_payloads_are_rejected_and_the_scheduler_keeps_serving
         bus = stack.client
         assert bus is not None
         log = await EventLog().start(bus)
-        async with outside_client(stack.url) as nc:  # bytes no typed client would send
+        async with outside_client(stack.url, settings.nats_auth_file) as nc:  # bytes no typed client would send
             for payload in (b"not json", b"[1, 2]", b'{"mesage": "typo"}', b'{"message": {"not": "a string"}}'):
                 reply = json.loads((await nc.request(subjects.trigger("echo"), payload, timeout=10)).data)
                 assert set(reply) == {"run_id", "status", "error"}
@@ -119,7 +120,7 @@ async def test_bad_trigger_payloads_are_rejected_and_the_scheduler_keeps_serving
 
 
 async def test_a_trigger_published_while_no_actor_runs_is_run_when_they_come_up(settings: Settings) -> None:
-    async with Bus(settings.nats_url, name="early-client") as bus:
+    async with Bus.of(settings, Role.ADMIN, name="early-client") as bus:
         await bus.send(subjects.trigger("echo"), TriggerInputs({"message": "queued"}))
         await bus.flush()
         log = await EventLog().start(bus)
@@ -180,7 +181,7 @@ async def test_a_cancelled_run_starts_no_further_node(settings: Settings, tmp_pa
         bus = stack.client
         assert bus is not None
         log = await EventLog().start(bus)
-        async with outside_client(stack.url) as nc:
+        async with outside_client(stack.url, settings.nats_auth_file) as nc:
             reply = json.loads((await nc.request(subjects.trigger("cancellable"), b'{"topic": "t"}', timeout=10)).data)
             await log.wait_for("node.started", run_id=reply["run_id"])
             answer = json.loads(
@@ -248,9 +249,14 @@ async def test_the_readmes_nats_py_snippet_reads_a_runs_events_from_the_first(se
 
     async with LocalStack(settings.model_copy(update={"llm_override": "mock"}), plans(EXAMPLES / "demo.yaml")) as stack:
         snippet = ROOT / "docs" / "examples" / "follow_run.py"
+        # As the README says: the stack's `cli` user, from its nats-auth.json.
+        assert stack.settings.nats_auth_file is not None
+        password = AuthFile.read(stack.settings.nats_auth_file).credentials(Role.CLI).password
+        assert password is not None
+        env = {**os.environ, "NATS_USER": "cli", "NATS_PASSWORD": password.get_secret_value()}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(snippet), stack.url, "demo", '{"topic": "snippets"}',
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
         out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 0, err.decode()

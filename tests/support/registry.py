@@ -11,7 +11,7 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from actors.cli.console import agent_rows
-from bus import Bus, subjects
+from bus import Bus, EmbeddedNats, Role, subjects
 from tests.conftest import EXAMPLES
 from tests.helpers import Actors, until
 
@@ -19,10 +19,11 @@ BEAT = 0.5  # heartbeat of every actor in these tests: stale after 1.5 s, dead a
 
 
 @asynccontextmanager
-async def registry_stack(url: str) -> AsyncIterator[Actors]:
+async def registry_stack(server: EmbeddedNats) -> AsyncIterator[Actors]:
     """Scheduler, registry and LLM gateway processes serving the examples; workers are up to each test."""
-    async with Bus(url, name="test-client") as bus:
-        procs = Actors(bus, url, EXAMPLES, "mock/300ms", heartbeat_s=BEAT)
+    url = server.url
+    async with Bus(url, name="test-client", credentials=server.credentials(Role.ADMIN)) as bus:
+        procs = Actors(bus, url, EXAMPLES, "mock/300ms", heartbeat_s=BEAT, auth_file=server.auth_file)
         await procs.listen()
         try:
             await procs.start("scheduler")
