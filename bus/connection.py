@@ -13,7 +13,6 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Self, TypeVar
 
-import nats
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -97,12 +96,13 @@ class Bus:
         refused = self._refused = []
         # nats-py retries the first connect forever when reconnects are unlimited: bound it ourselves.
         shown = mask_url(self.url)
+        nc = Client()
         connecting = asyncio.ensure_future(
-            nats.connect(
+            nc.connect(
                 self.url,
                 name=self.name,
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]  # typed int, takes seconds as float
                 connect_timeout=2,
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnect,
@@ -118,7 +118,8 @@ class Bus:
                 if asyncio.get_running_loop().time() > deadline:
                     raise TimeoutError()
                 await asyncio.wait({connecting}, timeout=0.05)
-            self._nc = connecting.result()
+            connecting.result()
+            self._nc = nc
         except (TimeoutError, NoServersError, OSError) as exc:
             raise BusError(
                 f"cannot connect to NATS at {shown} within {timeout_s:g}s: {str(exc) or 'no answer'}"
@@ -128,6 +129,9 @@ class Bus:
                 connecting.cancel()
                 with contextlib.suppress(BaseException):
                     await connecting
+            if self._nc is None:
+                with contextlib.suppress(Exception):
+                    await nc.close()
         self._js = self._nc.jetstream()
         grants = self._grants
         try:

@@ -234,7 +234,8 @@ def _build() -> dict[Role, Grants]:
             ],
             # Watching runs: their events as they happen, and from the first one in the stream.
             subscribe=[events_all],
-            reads=[topology.PLANS, topology.RUNS, *_ROSTER],
+            # Queries: everything there is to read, nothing to write.
+            reads=list(topology.BUCKETS),
             streams=[topology.EVENTS, topology.DLQ],
             actor=False,
         ),

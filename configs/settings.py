@@ -42,6 +42,9 @@ class Settings(BaseModel):
     record: Path | None = None
     replay: Path | None = None
     llm_timeout_s: float = Field(default=120.0, gt=0)
+    # Provider endpoints the gateway may call besides those the published flows declare:
+    # comma-separated ``API_BASE=KEY_ENV`` (``CA_LLM_ENDPOINTS``); see `actors.llm.endpoints`.
+    llm_endpoints: str = ""
     # Per provider (the part of the model name before "/"): calls at once, and calls per second.
     llm_provider_concurrency: int = Field(default=8, ge=1)
     llm_requests_per_s: float | None = Field(default=None, gt=0)

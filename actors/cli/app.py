@@ -17,6 +17,7 @@ from actors.cli.evals import register as register_eval
 from actors.cli.failures import run_cli
 from actors.cli.flows import register as register_flows
 from actors.cli.init import register as register_init
+from actors.cli.natsenv import register as register_nats_env
 from actors.cli.options import (
     DataDir,
     InputJson,
@@ -571,6 +572,9 @@ def agent(
     nats_creds: NatsCreds = None,
     nats_nkey: NatsNkey = None,
     nats_tls_ca: NatsTlsCa = None,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="On the stack's machine: log in with its worker user from here.")
+    ] = Path(".ca-actors"),
     log_level: LogLevel = "info",
     log_format: LogFmt = "auto",
 ) -> None:
@@ -594,6 +598,7 @@ def agent(
         nats_nkey=nats_nkey,
         nats_tls_ca=nats_tls_ca,
     )
+    settings = console.with_local_login(settings, data_dir)
     asyncio.run(serve_actor("worker", settings, flows or [], nodes=only, name=name, serve_tools=serve_tools))
 
 
@@ -688,6 +693,7 @@ def _fmt(value: str) -> LogFormat:
 
 
 register_init(app)
+register_nats_env(app)
 register_flows(app)
 register_report(app)
 register_eval(app)

@@ -58,9 +58,7 @@ def stack_url(explicit: str | None, data_dir: Path) -> Settings:
     and how to log in (CA_NATS_* credentials, else the data dir's generated ``cli`` user when that URL is
     its stack's)."""
     refuse_password_in(explicit, "--nats", "CA_NATS_URL")
-    record = stackfile.read(data_dir) or {}
-    running = stackfile.read_url(data_dir)
-    url = explicit or running
+    url = explicit or stackfile.read_url(data_dir)
     if url is None:
         typer.echo(
             f"no running stack found ({data_dir / stackfile.STACK_FILE} missing): start one with `ca-actors up` "
@@ -68,10 +66,16 @@ def stack_url(explicit: str | None, data_dir: Path) -> Settings:
             err=True,
         )
         raise typer.Exit(2)
-    settings = Settings.from_env(data_dir=data_dir, nats_url=url)
+    return with_local_login(Settings.from_env(data_dir=data_dir, nats_url=url), data_dir)
+
+
+def with_local_login(settings: Settings, data_dir: Path) -> Settings:
+    """`settings` logging in with the users of the stack running from `data_dir` when they name its
+    embedded server and no other credentials (CA_NATS_*)."""
+    record = stackfile.read(data_dir) or {}
     auth = data_dir / AUTH_FILE
     logs_in = settings.nats_user or settings.nats_token or settings.nats_creds or settings.nats_nkey
-    own_server = settings.nats_url == running and record.get("embedded") is True
+    own_server = settings.nats_url == record.get("nats_url") and record.get("embedded") is True
     if own_server and not logs_in and settings.nats_auth_file is None and auth.exists():
         return settings.model_copy(update={"nats_auth_file": auth})
     return settings

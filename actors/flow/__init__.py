@@ -16,6 +16,7 @@ from actors.flow.node_exec import (
     choose_model,
     default_tool_context,
     run_llm_node,
+    tools_pinned_to,
 )
 from actors.flow.plan import Plan, PlanStore, compile_plan
 
@@ -47,5 +48,6 @@ __all__ = [
     "is_mock_script",
     "load_flows",
     "run_llm_node",
+    "tools_pinned_to",
     "yaml_files",
 ]

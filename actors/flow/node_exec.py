@@ -19,7 +19,7 @@ from typing import Any
 from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
 from actors.flow.policy import budget_of
 from actors.tools import Tool, ToolContext, ToolError, get_tool, openai_tool_spec, run_tool
-from bus import ToolCalledData, ToolFinishedData
+from bus import ToolCalledData, ToolFinishedData, subjects
 from configs import (
     FlowSpec,
     LLMSpec,
@@ -334,6 +334,23 @@ def node_tools(node: NodeSpec) -> dict[str, NodeTool]:
             actor = entry.get("actor")
             found[tool.name] = NodeTool(tool, str(entry.get("on_error", "fail")), str(actor) if actor else None)
     return found
+
+
+def tools_pinned_to(spec: FlowSpec, actor: str) -> set[str]:
+    """Names (as the model calls them) of the tools a flow's nodes pin to `actor` (``{name, actor}``);
+    an unknown tool name is left out (the node itself fails on it)."""
+    pinned: set[str] = set()
+    for node in spec.nodes:
+        for entry in node.tools:
+            if not isinstance(entry, dict) or not entry.get("actor"):
+                continue
+            if subjects.actor_token(str(entry["actor"])) != actor:
+                continue
+            try:
+                pinned.add(get_tool(str(entry.get("name", ""))).name)
+            except ToolError:
+                continue
+    return pinned
 
 
 async def _call_tool(node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCall, ports: NodePorts) -> Any:

@@ -21,7 +21,7 @@ from typing import Literal, get_args
 import structlog
 
 from actors.flow import Plan, flow_names, load_flows
-from actors.llm import Cassette, LLMBackend, LLMGateway, MockScript
+from actors.llm import Cassette, EndpointPolicy, LLMBackend, LLMGateway, MockScript, parse_allowed
 from actors.memory import MemoryActor
 from actors.observer import Observer, TraceSink
 from actors.registry import Registry
@@ -29,7 +29,7 @@ from actors.runtime import Actor, RegistryView
 from actors.scheduler import Scheduler
 from actors.tracking import prompt_fetcher
 from actors.worker import BusLLMClient, NodeWorker
-from bus import Bus, new_id, subjects
+from bus import Bus, new_id, subjects, topology
 from configs import Settings
 from store import connect_store
 
@@ -139,7 +139,9 @@ async def _worker(ctx: ActorContext) -> Actor:
 
 
 async def _llm_gateway(ctx: ActorContext) -> Actor:
-    return LLMGateway(ctx.bus, backend_for(ctx.settings))
+    # Provider endpoints: those the published flows declare, and the operator's CA_LLM_ENDPOINTS.
+    endpoints = EndpointPolicy(ctx.bus.kv(topology.PLANS), parse_allowed(ctx.settings.llm_endpoints))
+    return LLMGateway(ctx.bus, backend_for(ctx.settings), endpoints=endpoints)
 
 
 async def _registry(ctx: ActorContext) -> Actor:

@@ -2,7 +2,16 @@
 
 from actors.llm.backend import LLMBackend
 from actors.llm.cassette import Cassette
+from actors.llm.endpoints import EndpointPolicy, declared_endpoints, parse_allowed
 from actors.llm.gateway import LLMGateway
 from actors.llm.mock import MockScript
 
-__all__ = ["Cassette", "LLMBackend", "LLMGateway", "MockScript"]
+__all__ = [
+    "Cassette",
+    "EndpointPolicy",
+    "LLMBackend",
+    "LLMGateway",
+    "MockScript",
+    "declared_endpoints",
+    "parse_allowed",
+]

@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 from actors.flow.llm import LLMReply, LLMRequest
 from actors.llm.backend import LLMBackend
 from actors.llm.budget import Budgets
+from actors.llm.endpoints import EndpointPolicy
 from actors.runtime.presence import Load
 from bus import Bus, Event, LLMCalledData, LLMFinishedData, new_id, subjects, topology
 from configs import BudgetSpec
@@ -27,9 +28,16 @@ QUEUE = "llm-gateway"
 
 
 class LLMGateway:
-    def __init__(self, bus: Bus, backend: LLMBackend, *, max_concurrency: int = 64) -> None:
+    def __init__(
+        self, bus: Bus, backend: LLMBackend, *, max_concurrency: int = 64, endpoints: EndpointPolicy | None = None
+    ) -> None:
+        """Args:
+        endpoints: Which (api_base, api_key_env) pairs a request may name; default: those its flow's
+            published plans declare.
+        """
         self._bus = bus
         self._backend = backend
+        self._endpoints = endpoints or EndpointPolicy(bus.kv(topology.PLANS))
         self._max = max_concurrency
         self._budgets = Budgets(bus.kv(topology.BUDGETS))
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -58,6 +66,9 @@ class LLMGateway:
         return Load(in_flight=min(len(self._tasks), self._max), max=self._max)
 
     async def _complete_within_budget(self, request: LLMRequest) -> LLMReply:
+        refused = await self._endpoints.refusal(request.flow, request.api_base, request.api_key_env)
+        if refused is not None:
+            return LLMReply(model=request.model, error=refused, error_kind="permanent")
         if not request.budget or not request.run_id:
             return await self._backend.complete(request)
         spec = BudgetSpec.model_validate(request.budget)

@@ -43,6 +43,7 @@ from actors.flow.node_exec import (
     default_tool_context,
     prompt_variables,
     run_llm_node,
+    tools_pinned_to,
 )
 from actors.flow.plan import Plan, PlanStore
 from actors.flow.policy import budget_of, gave_up, retry_policy
@@ -175,6 +176,8 @@ class NodeWorker:
     async def _serve(self, plan: Plan) -> None:
         if self._only is not None and plan.flow not in self._only:
             return
+        if self._tool_host is not None:
+            self._tool_host.pin(tools_pinned_to(plan.spec, self._id))
         for node in plan.nodes.values():
             if node.durable in self._serving:
                 continue

@@ -2,7 +2,8 @@
 
 A node's tool entry ``{name: file_read, actor: gpu-box}`` makes the worker send the call as a request
 to ``ca.tool.gpu-box.file_read``; ``ca-actors agent --name gpu-box --serve-tools`` answers it there,
-in its own workspace, with the same built-in tools.
+in its own workspace, with the same built-in tools. It runs only the tools that the flows it serves
+pin to it: a call of any other built-in (``file_write``, ``env_vars``...) is refused, whoever sends it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ class ToolHost:
         self._actor = actor
         self._context = context
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pinned: set[str] = set()
+
+    def pin(self, tools: set[str]) -> None:
+        """Serve these tools too (those a flow it serves pins to this actor)."""
+        if tools - self._pinned:
+            log.info("tool_host.pinned", tools=sorted(tools - self._pinned))
+        self._pinned |= tools
 
     async def start(self) -> None:
         await self._bus.subscribe(subjects.tools_of(self._actor), self._on_call, queue=f"tools-{self._actor}")
@@ -62,6 +70,8 @@ class ToolHost:
     async def _answer(self, msg: Msg) -> None:
         name = msg.subject.rsplit(".", 1)[-1]
         try:
+            if name not in self._pinned:
+                raise ToolError(f"tool {name} is not pinned to actor {self._actor} by any flow it serves")
             args = ToolArguments.model_validate_json(msg.data or b"{}").root
             result = await run_tool(get_tool(name), args, self._context)
             # What JSON cannot carry as it is (a date, a path) travels as its text.

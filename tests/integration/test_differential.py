@@ -37,7 +37,7 @@ from actors.flow.plan import Plan, PlanStore, compile_plan
 from actors.launch.stack import LocalStack
 from actors.llm.backend import LLMBackend
 from actors.llm.mock import MockScript
-from bus import topology
+from bus import Bus, Role, topology
 from configs import Settings, load_flow_text
 from tests.differential_corpus import CASES, Case
 from tests.flowgen import GeneratedFlow, generated_flows
@@ -230,7 +230,9 @@ async def test_both_engines_give_the_same_result_on_generated_flows(
     plan = plan_of(flow.text, f"<{flow.name}>")
     client = shared_stack.client
     assert client is not None
-    await PlanStore(client.kv(topology.PLANS)).publish(plan)
+    # Only the scheduler's role may write plans.
+    async with Bus.of(shared_stack.settings, Role.SCHEDULER, name="plan-publisher") as publisher:
+        await PlanStore(publisher.kv(topology.PLANS)).publish(plan)
 
     bus = await run_flow(client, plan.flow, flow.inputs, timeout_s=60)
     lg = await on_langgraph(plan, flow.inputs, run_id=bus["run_id"])
