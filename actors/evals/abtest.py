@@ -21,7 +21,7 @@ from actors.evals.scorers import AnyScorer
 from actors.flow.plan import Plan, compile_plan
 from actors.launch import LocalStack
 from actors.tools import tool_names
-from bus import new_id
+from bus import Role, new_id
 from configs import ABTestSpec, GateSpec, Settings, VariantSpec, load_flow_text
 
 # Quality values closer than this are a tie (then cost decides, then latency).
@@ -201,7 +201,10 @@ async def run_ab(
         else:
             for result in results:
                 await run(result)
-        judge = bus_judge(client, asyncio.get_running_loop(), timeout_s=settings.llm_timeout_s)
+        # The judge asks the LLM gateway as a worker would (the CLI's role may not).
+        judge = bus_judge(
+            await stack.connect("judge", Role.WORKER), asyncio.get_running_loop(), timeout_s=settings.llm_timeout_s
+        )
         # One variant at a time: mlflow.genai.evaluate is not thread-safe.
         for result in results:
             result.logged = await asyncio.to_thread(

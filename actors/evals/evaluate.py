@@ -33,7 +33,7 @@ from actors.runtime.follow import events, final_record
 from actors.scheduler.messages import RunAnswer, TriggerInputs
 from actors.tracking import experiment_id, import_mlflow
 from actors.worker.llm_client import BusLLMClient
-from bus import Bus, Event, NoResponderError, RequestTimeoutError, subjects
+from bus import Bus, Event, NoResponderError, RequestTimeoutError, Role, subjects
 from configs import FlowSpec, InputError, Settings, initial_state
 from configs.errors import ActorError, CaActorsError
 
@@ -429,7 +429,9 @@ async def evaluate_plan(
         rows = await run_examples(
             stack.client, plan.flow, examples, concurrency=concurrency, timeout_s=timeout_s or plan.timeout_s
         )
-        judge = bus_judge(stack.client, asyncio.get_running_loop(), timeout_s=settings.llm_timeout_s)
+        # The judge asks the LLM gateway as a worker would (the CLI's role may not).
+        judge_bus = await stack.connect("judge", Role.WORKER)
+        judge = bus_judge(judge_bus, asyncio.get_running_loop(), timeout_s=settings.llm_timeout_s)
         logged = await asyncio.to_thread(
             log_run,
             uri=settings.mlflow_uri(),

@@ -117,17 +117,18 @@ class LocalStack:
         workers: list[ActorKind] = ["worker"] * self._workers
         kinds: list[ActorKind] = ["llm-gateway", "memory", "observer", "scheduler", *workers]
         for kind in kinds:
-            bus = await self._connect(kind, Role(kind))
+            bus = await self.connect(kind, Role(kind))
             ctx = ActorContext(bus, self.settings, bus.name, plans=self._plans, only_flows=only, with_registry=False)
             await self._resources.enter_async_context(ctx.resources)
             actor = await ACTORS[kind](ctx)
             if isinstance(actor, Observer):
                 self.observer = actor
             self._hosts.append(await ActorHost(actor, bus).start())
-        self.client = await self._connect("client", Role.CLI)
+        self.client = await self.connect("client", Role.CLI)
         return self
 
-    async def _connect(self, kind: str, role: Role) -> Bus:
+    async def connect(self, kind: str, role: Role) -> Bus:
+        """Another connection to the stack's server, logged in as `role`, closed with the stack."""
         bus = Bus.of(self.settings, role, name=actor_id(kind))
         await bus.connect()
         self._resources.push_async_callback(bus.close)

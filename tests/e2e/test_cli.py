@@ -157,22 +157,55 @@ def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: 
         assert {k: history[0][k] for k in same} == {k: listed[0][k] for k in same}
         stored = cli("runs", "show", out["run_id"], "--json", "--store", f"sqlite:///{stack_dir / 'store.db'}")
         assert json.loads(stored.stdout)["status"] == "succeeded", stored.stderr
-        plain = cli("trigger", "echo", "-i", "message=hi", "--nats", url)
+        plain = cli("trigger", "echo", "-i", "message=hi", "--nats", url, "--data-dir", str(stack_dir))
         assert plain.returncode == 0, plain.stderr
         assert plain.stdout.strip()
+        # Secure by default: no anonymous client, private files, no URL or password on any command line.
+        anonymous = cli("trigger", "echo", "-i", "message=hi", "--nats", url, "--data-dir", str(stack_dir / "other"))
+        assert anonymous.returncode != 0
+        assert "refused the credentials" in anonymous.stderr
+        for name in ("nats-auth.json", "stack.json", "store.db", "nats/server.conf"):
+            assert (stack_dir / name).stat().st_mode & 0o077 == 0, name
+        passwords = json.loads((stack_dir / "nats-auth.json").read_text())["users"].values()
+        for pid in children:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+            assert "--nats" not in argv
+            assert not [p for p in passwords if p in argv]
     finally:
         stop(proc, children)
     assert not (stack_dir / "stack.json").exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["up", "--nats", "nats://svc:hunter2-secret@127.0.0.1:4222"],
+        ["up", "--store", "postgresql://app:hunter2-secret@127.0.0.1/app"],
+        ["run", "configs/examples/demo.yaml", "--llm", "mock", "--nats", "nats://svc:hunter2-secret@127.0.0.1:1"],
+        ["trigger", "demo", "--nats", "nats://hunter2-secret@127.0.0.1:1"],
+    ],
+    ids=["up-nats", "up-store", "run-nats", "trigger-token"],
+)
+def test_a_password_in_a_url_on_the_command_line_is_refused_and_never_echoed(args: list[str], tmp_path: Path) -> None:
+    result = cli(*args, "--data-dir", str(tmp_path)) if args[0] != "run" else cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert "hunter2-secret" not in result.stdout + result.stderr
+    assert "***" in result.stderr
+    assert "CA_NATS_PASSWORD" in result.stderr or "CA_STORE_URL" in result.stderr
+
+
 @pytest.mark.timeout(120)
 def test_up_uses_an_external_nats_server_when_given_one(stack_dir: Path, nats_server: EmbeddedNats) -> None:
-    proc, lines = start_up(stack_dir, "--nats", nats_server.url, "--flows", str(EXAMPLES))
+    # The external server's users (each actor logs in as its role) are named in the environment.
+    login = {"CA_NATS_AUTH_FILE": str(nats_server.auth_file)}
+    proc, lines = start_up(stack_dir, "--nats", nats_server.url, "--flows", str(EXAMPLES), env=login)
     try:
         assert f"NATS: {nats_server.url}" in lines
         children = child_pids(proc.pid)
         assert len(children) == 6, "no embedded nats-server when --nats is given"
-        result = cli("trigger", "echo", "-i", "message=external", "--wait", "--json", "--nats", nats_server.url)
+        result = cli(
+            "trigger", "echo", "-i", "message=external", "--wait", "--json", "--nats", nats_server.url, env=login
+        )  # fmt: skip
         assert json.loads(result.stdout)["state"]["message"] == "external"
     finally:
         stop(proc, children)

@@ -16,18 +16,25 @@ from tests.helpers import until_sync
 CLI = [sys.executable, "-m", "actors"]
 
 
-def cli(*args: str, timeout: float = 60, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False)
+def cli(
+    *args: str, timeout: float = 60, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`ca-actors ARGS`; `env` is added to this process's environment."""
+    environ = {**os.environ, **env} if env else None
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False, env=environ
+    )
 
 
-def start_up(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], list[str]]:
-    """Start `ca-actors up` and read its output until the ready line."""
+def start_up(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start `ca-actors up` and read its output until the ready line; `env` is added to the environment."""
     proc = subprocess.Popen(
         [*CLI, "up", "--data-dir", str(data_dir), "--log-format", "json", "--log-level", "warning", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         cwd=ROOT,
+        env={**os.environ, **env} if env else None,
     )
     assert proc.stdout is not None
     lines: list[str] = []
