@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -164,6 +165,15 @@ def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: 
         anonymous = cli("trigger", "echo", "-i", "message=hi", "--nats", url, "--data-dir", str(stack_dir / "other"))
         assert anonymous.returncode != 0
         assert "refused the credentials" in anonymous.stderr
+        # Any client logs in as `cli` with what `nats-env` prints (the `nats` tool reads these variables).
+        exported = dict(w.split("=", 1) for w in shlex.split(cli("nats-env", "--data-dir", str(stack_dir)).stdout)[1:])
+        assert exported["NATS_URL"] == url
+        assert exported["NATS_USER"] == "cli"
+        login = {"CA_NATS_USER": "cli", "CA_NATS_PASSWORD": exported["NATS_PASSWORD"]}
+        by_env = cli(
+            "trigger", "echo", "-i", "message=hi", "--nats", url, "--data-dir", str(stack_dir / "other"), env=login
+        )
+        assert by_env.returncode == 0, by_env.stderr
         for name in ("nats-auth.json", "stack.json", "store.db", "nats/server.conf"):
             assert (stack_dir / name).stat().st_mode & 0o077 == 0, name
         passwords = json.loads((stack_dir / "nats-auth.json").read_text())["users"].values()
