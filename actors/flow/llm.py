@@ -63,6 +63,8 @@ class LLMRequest(BaseModel):
     # Models to try, in order, when `model` keeps failing.
     fallbacks: list[str] = Field(default_factory=list)
     flow: str = ""
+    # The plan version of the run (with `node`): where the gateway looks up the node's api_base/api_key_env.
+    plan_version: str = ""
     # The flow's `budget:` (BudgetSpec fields), enforced by the gateway before the call.
     budget: dict[str, Any] | None = None
     temperature: float | None = None

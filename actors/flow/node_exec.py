@@ -147,6 +147,8 @@ class StepContext:
     step_id: str = ""
     index: int = 0
     runtime: Mapping[str, Any] = field(default_factory=dict)
+    # The plan version the run is pinned to: the LLM gateway reads the node's provider settings from it.
+    plan_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,7 @@ class _Asker:
             timeout_s=self.timeout_s,
             run_id=self.step.run_id,
             flow=self.spec.flow.name,
+            plan_version=self.step.plan_version,
             budget=self.budget,
             node=self.node.id,
             step_id=self.step.step_id,

@@ -66,7 +66,7 @@ class LLMGateway:
         return Load(in_flight=min(len(self._tasks), self._max), max=self._max)
 
     async def _complete_within_budget(self, request: LLMRequest) -> LLMReply:
-        refused = await self._endpoints.refusal(request.flow, request.api_base, request.api_key_env)
+        refused = await self._endpoints.refusal(request)
         if refused is not None:
             return LLMReply(model=request.model, error=refused, error_kind="permanent")
         if not request.budget or not request.run_id:

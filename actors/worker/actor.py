@@ -396,7 +396,7 @@ class NodeWorker:
             node,
             item.state,
             self._ports(item),
-            step=StepContext(item.run_id, item.step_id, item.index, runtime),
+            step=StepContext(item.run_id, item.step_id, item.index, runtime, plan_version=item.plan_version),
             max_retries=retry_policy(spec, node).output_retries,
             timeout_s=node.timeout_s or self._settings.llm_timeout_s,
         )

@@ -169,6 +169,7 @@ async def test_the_llm_gateway_never_sends_a_secret_to_an_api_base_a_request_nam
     monkeypatch.setenv(KEY_ENV, KEY)
     flow = tmp_path / "declared.yaml"
     flow.write_text(FLOW.replace("API_BASE", provider.api_base).replace("KEY_ENV", KEY_ENV))
+    version = plans(flow)[0].version
     async with (
         LocalStack(settings, plans(flow), embedded=False),
         Bus.of(settings, Role.WORKER, name="forger") as forger,
@@ -185,15 +186,21 @@ async def test_the_llm_gateway_never_sends_a_secret_to_an_api_base_a_request_nam
             ("demo", attacker.api_base, SECRET_ENV),
         ]
         for flow_name, api_base, key_env in attacks:
-            reply = await _ask(forger, flow_name, api_base, key_env)
-            assert reply.error_kind == "permanent", (flow_name, api_base, key_env, reply)
-            assert "not what flow" in (reply.error or "")
+            for pinned in ({}, {"plan_version": version, "node": "ask"}, {"plan_version": "nope", "node": "ask"}):
+                reply = await _ask(forger, flow_name, api_base, key_env, **pinned)
+                assert reply.error_kind == "permanent", (flow_name, api_base, key_env, pinned, reply)
+                assert "not what flow" in (reply.error or "")
+        # A node that declares nothing gets nothing of what another node declares.
+        other_node = await _ask(forger, "declared", provider.api_base, KEY_ENV, plan_version=version, node="nope")
+        assert other_node.error_kind == "permanent"
         assert attacker.requests == []
         assert provider.requests == []
         # What the flow declares goes through, with the flow's key: the refusals above are the policy.
         allowed = await _ask(forger, "declared", provider.api_base, KEY_ENV)
+        exact = await _ask(forger, "declared", provider.api_base, KEY_ENV, plan_version=version, node="ask")
     assert allowed.error is None, allowed.error
-    assert [r.authorization for r in provider.requests] == [f"Bearer {KEY}"]
+    assert exact.error is None, exact.error
+    assert [r.authorization for r in provider.requests] == [f"Bearer {KEY}"] * 2
     assert attacker.requests == []
 
 
@@ -231,11 +238,15 @@ async def _pinned(call: object) -> ToolAnswer | None:
     return answer if answer.error is None else None
 
 
-async def _ask(bus: Bus, flow: str, api_base: str | None, key_env: str | None) -> LLMReply:
+async def _ask(
+    bus: Bus, flow: str, api_base: str | None, key_env: str | None, *, plan_version: str = "", node: str = ""
+) -> LLMReply:
     request = LLMRequest(
         model="openai/gpt-4o-mini",
         messages=[ChatMessage(role="user", content="hello")],
         flow=flow,
+        plan_version=plan_version,
+        node=node,
         api_base=api_base,
         api_key_env=key_env,
         timeout_s=10,
