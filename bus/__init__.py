@@ -2,7 +2,18 @@
 
 from bus import subjects, topology
 from bus.connection import Bus, BusStatus, MsgHandler
-from bus.envelope import Branch, DeadLetter, Event, RunEnded, WorkItem, decode, encode, new_id, step_id
+from bus.envelope import (
+    Branch,
+    DeadLetter,
+    Event,
+    RunEnded,
+    Undeliverable,
+    WorkItem,
+    decode,
+    encode,
+    new_id,
+    step_id,
+)
 from bus.events import (
     DATA_OF_KIND,
     TERMINAL_EVENTS,
@@ -72,6 +83,7 @@ __all__ = [
     "SparseWireModel",
     "ToolCalledData",
     "ToolFinishedData",
+    "Undeliverable",
     "WireModel",
     "WorkItem",
     "decode",

@@ -47,7 +47,7 @@ from actors.flow.node_exec import (
 from actors.flow.plan import Plan, PlanStore
 from actors.flow.policy import budget_of, gave_up, retry_policy
 from actors.flow.router import Barriers, Moves, Router
-from actors.runtime.consume import Drop, InFlight, Retry, consume
+from actors.runtime.consume import Drop, InFlight, Retry, consume, dead_letter_to
 from actors.runtime.events import Emitter, warn_if_unserved
 from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
@@ -203,6 +203,10 @@ class NodeWorker:
                     stopping=self._stopping,
                     name=node.durable,
                     in_flight=self.in_flight,
+                    # The handler fails the node itself at `max_deliver`; the runtime's bound only
+                    # catches a failure path that fails too (dead letter, then term).
+                    max_deliver=self._settings.max_deliver + 2,
+                    on_give_up=dead_letter_to(self._bus, node.durable),
                 )
             )
             self._served.add(f"{plan.flow}.{node.id}")
