@@ -336,6 +336,24 @@ def node_tools(node: NodeSpec) -> dict[str, NodeTool]:
     return found
 
 
+# Characters of a tool result (as JSON) the model and the `tool.finished` event get: NATS takes at most
+# 1 MiB per message, and a bigger result would make the event (and the next LLM request) fail to publish,
+# so the whole step would run again and repeat the tool's side effects.
+MAX_TOOL_RESULT_CHARS = 64_000
+
+
+def clip_tool_result(result: Any) -> Any:
+    """`result` itself, or, when its JSON is longer than `MAX_TOOL_RESULT_CHARS`, its beginning as text
+    followed by a marker that says it was clipped and how long it was."""
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
+    if len(text) <= MAX_TOOL_RESULT_CHARS:
+        return result
+    return (
+        f"{text[:MAX_TOOL_RESULT_CHARS]}\n[clipped by ca-actors: the tool returned {len(text):,} characters "
+        f"({len(text.encode('utf-8', errors='replace')):,} bytes); only the first {MAX_TOOL_RESULT_CHARS:,} are shown]"
+    )
+
+
 async def _call_tool(node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCall, ports: NodePorts) -> Any:
     on_event, remote = ports.on_event, ports.remote_tools
     if on_event is not None:
@@ -356,6 +374,7 @@ async def _call_tool(node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCa
         error = str(exc)
         result = {"error": error}
     took = round((time.perf_counter() - started) * 1000, 3)
+    result = clip_tool_result(result)
     if on_event is not None:
         finished = ToolFinishedData(
             tool=call.name,
