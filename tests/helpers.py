@@ -174,8 +174,11 @@ def linear_flow(name: str, nodes: Iterable[str], *, timeout: float | None = None
 class Actors:
     """Starts `ca-actors` actor processes (each a real OS process) and waits for each to announce itself."""
 
-    def __init__(self, bus: Bus, url: str, flows: Path, llm: str, heartbeat_s: float = 2.0) -> None:
+    def __init__(
+        self, bus: Bus, url: str, flows: Path, llm: str, heartbeat_s: float = 2.0, env: dict[str, str] | None = None
+    ) -> None:
         self.bus = bus
+        self.env = dict(env or {})
         self.heartbeat_s = heartbeat_s
         self.url = url
         self.flows = flows
@@ -201,7 +204,13 @@ class Actors:
     async def spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
         """Start `ca-actors ARGS` and wait until it announces itself ready."""
         cmd = [sys.executable, "-m", "actors", *args, "--log-format", "json", "--log-level", "warning"]
-        env = {**os.environ, "CA_ACK_WAIT_S": "1", "CA_MAX_DELIVER": "10", "CA_HEARTBEAT_S": str(self.heartbeat_s)}
+        env = {
+            **os.environ,
+            "CA_ACK_WAIT_S": "1",
+            "CA_MAX_DELIVER": "10",
+            "CA_HEARTBEAT_S": str(self.heartbeat_s),
+            **self.env,
+        }
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT)  # noqa: ASYNC220 - spawning is instant
         self.procs.append(proc)
         async with asyncio.timeout(30):

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
 from actors.flow.policy import budget_of
@@ -160,6 +160,25 @@ class NodePorts:
     remote_tools: RemoteTools | None = None
     on_event: EventCallback | None = None
     on_retry: RetryCallback | None = None
+    # Where the tool calls of a step are remembered: a re-run step reuses them instead of calling again.
+    journal: ToolJournal | None = None
+
+
+class ToolJournal(Protocol):
+    """The tool calls of steps, by ``<step id>.<call number>``: what a re-run of the step reuses.
+
+    A step is re-run from its start when the worker running it died or froze past ``ack_wait``: its
+    model asks for the same tools again, and a side effect (a file appended, a message sent) must not
+    happen twice. Only the moment between a tool returning and its entry being recorded stays exposed.
+    """
+
+    async def recall(self, key: str) -> Mapping[str, Any] | None:
+        """The entry recorded under `key`, or None (also when the journal cannot be read)."""
+        ...
+
+    async def record(self, key: str, entry: Mapping[str, Any]) -> None:
+        """Remember `entry` under `key` (a failure to record is logged, never raised)."""
+        ...
 
 
 async def run_llm_node(
@@ -200,7 +219,8 @@ async def run_llm_node(
             messages.append(ChatMessage(role="assistant", content=reply.content, tool_calls=reply.tool_calls))
             for call in reply.tool_calls:
                 calls_made += 1
-                result = await _call_tool(node, tools, call, ports)
+                key = f"{at.step_id}.{calls_made}" if at.step_id else ""
+                result = await _call_tool(node, tools, call, ports, journal_key=key)
                 content = json.dumps(result, ensure_ascii=False, default=str)
                 messages.append(ChatMessage(role="tool", content=content, tool_call_id=call.id, name=call.name))
             if calls_made >= max_calls:
@@ -354,27 +374,37 @@ def clip_tool_result(result: Any) -> Any:
     )
 
 
-async def _call_tool(node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCall, ports: NodePorts) -> Any:
-    on_event, remote = ports.on_event, ports.remote_tools
+async def _call_tool(
+    node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCall, ports: NodePorts, *, journal_key: str = ""
+) -> Any:
+    on_event, remote, journal = ports.on_event, ports.remote_tools, ports.journal
     if on_event is not None:
         await on_event(ToolCalledData(tool=call.name, arguments=call.arguments, call_id=call.id))
     started = time.perf_counter()
     entry = tools.get(call.name)
-    try:
-        if entry is None:
-            raise ToolError(f"the model asked for tool {call.name!r}, which node '{node.id}' does not have")
-        if entry.actor is None:
-            result = await run_tool(entry.tool, call.arguments, ports.tool_context or default_tool_context())
-        elif remote is None:
-            raise ToolError(f"tool {call.name} runs on actor {entry.actor!r}, which needs the bus engine")
-        else:
-            result = await remote(entry.actor, call.name, call.arguments)
-        error = None
-    except ToolError as exc:
-        error = str(exc)
-        result = {"error": error}
+    past = await journal.recall(journal_key) if journal is not None and journal_key else None
+    if past is not None and past.get("tool") == call.name and past.get("arguments") == call.arguments:
+        # This call already ran in an earlier try of the step: its result, not a second side effect.
+        result, error = past.get("result"), past.get("error")
+    else:
+        try:
+            if entry is None:
+                raise ToolError(f"the model asked for tool {call.name!r}, which node '{node.id}' does not have")
+            if entry.actor is None:
+                result = await run_tool(entry.tool, call.arguments, ports.tool_context or default_tool_context())
+            elif remote is None:
+                raise ToolError(f"tool {call.name} runs on actor {entry.actor!r}, which needs the bus engine")
+            else:
+                result = await remote(entry.actor, call.name, call.arguments)
+            error = None
+        except ToolError as exc:
+            error = str(exc)
+            result = {"error": error}
+        result = clip_tool_result(result)
+        if journal is not None and journal_key:
+            record = {"tool": call.name, "arguments": call.arguments, "result": result, "error": error}
+            await journal.record(journal_key, json.loads(json.dumps(record, default=str)))
     took = round((time.perf_counter() - started) * 1000, 3)
-    result = clip_tool_result(result)
     if on_event is not None:
         finished = ToolFinishedData(
             tool=call.name,

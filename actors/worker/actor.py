@@ -52,6 +52,7 @@ from actors.runtime.events import Emitter, warn_if_unserved
 from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
 from actors.runtime.runs import RunRecord, RunStore, StepRecord
+from actors.worker.journal import KVToolJournal
 from actors.worker.memory_client import MemoryClient
 from actors.worker.tool_host import RemoteToolClient, ToolHost
 from bus import (
@@ -120,6 +121,7 @@ class NodeWorker:
         self._serving: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._tool_host = ToolHost(bus, actor_id, self._tool_context) if serve_tools else None
+        self._journal = KVToolJournal(bus.kv(topology.JOURNAL))
 
     def serves(self) -> list[str]:
         """The nodes this worker consumes, as ``flow.node``."""
@@ -445,6 +447,7 @@ class NodeWorker:
             remote_tools=self._remote_tools,
             on_event=on_event,
             on_retry=on_retry,
+            journal=self._journal,
         )
 
     async def _after_failure(
