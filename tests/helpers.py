@@ -201,8 +201,26 @@ class Actors:
         """`ca-actors agent --nats URL ARGS...`."""
         return await self.spawn(["agent", "--nats", self.url, *args])
 
+    async def start_many(self, kinds: Iterable[str]) -> list[subprocess.Popen[bytes]]:
+        """Start an actor process of each kind at once, and wait until every one announced itself ready."""
+        procs = [
+            self._popen(["actor", k, "--nats", self.url, "--llm", self.llm, "--flows", str(self.flows)]) for k in kinds
+        ]
+        waiting = {p.pid for p in procs}
+        async with asyncio.timeout(60):
+            while waiting:
+                waiting.discard((await self._ready.get()).pid)
+        return procs
+
     async def spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
         """Start `ca-actors ARGS` and wait until it announces itself ready."""
+        proc = self._popen(args)
+        async with asyncio.timeout(30):
+            announced = await self._ready.get()
+        assert announced.pid == proc.pid
+        return proc
+
+    def _popen(self, args: list[str]) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "actors", *args, "--log-format", "json", "--log-level", "warning"]
         env = {
             **os.environ,
@@ -211,11 +229,8 @@ class Actors:
             "CA_HEARTBEAT_S": str(self.heartbeat_s),
             **self.env,
         }
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT)  # noqa: ASYNC220 - spawning is instant
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
         self.procs.append(proc)
-        async with asyncio.timeout(30):
-            announced = await self._ready.get()
-        assert announced.pid == proc.pid
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:

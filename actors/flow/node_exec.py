@@ -6,6 +6,7 @@ an in-process engine.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -169,8 +170,15 @@ class ToolJournal(Protocol):
 
     A step is re-run from its start when the worker running it died or froze past ``ack_wait``: its
     model asks for the same tools again, and a side effect (a file appended, a message sent) must not
-    happen twice. Only the moment between a tool returning and its entry being recorded stays exposed.
+    happen twice. A call is claimed before it runs (insert-if-absent), so a re-run that finds it claimed
+    waits for its result instead of running it too; only a worker that dies in the middle of the tool
+    itself leaves a claim nobody finishes, taken over after `TOOL_CLAIM_LEASE_S`.
     """
+
+    async def claim(self, key: str, entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Record `entry` under `key` if nothing is there yet and return None; else return what is there
+        (None too when the journal cannot be written: the call is then simply made)."""
+        ...
 
     async def recall(self, key: str) -> Mapping[str, Any] | None:
         """The entry recorded under `key`, or None (also when the journal cannot be read)."""
@@ -179,6 +187,32 @@ class ToolJournal(Protocol):
     async def record(self, key: str, entry: Mapping[str, Any]) -> None:
         """Remember `entry` under `key` (a failure to record is logged, never raised)."""
         ...
+
+
+# How long a re-run waits for a tool call another try of the step claimed, before making the call itself.
+TOOL_CLAIM_LEASE_S = 15.0
+
+
+async def _journaled(journal: ToolJournal, key: str, call: ToolCall, run: Callable[[], Awaitable[Any]]) -> Any:
+    """The result of `call`: made now (and journaled), or reused from an earlier try of the same step."""
+    mine: dict[str, Any] = json.loads(
+        json.dumps({"state": "running", "tool": call.name, "arguments": call.arguments, "at": time.time()}, default=str)
+    )
+    found = await journal.claim(key, mine)
+    same = found is not None and found.get("tool") == call.name and found.get("arguments") == call.arguments
+    deadline = time.monotonic() + TOOL_CLAIM_LEASE_S
+    while same and found is not None and found.get("state") == "running" and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)  # another try of this step is making the call right now
+        found = await journal.recall(key)
+    if same and found is not None and found.get("state") == "done":
+        return found.get("result")
+    try:
+        result = await run()
+    except ToolError:
+        await journal.record(key, {**mine, "state": "failed"})  # a re-run tries again at once
+        raise
+    await journal.record(key, {**mine, "state": "done", "result": json.loads(json.dumps(result, default=str))})
+    return result
 
 
 async def run_llm_node(
@@ -382,28 +416,24 @@ async def _call_tool(
         await on_event(ToolCalledData(tool=call.name, arguments=call.arguments, call_id=call.id))
     started = time.perf_counter()
     entry = tools.get(call.name)
-    past = await journal.recall(journal_key) if journal is not None and journal_key else None
-    if past is not None and past.get("tool") == call.name and past.get("arguments") == call.arguments:
-        # This call already ran in an earlier try of the step: its result, not a second side effect.
-        result, error = past.get("result"), past.get("error")
-    else:
-        try:
-            if entry is None:
-                raise ToolError(f"the model asked for tool {call.name!r}, which node '{node.id}' does not have")
-            if entry.actor is None:
-                result = await run_tool(entry.tool, call.arguments, ports.tool_context or default_tool_context())
-            elif remote is None:
-                raise ToolError(f"tool {call.name} runs on actor {entry.actor!r}, which needs the bus engine")
-            else:
-                result = await remote(entry.actor, call.name, call.arguments)
-            error = None
-        except ToolError as exc:
-            error = str(exc)
-            result = {"error": error}
-        result = clip_tool_result(result)
-        if journal is not None and journal_key:
-            record = {"tool": call.name, "arguments": call.arguments, "result": result, "error": error}
-            await journal.record(journal_key, json.loads(json.dumps(record, default=str)))
+
+    async def run() -> Any:
+        if entry is None:
+            raise ToolError(f"the model asked for tool {call.name!r}, which node '{node.id}' does not have")
+        if entry.actor is None:
+            done = await run_tool(entry.tool, call.arguments, ports.tool_context or default_tool_context())
+        elif remote is None:
+            raise ToolError(f"tool {call.name} runs on actor {entry.actor!r}, which needs the bus engine")
+        else:
+            done = await remote(entry.actor, call.name, call.arguments)
+        return clip_tool_result(done)
+
+    try:
+        result = await (_journaled(journal, journal_key, call, run) if journal is not None and journal_key else run())
+        error = None
+    except ToolError as exc:  # journaled as failed: a re-run of the step tries it again
+        error = str(exc)
+        result = {"error": error}
     took = round((time.perf_counter() - started) * 1000, 3)
     if on_event is not None:
         finished = ToolFinishedData(

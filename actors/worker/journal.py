@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 log = structlog.get_logger(__name__)
@@ -17,6 +18,15 @@ class KVToolJournal:
 
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
+
+    async def claim(self, key: str, entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        try:
+            await self._kv.create(key, json.dumps(entry).encode())
+        except KeyWrongLastSequenceError:
+            return await self.recall(key) or {}
+        except Exception as exc:  # noqa: BLE001 - the bucket unreachable: the call is made unjournaled
+            log.warning("worker.journal_failed", key=key, error=str(exc))
+        return None
 
     async def recall(self, key: str) -> Mapping[str, Any] | None:
         try:

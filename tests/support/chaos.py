@@ -17,12 +17,15 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from actors.runtime.runs import RunRecord, RunStore
 from actors.scheduler.messages import TriggerInputs
-from bus import Bus, subjects, topology
+from bus import Bus, EmbeddedNats, subjects, topology
+from tests.fakes import chaos_llm
 from tests.fakes.chaos_llm import EFFECTS
 from tests.helpers import Actors
 
@@ -128,6 +131,13 @@ class ChaosStack:
         self.procs.setdefault(kind, []).append(proc)
         return proc
 
+    async def start_all(self, kinds: tuple[str, ...]) -> None:
+        """Start one process per entry of `kinds` at once (a kind listed twice runs twice)."""
+        async with self._lock:
+            procs = await self.actors.start_many(kinds)
+        for kind, proc in zip(kinds, procs, strict=True):
+            self.procs.setdefault(kind, []).append(proc)
+
     async def kill_and_restart(self, kind: str, rng: random.Random) -> None:
         alive = [p for p in self.procs.get(kind, []) if p.poll() is None]
         if not alive:
@@ -147,6 +157,13 @@ class ChaosStack:
                 await asyncio.wait_for(stop.wait(), timeout=every_s * rng.uniform(0.5, 1.5))
             except TimeoutError:
                 await self.kill_and_restart(rng.choice(kinds), rng)
+
+    async def kill_each(self, kinds: tuple[str, ...], *, pause_s: float, seed: int) -> None:
+        """SIGKILL (and restart) one actor of each kind in turn, `pause_s` after the previous one is back."""
+        rng = random.Random(seed)
+        for kind in kinds:
+            await asyncio.sleep(pause_s)
+            await self.kill_and_restart(kind, rng)
 
     def freeze(self, proc: subprocess.Popen[bytes]) -> None:
         proc.send_signal(signal.SIGSTOP)
@@ -240,3 +257,101 @@ def report(name: str, result: Tally, path: Path | None = None) -> None:
     if path is not None:
         with path.open("a") as fh:
             fh.write(json.dumps({"scenario": name, "summary": result.line(), "failed": result.failed[:5]}) + "\n")
+
+
+STACK = ("scheduler", "llm-gateway", "worker", "worker", "memory", "observer", "registry")
+
+
+@dataclass
+class Harness:
+    bus: Bus
+    nats: EmbeddedNats
+    stack: ChaosStack
+    workspace: Path
+
+
+@asynccontextmanager
+async def harness(nats: EmbeddedNats, tmp: Path, *, latency_s: float = 0.1) -> AsyncIterator[Harness]:
+    """The fake LLM, a client bus and the whole stack (two workers) as OS processes, stopped at the end."""
+    with chaos_llm.serve(latency_s=latency_s) as llm:
+        flows = write_flow(tmp / "flows", llm.api_base).parent
+        env = actor_env(tmp)
+        async with Bus(nats.url, name="chaos-client") as bus:
+            actors = Actors(bus, nats.url, flows, MODEL, heartbeat_s=1.0, env=env)
+            await actors.listen()
+            stack = ChaosStack(actors, Path(env["CA_TOOL_WORKSPACE"]))
+            try:
+                await stack.start_all(STACK)
+                yield Harness(bus, nats, stack, stack.workspace)
+            finally:
+                actors.stop_all()
+
+
+async def kill_scenario(
+    h: Harness,
+    runs: int,
+    *,
+    settle_s: float,
+    every_s: float = 2.5,
+    seed: int = 18,
+    sequence: tuple[str, ...] | None = None,
+) -> Tally:
+    """`runs` runs while a random actor is SIGKILLed (and restarted) every `every_s` on average, or, with
+    `sequence`, one actor of each kind listed in turn (`every_s` after the previous one is back)."""
+    load = Load(h.bus, runs, prefix="kill")
+    stop = asyncio.Event()
+    started = time.monotonic()
+    kills_before = len(h.stack.kills)
+    if sequence is None:
+        breaking = h.stack.kill_loop(stop, every_s=every_s, kinds=KILLABLE, seed=seed)
+    else:
+        breaking = h.stack.kill_each(sequence, pause_s=every_s, seed=seed)
+    killer = asyncio.create_task(breaking)
+    try:
+        await load.publish(every_s=0.2)
+        found = await load.settle(timeout_s=settle_s)
+    finally:
+        stop.set()
+        await killer
+    return tally(load, found, h.workspace, h.stack.kills[kills_before:], time.monotonic() - started)
+
+
+async def freeze_scenario(h: Harness, runs: int, *, settle_s: float, frozen_s: float = 3.0) -> Tally:
+    """`runs` runs while one of the two workers is SIGSTOPped for `frozen_s` (past ack_wait), then SIGCONTed."""
+    load = Load(h.bus, runs, prefix="freeze")
+    started = time.monotonic()
+    frozen = h.stack.procs["worker"][0]
+    await load.publish(every_s=0.05)
+    await asyncio.sleep(1.0)  # steps in flight on both workers
+    h.stack.freeze(frozen)
+    await asyncio.sleep(frozen_s)
+    h.stack.thaw(frozen)
+    found = await load.settle(timeout_s=settle_s)
+    return tally(load, found, h.workspace, [], time.monotonic() - started)
+
+
+async def restart_scenario(h: Harness, runs: int, *, settle_s: float, down_s: float = 1.0) -> tuple[Tally, float]:
+    """`runs` triggers published every 0.1 s while nats-server is stopped and started again halfway;
+    returns the tally and how long the server was away."""
+    load = Load(h.bus, runs, prefix="restart")
+    started = time.monotonic()
+    publishing = asyncio.create_task(load.publish(every_s=0.1))
+    await asyncio.sleep(runs * 0.05)
+    down_at = time.monotonic()
+    await h.nats.close()
+    await asyncio.sleep(down_s)
+    await h.nats.start()
+    away = time.monotonic() - down_at
+    await publishing
+    found = await load.settle(timeout_s=settle_s)
+    return tally(load, found, h.workspace, [], time.monotonic() - started), away
+
+
+def assert_clean(result: Tally, runs: int) -> None:
+    """Every trigger made exactly one run, every run succeeded, every step applied exactly once."""
+    assert result.lost == []
+    assert result.extra_runs == 0
+    assert result.failed == []
+    assert result.completed == runs
+    assert result.duplicate_effects == {}
+    assert result.missing_effects == 0
