@@ -113,3 +113,16 @@ async def test_a_message_no_handler_gets_through_is_dead_lettered_once_after_max
     assert "RecursionError" in letter.error
     assert letter.body_bytes == 100_000
     assert len(letter.body) <= Undeliverable.BODY_CHARS
+
+
+async def test_request_actors_answer_each_poison_with_an_error_and_keep_serving(settings: Settings) -> None:
+    async with LocalStack(settings, plans(SEEDS / "echo.yaml"), embedded=False) as stack:
+        bus = stack.client
+        assert bus is not None
+        async with outside_client(stack.url) as nc:
+            for subject in (subjects.LLM_COMPLETE, subjects.MEMORY_READ, subjects.MEMORY_WRITE):
+                for name, payload in POISONS.items():
+                    reply = json.loads((await nc.request(subject, payload, timeout=10)).data)
+                    assert reply.get("error"), (subject, name, reply)
+        good = await run_flow(bus, "echo", {"message": "still answered"})
+    assert good["status"] == "succeeded"
