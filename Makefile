@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install up test test-fast lint typecheck check bench clean
+.PHONY: install up test test-fast chaos lint typecheck check bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,12 @@ test: install
 # The pure tests only (tests/unit/: no server, process or network), for the edit loop; `test` runs every kind.
 test-fast: install
 	$(BIN)/pytest tests/unit
+
+# The long chaos suite (100 runs per scenario, a few minutes each); `test` runs its short form.
+# Figures are appended to .ca-actors/chaos-figures.jsonl (see docs/reliability.md).
+chaos: install
+	mkdir -p .ca-actors
+	CA_CHAOS_FIGURES=$(CURDIR)/.ca-actors/chaos-figures.jsonl $(BIN)/pytest tests/chaos -m chaos_full -s
 
 lint: install
 	$(BIN)/ruff check .

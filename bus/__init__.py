@@ -3,7 +3,18 @@
 from bus import permissions, subjects, topology
 from bus.auth import AuthFile, Credentials, credentials_for, write_private
 from bus.connection import Bus, BusStatus, MsgHandler
-from bus.envelope import Branch, DeadLetter, Event, RunEnded, WorkItem, decode, encode, new_id, step_id
+from bus.envelope import (
+    Branch,
+    DeadLetter,
+    Event,
+    RunEnded,
+    Undeliverable,
+    WorkItem,
+    decode,
+    encode,
+    new_id,
+    step_id,
+)
 from bus.events import (
     DATA_OF_KIND,
     TERMINAL_EVENTS,
@@ -79,6 +90,7 @@ __all__ = [
     "SparseWireModel",
     "ToolCalledData",
     "ToolFinishedData",
+    "Undeliverable",
     "WireModel",
     "WorkItem",
     "credentials_for",

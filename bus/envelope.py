@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -91,6 +91,32 @@ class DeadLetter(_Msg):
     step_id: str
     error: str
     work: WorkItem
+
+
+class Undeliverable(_Msg):
+    """A message a consumer gave up on (no handler got through it), kept on ``ca.dlq.<consumer>``.
+
+    `run_id` is the run it belongs to when that is known, else empty; `body` holds the message's bytes
+    as text (invalid UTF-8 replaced), clipped to `BODY_CHARS`, and `body_bytes` its real size.
+    """
+
+    BODY_CHARS: ClassVar[int] = 16_000
+
+    kind: Literal["undeliverable"] = "undeliverable"
+    run_id: str = ""
+    consumer: str
+    subject: str
+    stream_seq: int = 0
+    deliveries: int
+    error: str
+    body: str
+    body_bytes: int
+
+    @classmethod
+    def of(cls, *, consumer: str, subject: str, data: bytes, error: str, **fields: Any) -> Undeliverable:
+        """The dead letter of `data` received on `subject`."""
+        text = data[: cls.BODY_CHARS * 4].decode("utf-8", errors="replace")[: cls.BODY_CHARS]
+        return cls(consumer=consumer, subject=subject, body=text, body_bytes=len(data), error=error, **fields)
 
 
 class RunEnded(_Msg):

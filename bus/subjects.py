@@ -110,6 +110,11 @@ def dead_letters(run_id: str) -> str:
     return f"{PREFIX}.dlq.{token(run_id, 'run id')}"
 
 
+def dead_messages(consumer: str) -> str:
+    """Subject of the messages a consumer gave up on (`bus.Undeliverable`); three tokens, as a run's."""
+    return f"{PREFIX}.dlq.{token(consumer, 'consumer name')}"
+
+
 def actor_token(value: str) -> str:
     """`value` made into a valid token (an actor id from a host name may contain dots)."""
     cleaned = re.sub(r"[^A-Za-z0-9_-]", "-", value).strip("-")

@@ -13,6 +13,7 @@
 | ca_registry   | live actors, written by the registry     | values expire after 60 s unrenewed|
 | ca_expected   | actors an operator expects               |                                   |
 | ca_budgets    | LLM spend per run and per flow per day   | compare-and-swap reservations     |
+| ca_journal    | tool calls of steps, reused on a re-run  | 7 days                            |
 
 The trigger stream does not acknowledge publishes (``no_ack``), so a NATS *request* to
 ``ca.trigger.<flow>`` is answered by the scheduler with the run id, not by JetStream with a PubAck.
@@ -40,6 +41,7 @@ JOINS = "ca_joins"
 REGISTRY = "ca_registry"
 BUDGETS = "ca_budgets"
 EXPECTED = "ca_expected"
+JOURNAL = "ca_journal"
 # A registry entry not renewed by a heartbeat for this long disappears, even with no registry running.
 REGISTRY_TTL_S = 60.0
 
@@ -100,6 +102,7 @@ BUCKETS: dict[str, float | None] = {
     REGISTRY: REGISTRY_TTL_S,
     EXPECTED: None,
     BUDGETS: 2 * 24 * 3600.0,
+    JOURNAL: _WEEK_S,
 }
 
 

@@ -6,6 +6,7 @@ from configs._issues import ConfigError, ConfigIssue, InputError, OutputError, c
 from configs._jsonschema import flow_json_schema
 from configs._loader import LoadedFlow, load_flow, load_flow_text
 from configs._outputs import output_json_schema, output_model, validate_output
+from configs._payload import MAX_NUMBER_CHARS, MAX_PAYLOAD_BYTES, parse_payload
 from configs._schema import (
     END,
     FAILURE_KINDS,
@@ -63,6 +64,8 @@ __all__ = [
     "END",
     "FAILURE_KINDS",
     "GATE_METRICS",
+    "MAX_NUMBER_CHARS",
+    "MAX_PAYLOAD_BYTES",
     "REDUCERS",
     "SCORER_KINDS",
     "START",
@@ -122,6 +125,7 @@ __all__ = [
     "output_json_schema",
     "output_model",
     "parse_expr",
+    "parse_payload",
     "placeholders",
     "python_type",
     "render",

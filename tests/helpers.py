@@ -177,12 +177,21 @@ class Actors:
     """Starts `ca-actors` actor processes (each a real OS process) and waits for each to announce itself."""
 
     def __init__(
-        self, bus: Bus, url: str, flows: Path, llm: str, heartbeat_s: float = 2.0, *, auth_file: Path | None
+        self,
+        bus: Bus,
+        url: str,
+        flows: Path,
+        llm: str,
+        heartbeat_s: float = 2.0,
+        env: dict[str, str] | None = None,
+        *,
+        auth_file: Path | None,
     ) -> None:
         """`bus` must be allowed to hear ``ca.sys.ready`` (the admin user); the processes log in with the
         users of `auth_file` (each as its own role), or anonymously when None."""
         self.bus = bus
         self.auth_file = auth_file
+        self.env = dict(env or {})
         self.heartbeat_s = heartbeat_s
         self.url = url
         self.flows = flows
@@ -205,17 +214,38 @@ class Actors:
         """`ca-actors agent --nats URL ARGS...`."""
         return await self.spawn(["agent", "--nats", self.url, *args])
 
+    async def start_many(self, kinds: Iterable[str]) -> list[subprocess.Popen[bytes]]:
+        """Start an actor process of each kind at once, and wait until every one announced itself ready."""
+        procs = [
+            self._popen(["actor", k, "--nats", self.url, "--llm", self.llm, "--flows", str(self.flows)]) for k in kinds
+        ]
+        waiting = {p.pid for p in procs}
+        async with asyncio.timeout(60):
+            while waiting:
+                waiting.discard((await self._ready.get()).pid)
+        return procs
+
     async def spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
         """Start `ca-actors ARGS` and wait until it announces itself ready."""
+        proc = self._popen(args)
+        async with asyncio.timeout(30):
+            announced = await self._ready.get()
+        assert announced.pid == proc.pid
+        return proc
+
+    def _popen(self, args: list[str]) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "actors", *args, "--log-format", "json", "--log-level", "warning"]
-        env = {**os.environ, "CA_ACK_WAIT_S": "1", "CA_MAX_DELIVER": "10", "CA_HEARTBEAT_S": str(self.heartbeat_s)}
+        env = {
+            **os.environ,
+            "CA_ACK_WAIT_S": "1",
+            "CA_MAX_DELIVER": "10",
+            "CA_HEARTBEAT_S": str(self.heartbeat_s),
+            **self.env,
+        }
         if self.auth_file is not None:
             env["CA_NATS_AUTH_FILE"] = str(self.auth_file)
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT)  # noqa: ASYNC220 - spawning is instant
         self.procs.append(proc)
-        async with asyncio.timeout(30):
-            announced = await self._ready.get()
-        assert announced.pid == proc.pid
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:

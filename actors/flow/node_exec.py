@@ -6,6 +6,7 @@ an in-process engine.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -14,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
 from actors.flow.policy import budget_of
@@ -162,6 +163,58 @@ class NodePorts:
     remote_tools: RemoteTools | None = None
     on_event: EventCallback | None = None
     on_retry: RetryCallback | None = None
+    # Where the tool calls of a step are remembered: a re-run step reuses them instead of calling again.
+    journal: ToolJournal | None = None
+
+
+class ToolJournal(Protocol):
+    """The tool calls of steps, by ``<step id>.<call number>``: what a re-run of the step reuses.
+
+    A step is re-run from its start when the worker running it died or froze past ``ack_wait``: its
+    model asks for the same tools again, and a side effect (a file appended, a message sent) must not
+    happen twice. A call is claimed before it runs (insert-if-absent), so a re-run that finds it claimed
+    waits for its result instead of running it too; only a worker that dies in the middle of the tool
+    itself leaves a claim nobody finishes, taken over after `TOOL_CLAIM_LEASE_S`.
+    """
+
+    async def claim(self, key: str, entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Record `entry` under `key` if nothing is there yet and return None; else return what is there
+        (None too when the journal cannot be written: the call is then simply made)."""
+        ...
+
+    async def recall(self, key: str) -> Mapping[str, Any] | None:
+        """The entry recorded under `key`, or None (also when the journal cannot be read)."""
+        ...
+
+    async def record(self, key: str, entry: Mapping[str, Any]) -> None:
+        """Remember `entry` under `key` (a failure to record is logged, never raised)."""
+        ...
+
+
+# How long a re-run waits for a tool call another try of the step claimed, before making the call itself.
+TOOL_CLAIM_LEASE_S = 15.0
+
+
+async def _journaled(journal: ToolJournal, key: str, call: ToolCall, run: Callable[[], Awaitable[Any]]) -> Any:
+    """The result of `call`: made now (and journaled), or reused from an earlier try of the same step."""
+    mine: dict[str, Any] = json.loads(
+        json.dumps({"state": "running", "tool": call.name, "arguments": call.arguments, "at": time.time()}, default=str)
+    )
+    found = await journal.claim(key, mine)
+    same = found is not None and found.get("tool") == call.name and found.get("arguments") == call.arguments
+    deadline = time.monotonic() + TOOL_CLAIM_LEASE_S
+    while same and found is not None and found.get("state") == "running" and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)  # another try of this step is making the call right now
+        found = await journal.recall(key)
+    if same and found is not None and found.get("state") == "done":
+        return found.get("result")
+    try:
+        result = await run()
+    except ToolError:
+        await journal.record(key, {**mine, "state": "failed"})  # a re-run tries again at once
+        raise
+    await journal.record(key, {**mine, "state": "done", "result": json.loads(json.dumps(result, default=str))})
+    return result
 
 
 async def run_llm_node(
@@ -202,7 +255,8 @@ async def run_llm_node(
             messages.append(ChatMessage(role="assistant", content=reply.content, tool_calls=reply.tool_calls))
             for call in reply.tool_calls:
                 calls_made += 1
-                result = await _call_tool(node, tools, call, ports)
+                key = f"{at.step_id}.{calls_made}" if at.step_id else ""
+                result = await _call_tool(node, tools, call, ports, journal_key=key)
                 content = json.dumps(result, ensure_ascii=False, default=str)
                 messages.append(ChatMessage(role="tool", content=content, tool_call_id=call.id, name=call.name))
             if calls_made >= max_calls:
@@ -356,23 +410,48 @@ def tools_pinned_to(spec: FlowSpec, actor: str) -> set[str]:
     return pinned
 
 
-async def _call_tool(node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCall, ports: NodePorts) -> Any:
-    on_event, remote = ports.on_event, ports.remote_tools
+# Characters of a tool result (as JSON) the model and the `tool.finished` event get: NATS takes at most
+# 1 MiB per message, and a bigger result would make the event (and the next LLM request) fail to publish,
+# so the whole step would run again and repeat the tool's side effects.
+MAX_TOOL_RESULT_CHARS = 64_000
+
+
+def clip_tool_result(result: Any) -> Any:
+    """`result` itself, or, when its JSON is longer than `MAX_TOOL_RESULT_CHARS`, its beginning as text
+    followed by a marker that says it was clipped and how long it was."""
+    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=str)
+    if len(text) <= MAX_TOOL_RESULT_CHARS:
+        return result
+    return (
+        f"{text[:MAX_TOOL_RESULT_CHARS]}\n[clipped by ca-actors: the tool returned {len(text):,} characters "
+        f"({len(text.encode('utf-8', errors='replace')):,} bytes); only the first {MAX_TOOL_RESULT_CHARS:,} are shown]"
+    )
+
+
+async def _call_tool(
+    node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCall, ports: NodePorts, *, journal_key: str = ""
+) -> Any:
+    on_event, remote, journal = ports.on_event, ports.remote_tools, ports.journal
     if on_event is not None:
         await on_event(ToolCalledData(tool=call.name, arguments=call.arguments, call_id=call.id))
     started = time.perf_counter()
     entry = tools.get(call.name)
-    try:
+
+    async def run() -> Any:
         if entry is None:
             raise ToolError(f"the model asked for tool {call.name!r}, which node '{node.id}' does not have")
         if entry.actor is None:
-            result = await run_tool(entry.tool, call.arguments, ports.tool_context or default_tool_context())
+            done = await run_tool(entry.tool, call.arguments, ports.tool_context or default_tool_context())
         elif remote is None:
             raise ToolError(f"tool {call.name} runs on actor {entry.actor!r}, which needs the bus engine")
         else:
-            result = await remote(entry.actor, call.name, call.arguments)
+            done = await remote(entry.actor, call.name, call.arguments)
+        return clip_tool_result(done)
+
+    try:
+        result = await (_journaled(journal, journal_key, call, run) if journal is not None and journal_key else run())
         error = None
-    except ToolError as exc:
+    except ToolError as exc:  # journaled as failed: a re-run of the step tries it again
         error = str(exc)
         result = {"error": error}
     took = round((time.perf_counter() - started) * 1000, 3)

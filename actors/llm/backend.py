@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
+import math
 import os
+import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -49,6 +52,7 @@ class LLMBackend:
         cassette: Cassette | None = None,
         retries: int = 2,
         backoff_s: float = 0.5,
+        max_retry_after_s: float = 30.0,
         provider_concurrency: int = 8,
         requests_per_s: float | None = None,
     ) -> None:
@@ -56,6 +60,7 @@ class LLMBackend:
         self._cassette = cassette
         self._retries = retries
         self._backoff_s = backoff_s
+        self._max_retry_after_s = max_retry_after_s
         self._limits = ProviderLimits(provider_concurrency, requests_per_s)
         # `--llm` of the stack: the gateway is the one place every request passes, so a worker that
         # joins later (`ca-actors agent`) gets the stack's model without being told.
@@ -69,8 +74,10 @@ class LLMBackend:
     async def complete(self, request: LLMRequest) -> LLMReply:
         """Run one completion; provider failures come back as a reply with an `error_kind`, never raised.
 
-        Transient provider errors are retried with exponential back-off, then each of the request's
-        `fallbacks` is tried in turn; with a cassette, replies are recorded or replayed.
+        Transient provider errors are retried after the delay the provider asks for (``Retry-After`` in
+        seconds or as an HTTP date, ``retry-after-ms``; at most `max_retry_after_s`), else after a jittered
+        exponential back-off; then each of the request's `fallbacks` is tried in turn; with a cassette,
+        replies are recorded or replayed.
         """
         started = time.perf_counter()
         if self._override and request.model != self._override:
@@ -90,11 +97,13 @@ class LLMBackend:
         for n, model in enumerate([request.model, *request.fallbacks]):
             attempt_request = request if n == 0 else request.model_copy(update={"model": model})
             for attempt in range(self._retries + 1):
-                reply = await self._once(attempt_request)
+                reply, asked_s = await self._once(attempt_request)
                 if reply.error_kind != "transient":
                     break
                 if attempt < self._retries:
-                    await asyncio.sleep(self._backoff_s * 2**attempt)
+                    delay = retry_delay_s(asked_s, attempt, self._backoff_s, self._max_retry_after_s)
+                    log.info("llm.retry", model=model, attempt=attempt + 1, delay_s=round(delay, 3), asked_s=asked_s)
+                    await asyncio.sleep(delay)
             if reply.ok:
                 return reply
             if request.fallbacks:
@@ -104,19 +113,21 @@ class LLMBackend:
             return reply.model_copy(update={"error": f"every model failed ({tried}); last: {reply.error}"})
         return reply
 
-    async def _once(self, request: LLMRequest) -> LLMReply:
+    async def _once(self, request: LLMRequest) -> tuple[LLMReply, float | None]:
+        """One call: its reply, and the delay the provider asked for before another (None: it did not say)."""
         latency = mock_latency_s(request.model)
         try:
             if latency is not None:
-                return await self._mock(request, latency)
+                return await self._mock(request, latency), None
             async with self._limits.slot(request.model):
-                return await self._litellm_complete(request)
+                return await self._litellm_complete(request), None
         except Exception as exc:  # noqa: BLE001 - every provider failure becomes an error reply
             name = type(exc).__name__
             log.warning("llm.error", model=request.model, node=request.node, error=f"{name}: {exc}")
-            transient = name in _RETRYABLE and not _permanent(exc)
+            transient = (name in _RETRYABLE or _status(exc) in _RETRYABLE_STATUS) and not _permanent(exc)
             kind: LLMErrorKind = "transient" if transient else "permanent"
-            return LLMReply(model=request.model, error=f"{name}: {exc}", error_kind=kind)
+            reply = LLMReply(model=request.model, error=f"{name}: {exc}", error_kind=kind)
+            return reply, retry_after_s(_headers(exc))
 
     async def _mock(self, request: LLMRequest, latency_s: float) -> LLMReply:
         if latency_s:
@@ -219,6 +230,71 @@ class LLMBackend:
             ),
             cost_usd=cost,
         )
+
+
+# HTTP statuses after which the same call may succeed, whatever class litellm maps them to (529: overloaded).
+_RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+def _status(exc: Exception) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _headers(exc: Exception) -> Mapping[str, str]:
+    """The HTTP response headers a litellm (or openai / httpx) exception carries, if any."""
+    for found in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    ):
+        if found:
+            try:
+                return {str(k).lower(): str(v) for k, v in dict(found).items()}
+            except (TypeError, ValueError):
+                continue
+    return {}
+
+
+def retry_after_s(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """The delay a provider asks for before trying again: ``retry-after-ms`` (milliseconds), else
+    ``Retry-After`` (seconds, or an HTTP date); None when it names none (or nonsense).
+
+    Args:
+        headers: Response headers, names in lower case.
+        now: The current time (epoch seconds) an HTTP date is measured from; default: now.
+    """
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis) / 1000
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        value = when.timestamp() - (time.time() if now is None else now)
+        return max(value, 0.0)
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def retry_delay_s(asked_s: float | None, attempt: int, backoff_s: float, max_s: float) -> float:
+    """How long to wait before retry number `attempt` + 1: what the provider asked for (at most `max_s`),
+    else `backoff_s` doubling per attempt with full jitter in its upper half (never two gateways in step)."""
+    if asked_s is not None:
+        return min(asked_s, max_s)
+    ceiling = min(backoff_s * 2**attempt, max_s)
+    return random.uniform(ceiling / 2, ceiling)
 
 
 class ProviderLimits:

@@ -17,7 +17,9 @@ from actors.flow.llm import LLMReply, LLMRequest
 from actors.llm.backend import LLMBackend
 from actors.llm.budget import Budgets
 from actors.llm.endpoints import EndpointPolicy
+from actors.runtime.events import redact_event
 from actors.runtime.presence import Load
+from actors.runtime.redact import Redactor
 from bus import Bus, Event, LLMCalledData, LLMFinishedData, new_id, subjects, topology
 from configs import BudgetSpec
 from configs.errors import BusError
@@ -43,6 +45,8 @@ class LLMGateway:
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        # The process that holds the provider keys: they (and any secret in a message) never reach an event.
+        self._redact = Redactor()
 
     async def run(self, ready: Callable[[], None]) -> None:
         """Answer requests until `stop()`, then finish the ones in flight."""
@@ -86,7 +90,7 @@ class LLMGateway:
             return
         try:
             event = Event.of(
-                data,
+                redact_event(data, self._redact),
                 run_id=request.run_id,
                 flow=request.flow,
                 node=request.node or None,

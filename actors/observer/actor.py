@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.observer.summary import RunTrace, summarize
-from actors.runtime.consume import Drop, Retry, consume
+from actors.runtime.consume import Drop, Retry, consume, dead_letter_to
 from actors.runtime.follow import stored_events
 from actors.runtime.presence import Load
 from bus import TERMINAL_EVENTS, Bus, Event, decode, subjects, topology
@@ -96,6 +96,8 @@ class Observer:
             ack_wait_s=self._settings.ack_wait_s,
             stopping=self._stopping,
             name=DURABLE,
+            max_deliver=self._settings.max_deliver,
+            on_give_up=dead_letter_to(self._bus, DURABLE),
         )
 
     def stop(self) -> None:

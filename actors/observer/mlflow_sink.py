@@ -164,7 +164,9 @@ class MlflowSink:
         if not call.ok:
             span.set_status(codes.ERROR)
             span.set_attribute("ca.error", self._redact(call.error or "failed"))
-        outputs = {"content": self._io(call.content), "tool_calls": call.tool_calls} if self._log_prompts else None
+        outputs = (
+            {"content": self._io(call.content), "tool_calls": self._io(call.tool_calls)} if self._log_prompts else None
+        )
         span.end(outputs=outputs, end_time_ns=_ns(call.finished_at))
 
     def _tool(self, parent: LiveSpan, tool: ToolCall, span_type: Any, codes: Any) -> None:

@@ -2,9 +2,12 @@
 
 A handler settles its message by returning (ack), raising `Retry` (nak with a delay: redelivered
 later, maybe to another worker) or raising `Drop` (term: never redelivered). Any other exception
-naks with a short delay. While a handler runs, the message gets in-progress heartbeats, so a long LLM
-call is not mistaken for a crashed worker; a worker that really dies stops heartbeating and JetStream
-redelivers its work after ``ack_wait``.
+naks with an exponential back-off, and only `max_deliver` times: a message no handler can get through
+(a poison message, a bug) is then given up — handed to `on_give_up` (a rejection, a dead letter) and
+terminated — instead of coming back for ever with a traceback each time (the traceback is logged on
+the first and the last delivery, one line in between). While a handler runs, the message gets
+in-progress heartbeats, so a long LLM call is not mistaken for a crashed worker; a worker that really
+dies stops heartbeating and JetStream redelivers its work after ``ack_wait``.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
+from bus import Bus, Undeliverable, subjects
+
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[Msg], Awaitable[None]]
+# Called once with a message and what went wrong, when its handler failed on its last allowed delivery.
+GiveUp = Callable[[Msg, str], Awaitable[None]]
 
 # Most messages asked for in one pull request.
 FETCH_BATCH = 32
@@ -59,11 +66,15 @@ async def consume(
     stopping: asyncio.Event,
     name: str,
     in_flight: InFlight | None = None,
+    max_deliver: int = 10,
+    on_give_up: GiveUp | None = None,
 ) -> None:
     """Fetch and handle messages until `stopping` is set, then wait for handlers in flight.
 
     At most `max_concurrency` handlers run at once: a fetch asks for no more messages than there are
     free slots (and at most `FETCH_BATCH`), so the rest stay on the server for other workers.
+    A handler that fails (other than by `Retry`/`Drop`) on the `max_deliver`-th delivery of a message
+    gives the message up: `on_give_up(msg, error)`, then term.
     """
     free = max_concurrency
     slot_freed = asyncio.Event()
@@ -97,7 +108,7 @@ async def consume(
             for msg in msgs:
                 free -= 1
                 gauge.count += 1
-                task = asyncio.create_task(_settle(msg, handler, ack_wait_s, name))
+                task = asyncio.create_task(_settle(msg, handler, ack_wait_s, name, max_deliver, on_give_up))
                 inflight.add(task)
                 task.add_done_callback(release)
     finally:
@@ -105,7 +116,9 @@ async def consume(
             await asyncio.gather(*inflight, return_exceptions=True)
 
 
-async def _settle(msg: Msg, handler: Handler, ack_wait_s: float, name: str) -> None:
+async def _settle(
+    msg: Msg, handler: Handler, ack_wait_s: float, name: str, max_deliver: int, on_give_up: GiveUp | None
+) -> None:
     beat = asyncio.create_task(_heartbeat(msg, ack_wait_s))
     try:
         await handler(msg)
@@ -117,15 +130,48 @@ async def _settle(msg: Msg, handler: Handler, ack_wait_s: float, name: str) -> N
         await _quietly(msg.term())
     except asyncio.CancelledError:
         raise
-    except Exception:
-        log.exception("consume.handler_failed", consumer=name)
-        await _quietly(msg.nak(delay=1.0))
+    except Exception as exc:  # noqa: BLE001 - any other failure: retried with back-off, then given up
+        await _failed(msg, exc, name, max_deliver, on_give_up)
     else:
         await _quietly(msg.ack())
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
+
+
+def deliveries(msg: Msg) -> int:
+    """How many times JetStream has delivered `msg` (1 on the first delivery)."""
+    try:
+        return int(msg.metadata.num_delivered or 1)
+    except Exception:  # noqa: BLE001 - not a JetStream message (no metadata): its first delivery
+        return 1
+
+
+def backoff_s(delivery: int) -> float:
+    """Delay before the next delivery of a message whose handler failed: 0.5 s doubling, at most 30 s."""
+    return float(min(0.5 * 2 ** (delivery - 1), 30.0))
+
+
+async def _failed(msg: Msg, exc: Exception, name: str, max_deliver: int, on_give_up: GiveUp | None) -> None:
+    delivery = deliveries(msg)
+    error = f"{type(exc).__name__}: {str(exc)[:500]}"
+    if delivery < max_deliver:
+        if delivery == 1:
+            log.exception("consume.handler_failed", consumer=name, delivery=delivery, max_deliver=max_deliver)
+        else:
+            log.warning("consume.handler_failed", consumer=name, delivery=delivery, error=error)
+        await _quietly(msg.nak(delay=backoff_s(delivery)))
+        return
+    log.error("consume.gave_up", consumer=name, delivery=delivery, error=error, exc_info=exc)
+    if on_give_up is not None:
+        try:
+            await on_give_up(msg, f"{error} (after {delivery} deliveries)")
+        except asyncio.CancelledError:
+            raise
+        except Exception as problem:  # noqa: BLE001 - the message still ends here: it must not loop
+            log.error("consume.give_up_failed", consumer=name, error=f"{type(problem).__name__}: {problem}")
+    await _quietly(msg.term())
 
 
 async def _heartbeat(msg: Msg, ack_wait_s: float) -> None:
@@ -139,3 +185,24 @@ async def _quietly(op: Awaitable[None]) -> None:
         await op
     except Exception as exc:  # noqa: BLE001 - the message will be redelivered if this did not reach the server
         log.warning("consume.settle_failed", error=str(exc))
+
+
+def dead_letter_to(bus: Bus, consumer: str) -> GiveUp:
+    """A `GiveUp` that keeps the message on ``ca.dlq.<consumer>`` (stream CA_DLQ, 7 days) for inspection."""
+
+    async def keep(msg: Msg, error: str) -> None:
+        try:
+            seq = int(msg.metadata.sequence.stream)
+        except Exception:  # noqa: BLE001 - not a JetStream message
+            seq = 0
+        letter = Undeliverable.of(
+            consumer=consumer,
+            subject=msg.subject,
+            data=msg.data,
+            error=error,
+            stream_seq=seq,
+            deliveries=deliveries(msg),
+        )
+        await bus.publish(subjects.dead_messages(consumer), letter, msg_id=f"{consumer}.{seq}" if seq else None)
+
+    return keep

@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from bus import AnyEventData, Bus, Event, NodeWaitingData, WorkItem, subjects
+from actors.runtime.redact import Redactor
+from bus import AnyEventData, Bus, Event, EventData, NodeWaitingData, WorkItem, subjects
 
 if TYPE_CHECKING:
     from actors.runtime.roster import RegistryView
 
 log = structlog.get_logger(__name__)
+
+D = TypeVar("D", bound=EventData)
+
+# Fields of event data masked in full (secret-looking keys too): what tools, models and logs produced.
+_FULL = frozenset({"arguments", "result", "messages", "content", "error", "reason", "message", "fields", "tool_calls"})
+# A run's own data: masked by value only, so the flow's field names and the shape of its state stay.
+_BY_VALUE = frozenset({"inputs", "state", "outputs"})
+
+
+def redact_event(data: D, redactor: Redactor) -> D:
+    """`data` with secrets masked by the one redactor (see `actors.runtime.redact`); the same object when
+    nothing needed masking."""
+    changes: dict[str, Any] = {}
+    for name in type(data).model_fields:
+        value = getattr(data, name)
+        if value is None or value == "" or not isinstance(value, str | dict | list):
+            continue
+        if name in _FULL:
+            masked = redactor(value)
+        elif name in _BY_VALUE:
+            masked = redactor.values(value)
+        else:
+            continue
+        if masked != value:
+            changes[name] = masked
+    return data.model_copy(update=changes) if changes else data
 
 
 class Emitter:
@@ -20,6 +47,7 @@ class Emitter:
     def __init__(self, bus: Bus, sender: str) -> None:
         self._bus = bus
         self._sender = sender
+        self._redact = Redactor()
 
     async def emit(
         self,
@@ -38,7 +66,7 @@ class Emitter:
         """
         kind = data.KIND
         event = Event.of(
-            data,
+            redact_event(data, self._redact),
             run_id=run_id,
             flow=flow,
             node=node,

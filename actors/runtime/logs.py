@@ -18,12 +18,30 @@ from typing import Any, Literal
 
 import structlog
 
+from actors.runtime.redact import Redactor
 from bus import Bus, Event, LogData, subjects
 
 LogFormat = Literal["auto", "console", "json"]
 
 
 _RESERVED = frozenset({"event", "level", "timestamp", "run_id", "flow", "node", "actor"})
+# The one redactor (`actors.runtime.redact`), made once per process when logging is configured.
+_REDACTOR: list[Redactor] = []
+
+
+def _redact_line(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: every field of a log line (the message and a traceback too) with secrets masked."""
+    if not _REDACTOR:
+        _REDACTOR.append(Redactor())
+    redactor = _REDACTOR[0]
+    for key, value in event_dict.items():
+        if key in ("level", "timestamp", "run_id", "flow", "node", "actor"):
+            continue
+        if isinstance(value, str | dict | list | tuple):
+            event_dict[key] = redactor(value)
+        elif isinstance(value, BaseException):
+            event_dict[key] = redactor(f"{type(value).__name__}: {value}")
+    return event_dict
 
 
 class RunLogSink:
@@ -114,8 +132,9 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     numeric = logging.getLevelName(level.upper())
+    _REDACTOR[:] = [Redactor()]  # the environment as it is now (a stack sets keys before configuring)
     structlog.configure(
-        processors=[*shared, _run_log_events, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, _redact_line, _run_log_events, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         # Not cached: a process that configures again (tests, CliRunner) gets the new settings everywhere.
@@ -123,7 +142,9 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     )
     handler = logging.StreamHandler(_Stderr())
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(processors=[*shared[1:], renderer], foreign_pre_chain=shared[:1])
+        structlog.stdlib.ProcessorFormatter(
+            processors=[*shared[1:], _redact_line, renderer], foreign_pre_chain=shared[:1]
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

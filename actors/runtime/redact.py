@@ -9,6 +9,10 @@ Three things are masked with ``[REDACTED]``:
   (or the key used as user name) of a URL;
 - the values of the process's secret environment variables, wherever they appear.
 
+Applied to every run event (`actors.runtime.events.redact_event`: tool arguments and results, LLM
+messages and answers, errors, log fields in full; a run's inputs, state and outputs by value only),
+every log line (`actors.runtime.logs`) and every trace (`actors.observer.mlflow_sink`).
+
 Names are split into parts on ``_``, ``-``, ``.``, spaces and camelCase. A *strong* word is a secret
 wherever it stands, also glued to a prefix (``MYSQL_PWD``, ``githubToken``, ``DBPASSWORD``); a *weak*
 word only as the last part or the whole name (``DB_PASS``, ``X-Auth``, ``session``), so that
@@ -172,6 +176,18 @@ class Redactor:
             return [self(v) for v in value]
         if isinstance(value, str):
             return self._text(value)
+        return value
+
+    def values(self, value: Any) -> Any:
+        """Mask secret *values* only (credential formats, the environment's secrets, ``name=value`` in text),
+        leaving every key and the JSON inside strings as they are: for a run's own data (inputs, state,
+        outputs), whose field names are the flow's and whose shape the reader relies on."""
+        if isinstance(value, dict):
+            return {k: self.values(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.values(v) for v in value]
+        if isinstance(value, str):
+            return redact_text(value, self._values)
         return value
 
     def _under(self, key: Any, value: Any) -> Any:

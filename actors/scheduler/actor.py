@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,7 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from actors.flow.logic import FlowError
 from actors.flow.plan import Plan, PlanStore
 from actors.flow.router import Barriers, Moves, Router
-from actors.runtime.consume import Drop, consume
+from actors.runtime.consume import Drop, consume, dead_letter_to
 from actors.runtime.events import Emitter, warn_if_unserved
 from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
@@ -47,7 +46,7 @@ from bus import (
     subjects,
     topology,
 )
-from configs import START, InputError, Settings, closest, initial_state
+from configs import START, InputError, Settings, closest, initial_state, parse_payload
 
 log = structlog.get_logger(__name__)
 
@@ -128,11 +127,19 @@ class Scheduler:
         ctl = await self._pull(subjects.CTL_ALL, CTL_DURABLE, topology.CTL)
         await self._recover()
         ready()
-        common = {"max_concurrency": 32, "ack_wait_s": self._settings.ack_wait_s, "stopping": self._stopping}
+        common = {
+            "max_concurrency": 32,
+            "ack_wait_s": self._settings.ack_wait_s,
+            "stopping": self._stopping,
+            "max_deliver": self._settings.max_deliver,
+        }
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(consume(triggers, self._handle_trigger, name=TRIGGER_DURABLE, **common))  # type: ignore[arg-type]
-                tg.create_task(consume(ctl, self._handle_ctl, name=CTL_DURABLE, **common))  # type: ignore[arg-type]
+                tg.create_task(
+                    consume(triggers, self._handle_trigger, name=TRIGGER_DURABLE, on_give_up=self._give_up, **common)  # type: ignore[arg-type]
+                )
+                ctl_dead = dead_letter_to(self._bus, CTL_DURABLE)
+                tg.create_task(consume(ctl, self._handle_ctl, name=CTL_DURABLE, on_give_up=ctl_dead, **common))  # type: ignore[arg-type]
         finally:
             for timer in self._timers.values():
                 timer.cancel()
@@ -200,6 +207,23 @@ class Scheduler:
         assigned = Assigned(digest=key, run_id=answer.run_id, status=answer.status, error=answer.error)
         await self._bus.send(subjects.SYS_ASSIGNED, assigned)
 
+    async def _give_up(self, msg: Msg, error: str) -> None:
+        """A trigger no delivery got through: reject its run (once: ``run.rejected``) and keep it as a dead letter."""
+        meta = msg.metadata
+        run_id = make_run_id(meta.timestamp.timestamp(), meta.sequence.stream, self._stream_salt)
+        await dead_letter_to(self._bus, TRIGGER_DURABLE)(msg, error)
+        problem = f"the trigger could not be handled: {error}"
+        existing = await self._runs.get(run_id)
+        if existing is None:
+            answer = await self._reject(run_id, msg.subject.split(".")[-1], None, problem)
+        else:  # created, then its launch kept failing: the run fails (once) instead
+            await self._finish(run_id, "failed", error=problem)
+            answer = _answer(await self._runs.get(run_id) or existing)
+        assigned = Assigned(
+            digest=digest(msg.subject, msg.data), run_id=run_id, status=answer.status, error=answer.error
+        )
+        await self._bus.send(subjects.SYS_ASSIGNED, assigned)
+
     async def _start_run(
         self, run_id: str, subject: str, data: bytes, origin: dict[str, str] | None = None
     ) -> RunAnswer:
@@ -225,12 +249,11 @@ class Scheduler:
             )
         else:
             try:
-                inputs = json.loads(data or b"{}")
+                # Size, encoding, nesting and number length are checked on the bytes, before parsing.
+                inputs = parse_payload(data)
                 if not isinstance(inputs, dict):
                     raise InputError([f"inputs must be a JSON object, got {type(inputs).__name__}"])
                 state = initial_state(plan.spec, inputs)
-            except json.JSONDecodeError as exc:
-                problem = f"inputs are not valid JSON: {exc}"
             except InputError as exc:
                 problem = str(exc)
         if problem is not None or plan is None:

@@ -48,11 +48,12 @@ from actors.flow.node_exec import (
 from actors.flow.plan import Plan, PlanStore
 from actors.flow.policy import budget_of, gave_up, retry_policy
 from actors.flow.router import Barriers, Moves, Router
-from actors.runtime.consume import Drop, InFlight, Retry, consume
+from actors.runtime.consume import Drop, InFlight, Retry, consume, dead_letter_to
 from actors.runtime.events import Emitter, warn_if_unserved
 from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
 from actors.runtime.runs import RunRecord, RunStore, StepRecord
+from actors.worker.journal import KVToolJournal
 from actors.worker.memory_client import MemoryClient
 from actors.worker.tool_host import RemoteToolClient, ToolHost
 from bus import (
@@ -121,6 +122,7 @@ class NodeWorker:
         self._serving: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._tool_host = ToolHost(bus, actor_id, self._tool_context) if serve_tools else None
+        self._journal = KVToolJournal(bus.kv(topology.JOURNAL))
 
     def serves(self) -> list[str]:
         """The nodes this worker consumes, as ``flow.node``."""
@@ -206,6 +208,10 @@ class NodeWorker:
                     stopping=self._stopping,
                     name=node.durable,
                     in_flight=self.in_flight,
+                    # The handler fails the node itself at `max_deliver`; the runtime's bound only
+                    # catches a failure path that fails too (dead letter, then term).
+                    max_deliver=self._settings.max_deliver + 2,
+                    on_give_up=dead_letter_to(self._bus, node.durable),
                 )
             )
             self._served.add(f"{plan.flow}.{node.id}")
@@ -444,6 +450,7 @@ class NodeWorker:
             remote_tools=self._remote_tools,
             on_event=on_event,
             on_retry=on_retry,
+            journal=self._journal,
         )
 
     async def _after_failure(

@@ -33,10 +33,16 @@ class ErrorReply:
     type: str
     code: str | None = None
     retry_after_s: int | None = None
+    # More response headers, e.g. (("retry-after-ms", "300"),) or an HTTP-date Retry-After.
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def rate_limited(cls, retry_after_s: int = 1) -> Self:
         return cls(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded", retry_after_s)
+
+    @classmethod
+    def unavailable(cls, *headers: tuple[str, str]) -> Self:
+        return cls(503, "The server is overloaded or not ready yet.", "server_error", None, None, headers)
 
     @classmethod
     def server_error(cls) -> Self:
@@ -62,11 +68,12 @@ Scripted = str | ErrorReply | ToolCallsReply
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request the fake received: path, headers (lower-cased names) and the JSON body."""
+    """One request the fake received: path, headers (lower-cased names), the JSON body and when it arrived."""
 
     path: str
     headers: Mapping[str, str]
     body: Mapping[str, Any]
+    at: float = field(default_factory=time.time)
 
     @property
     def model(self) -> str:
@@ -291,6 +298,7 @@ def _handler_class(state: _State, chunk_chars: int) -> type[BaseHTTPRequestHandl
             answer, number = state.take(RecordedRequest(path=path, headers=headers, body=body))
             if isinstance(answer, ErrorReply):
                 extra = {"Retry-After": str(answer.retry_after_s)} if answer.retry_after_s is not None else {}
+                extra.update(answer.headers)
                 self._send_json(answer.status, answer.body(), extra)
                 return
             model = str(body.get("model", ""))
