@@ -13,6 +13,8 @@
 | ca_registry   | live actors, written by the registry     | values expire after 60 s unrenewed|
 | ca_expected   | actors an operator expects               |                                   |
 | ca_budgets    | LLM spend per run and per flow per day   | compare-and-swap reservations     |
+| ca_journal    | replies of provider and tool calls, by   | 24 h, at most 256 MiB: a step's   |
+|               | step and call (pay once on redelivery)   | next delivery reuses them         |
 
 The trigger stream does not acknowledge publishes (``no_ack``), so a NATS *request* to
 ``ca.trigger.<flow>`` is answered by the scheduler with the run id, not by JetStream with a PubAck.
@@ -38,6 +40,8 @@ JOINS = "ca_joins"
 REGISTRY = "ca_registry"
 BUDGETS = "ca_budgets"
 EXPECTED = "ca_expected"
+JOURNAL = "ca_journal"
+JOURNAL_MAX_BYTES = 256 << 20
 # A registry entry not renewed by a heartbeat for this long disappears, even with no registry running.
 REGISTRY_TTL_S = 60.0
 
@@ -110,10 +114,12 @@ async def ensure_topology(js: JetStreamContext, *, dedup_window_s: float) -> dic
         (REGISTRY, REGISTRY_TTL_S),
         (EXPECTED, None),
         (BUDGETS, 2 * 24 * 3600.0),
+        (JOURNAL, 24 * 3600.0),
     ):
         try:
             buckets[name] = await js.key_value(name)
         except NotFoundError:
-            cfg = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, ttl=ttl)
+            limit = JOURNAL_MAX_BYTES if name == JOURNAL else None
+            cfg = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, ttl=ttl, max_bytes=limit)
             buckets[name] = await js.create_key_value(cfg)
     return buckets

@@ -18,6 +18,7 @@ from typing import Any
 
 from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
 from actors.flow.policy import budget_of
+from actors.runtime.journal import Journal, journal_key
 from actors.tools import Tool, ToolContext, ToolError, get_tool, openai_tool_spec, run_tool
 from bus import ToolCalledData, ToolFinishedData
 from configs import (
@@ -160,6 +161,8 @@ class NodePorts:
     remote_tools: RemoteTools | None = None
     on_event: EventCallback | None = None
     on_retry: RetryCallback | None = None
+    # Tool results by step and call: a step run again (its worker died) reuses what its tools returned.
+    journal: Journal | None = None
 
 
 async def run_llm_node(
@@ -200,7 +203,7 @@ async def run_llm_node(
             messages.append(ChatMessage(role="assistant", content=reply.content, tool_calls=reply.tool_calls))
             for call in reply.tool_calls:
                 calls_made += 1
-                result = await _call_tool(node, tools, call, ports)
+                result = await _call_tool(node, tools, call, ports, at, calls_made)
                 content = json.dumps(result, ensure_ascii=False, default=str)
                 messages.append(ChatMessage(role="tool", content=content, tool_call_id=call.id, name=call.name))
             if calls_made >= max_calls:
@@ -336,16 +339,23 @@ def node_tools(node: NodeSpec) -> dict[str, NodeTool]:
     return found
 
 
-async def _call_tool(node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCall, ports: NodePorts) -> Any:
+async def _call_tool(
+    node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCall, ports: NodePorts, step: StepContext, seq: int
+) -> Any:
     on_event, remote = ports.on_event, ports.remote_tools
     if on_event is not None:
         await on_event(ToolCalledData(tool=call.name, arguments=call.arguments, call_id=call.id))
     started = time.perf_counter()
     entry = tools.get(call.name)
+    journal = ports.journal if step.run_id and step.step_id else None
+    key = journal_key("tool", step.run_id, step.step_id, seq, call.name, call.arguments)
+    kept = await journal.get(key) if journal is not None else None
     try:
         if entry is None:
             raise ToolError(f"the model asked for tool {call.name!r}, which node '{node.id}' does not have")
-        if entry.actor is None:
+        if kept is not None:  # this step ran before and the call completed: its effect is not repeated
+            result = json.loads(kept)
+        elif entry.actor is None:
             result = await run_tool(entry.tool, call.arguments, ports.tool_context or default_tool_context())
         elif remote is None:
             raise ToolError(f"tool {call.name} runs on actor {entry.actor!r}, which needs the bus engine")
@@ -355,6 +365,8 @@ async def _call_tool(node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCa
     except ToolError as exc:
         error = str(exc)
         result = {"error": error}
+    if error is None and kept is None and journal is not None:
+        await journal.put(key, json.dumps(result, ensure_ascii=False, default=str).encode())
     took = round((time.perf_counter() - started) * 1000, 3)
     if on_event is not None:
         finished = ToolFinishedData(

@@ -47,8 +47,9 @@ from actors.flow.node_exec import (
 from actors.flow.plan import Plan, PlanStore
 from actors.flow.policy import budget_of, gave_up, retry_policy
 from actors.flow.router import Barriers, Moves, Router
-from actors.runtime.consume import Drop, InFlight, Retry, consume
+from actors.runtime.consume import Abandon, Drop, InFlight, Retry, consume
 from actors.runtime.events import Emitter, warn_if_unserved
+from actors.runtime.journal import Journal
 from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
 from actors.runtime.runs import RunRecord, RunStore, StepRecord
@@ -113,6 +114,7 @@ class NodeWorker:
         )
         self.in_flight = InFlight()
         self._served: set[str] = set()
+        self._journal = Journal(bus.kv(topology.JOURNAL))
         self._runs = RunStore(bus.kv(topology.RUNS))
         self._plans = PlanStore(bus.kv(topology.PLANS))
         self._events = Emitter(bus, actor_id)
@@ -219,7 +221,7 @@ class NodeWorker:
         delivery = msg.metadata.num_delivered or 1
         try:
             await self._step(item, delivery)
-        except (Retry, Drop, asyncio.CancelledError):
+        except (Retry, Drop, Abandon, asyncio.CancelledError):
             raise
         except Exception as exc:
             if delivery < self._settings.max_deliver:
@@ -251,7 +253,9 @@ class NodeWorker:
             except NodeFailed as exc:
                 await self._fail(plan, item, started, str(exc))
                 return
-            mine = self._step_record(item, "succeeded", started, attempts=outcome.attempts, outputs=outcome.outputs)
+            mine = self._step_record(
+                item, "succeeded", started, attempts=outcome.attempts, outputs=outcome.outputs, delivery=delivery
+            )
             try:
                 # Memory before the step counts as done: a step is never failed after its successors
                 # went out; a redelivery rewrites the same record (its id comes from the step id).
@@ -263,6 +267,10 @@ class NodeWorker:
             if step is None:  # the run ended meanwhile (cancelled, timed out): the outputs count for nothing
                 await self._step_event(item, NodeDiscardedData(duration_ms=round(mine.duration_ms, 3)), dedup=step_id)
                 return
+            if step.delivery > delivery:
+                # We were frozen or cut off past AckWait and a later delivery ran and recorded the step:
+                # it owns the message and publishes what follows; we publish nothing.
+                raise Abandon(f"step {step_id} was recorded by delivery {step.delivery}; this was delivery {delivery}")
         elif step.status == "failed":  # a redelivery after a crash mid-failure: finish the failure path
             await self._fail(plan, item, step.started_at, step.error or "failed")
             return
@@ -441,6 +449,7 @@ class NodeWorker:
             remote_tools=self._remote_tools,
             on_event=on_event,
             on_retry=on_retry,
+            journal=self._journal,
         )
 
     async def _after_failure(
