@@ -13,6 +13,7 @@
 | ca_registry   | live actors, written by the registry     | values expire after 60 s unrenewed|
 | ca_expected   | actors an operator expects               |                                   |
 | ca_budgets    | LLM spend per run and per flow per day   | compare-and-swap reservations     |
+| ca_triggers   | idempotency key of a trigger → its run   | 24 h                              |
 | ca_journal    | replies of provider and tool calls, by   | 24 h, at most 256 MiB: a step's   |
 |               | step and call (pay once on redelivery)   | next delivery reuses them         |
 
@@ -41,6 +42,9 @@ REGISTRY = "ca_registry"
 BUDGETS = "ca_budgets"
 EXPECTED = "ca_expected"
 JOURNAL = "ca_journal"
+TRIGGER_KEYS = "ca_triggers"
+# A trigger's idempotency key (its ``Nats-Msg-Id``) starts at most one run for this long.
+IDEMPOTENCY_S = 24 * 3600.0
 JOURNAL_MAX_BYTES = 256 << 20
 # A registry entry not renewed by a heartbeat for this long disappears, even with no registry running.
 REGISTRY_TTL_S = 60.0
@@ -58,6 +62,7 @@ def stream_configs(dedup_window_s: float) -> list[StreamConfig]:
             storage=StorageType.FILE,
             no_ack=True,
             max_age=_WEEK_S,
+            duplicate_window=IDEMPOTENCY_S,
         ),
         StreamConfig(
             name=WORK,
@@ -115,6 +120,7 @@ async def ensure_topology(js: JetStreamContext, *, dedup_window_s: float) -> dic
         (EXPECTED, None),
         (BUDGETS, 2 * 24 * 3600.0),
         (JOURNAL, 24 * 3600.0),
+        (TRIGGER_KEYS, IDEMPOTENCY_S),
     ):
         try:
             buckets[name] = await js.key_value(name)
