@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -29,6 +30,9 @@ FETCH_BATCH = 32
 # A held message is heartbeaten every this fraction of its AckWait: four beats may be missed (a
 # loop busy for a moment) before JetStream hands the message to another consumer.
 HEARTBEAT_FRACTION = 0.2
+# A handler still holding its message after this long is said to be stalled (once): it may be waiting
+# on something that cannot answer, and its heartbeats keep the message from anyone else.
+STALLED_S = 300.0
 
 
 class Retry(Exception):
@@ -125,7 +129,7 @@ async def _settle(
     # nats-py's fetch may hand back more messages than asked for (replies to earlier pull requests
     # that timed out arrive late and are returned with the next batch): those wait here for a slot,
     # heartbeating so they are not redelivered meanwhile, and the handlers in flight never exceed the cap.
-    beat = asyncio.create_task(_heartbeat(msg, ack_wait_s))
+    beat = asyncio.create_task(_heartbeat(msg, ack_wait_s, name))
     try:
         async with slots:
             gauge.count += 1
@@ -159,10 +163,16 @@ async def _handle(msg: Msg, handler: Handler, name: str) -> None:
         await _quietly(msg.ack())
 
 
-async def _heartbeat(msg: Msg, ack_wait_s: float) -> None:
+async def _heartbeat(msg: Msg, ack_wait_s: float, name: str) -> None:
+    held_since = time.monotonic()
+    warned = False
     while True:
         await asyncio.sleep(max(ack_wait_s * HEARTBEAT_FRACTION, 0.05))
         await _quietly(msg.in_progress())
+        held = time.monotonic() - held_since
+        if not warned and held > STALLED_S:
+            log.warning("consume.handler_stalled", consumer=name, held_s=round(held), subject=msg.subject)
+            warned = True
 
 
 async def _quietly(op: Awaitable[None]) -> None:

@@ -189,7 +189,7 @@ class Scheduler:
         answer = await self._keyed_answer(key) if key else None
         if answer is None:
             try:
-                answer = await self._rendezvous.wait(digest(msg.subject, msg.data), timeout_s=10.0)
+                answer = await self._rendezvous.wait(key or digest(msg.subject, msg.data), timeout_s=10.0)
             except TimeoutError:
                 answer = (await self._keyed_answer(key) if key else None) or RunAnswer(
                     error="the trigger was not processed within 10s; is a scheduler consuming CA_TRIGGERS?"
@@ -234,8 +234,9 @@ class Scheduler:
                 answer = await self._start_run(run_id, msg.subject, msg.data, origin(msg.headers))
         finally:
             structlog.contextvars.unbind_contextvars("run_id")
-        key = digest(msg.subject, msg.data)
-        assigned = Assigned(digest=key, run_id=answer.run_id, status=answer.status, error=answer.error)
+        # A keyed trigger's request waits for its key: requests with other keys never take its answer.
+        pair = key or digest(msg.subject, msg.data)
+        assigned = Assigned(digest=pair, run_id=answer.run_id, status=answer.status, error=answer.error)
         await self._bus.send(subjects.SYS_ASSIGNED, assigned)
 
     async def _claim(self, key: str, run_id: str) -> str | None:

@@ -50,6 +50,7 @@ from actors.flow.router import Barriers, Moves, Router
 from actors.runtime.consume import Abandon, Drop, InFlight, Retry, consume
 from actors.runtime.events import Emitter, warn_if_unserved
 from actors.runtime.journal import Journal
+from actors.runtime.logs import FaultTally
 from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
 from actors.runtime.runs import RunRecord, RunStore, StepRecord
@@ -115,6 +116,7 @@ class NodeWorker:
         self.in_flight = InFlight()
         self._served: set[str] = set()
         self._journal = Journal(bus.kv(topology.JOURNAL))
+        self._redelivered = FaultTally("worker.redelivered")
         self._runs = RunStore(bus.kv(topology.RUNS))
         self._plans = PlanStore(bus.kv(topology.PLANS))
         self._events = Emitter(bus, actor_id)
@@ -219,6 +221,8 @@ class NodeWorker:
             raise Drop(f"unexpected {item.kind} message on {msg.subject}")
         structlog.contextvars.bind_contextvars(run_id=item.run_id, flow=item.flow, node=item.node, actor=self._id)
         delivery = msg.metadata.num_delivered or 1
+        if delivery > 1:  # its worker died, froze or was cut off, or the step asked to be retried
+            self._redelivered.add(node=item.node, delivery=delivery)
         try:
             await self._step(item, delivery)
         except (Retry, Drop, Abandon, asyncio.CancelledError):
