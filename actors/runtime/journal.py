@@ -8,14 +8,14 @@ a file, twice for a call that completed. Entries expire with the bucket's TTL (`
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 
 import structlog
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
-
-from configs.errors import BusError
 
 log = structlog.get_logger(__name__)
 
@@ -26,26 +26,41 @@ def journal_key(*parts: object) -> str:
 
 
 class Journal:
-    def __init__(self, kv: KeyValue) -> None:
+    """Reads and writes ride out a NATS outage (up to `patience_s`): a call answered while the server
+    was away is still journaled when it returns, before anyone can ask for it again."""
+
+    def __init__(self, kv: KeyValue, *, patience_s: float = 30.0) -> None:
         self._kv = kv
+        self._patience_s = patience_s
 
     async def get(self, key: str) -> bytes | None:
         """What the call under `key` returned, or None when it has not completed (or expired)."""
-        try:
-            entry = await self._kv.get(key)
-        except KeyNotFoundError:
-            return None
-        except Exception as exc:  # noqa: BLE001 - a journal we cannot read only costs a repeated call
-            log.warning("journal.read_failed", error=str(exc))
-            return None
-        return entry.value or None
+        deadline = time.monotonic() + self._patience_s
+        while True:
+            try:
+                entry = await self._kv.get(key)
+            except KeyNotFoundError:
+                return None
+            except Exception as exc:  # noqa: BLE001 - NATS away: wait for it, then give up (a repeated call)
+                if time.monotonic() >= deadline:
+                    log.warning("journal.read_failed", error=str(exc))
+                    return None
+                await asyncio.sleep(0.5)
+                continue
+            return entry.value or None
 
     async def put(self, key: str, value: bytes) -> None:
         """Keep what the call under `key` returned (a failure costs a repeat on redelivery, nothing else)."""
-        try:
-            await self._kv.put(key, value)
-        except (BusError, Exception) as exc:  # noqa: BLE001 - as above
-            log.warning("journal.write_failed", error=str(exc))
+        deadline = time.monotonic() + self._patience_s
+        while True:
+            try:
+                await self._kv.put(key, value)
+                return
+            except Exception as exc:  # noqa: BLE001 - as above
+                if time.monotonic() >= deadline:
+                    log.warning("journal.write_failed", error=str(exc))
+                    return
+                await asyncio.sleep(0.5)
 
     async def size(self) -> tuple[int, int]:
         """Entries and bytes the journal holds now."""

@@ -14,7 +14,7 @@ log = structlog.get_logger(__name__)
 # A call of a step is asked again after this long without a reply: a reply lost in a NATS outage
 # costs at most this, and asking again is free (the gateway answers it from its journal, or from
 # the call still in flight).
-RESEND_S = 10.0
+RESEND_S = 5.0
 
 
 class BusLLMClient:

@@ -114,14 +114,17 @@ class Stack:
 
     async def spawn(self, kind: str) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-P", "-m", "actors", "actor", kind, "--nats", self.nats.url, "--flows", str(self.flows)]
-        cmd += ["--log-format", "json", "--log-level", "error"]
+        cmd += ["--log-format", "json", "--log-level", "warning"]
         env = {
             **os.environ,
             KEY_ENV: "sk-fake",
             "CA_DATA_DIR": str(self.workdir),
             "CA_LLM_PROVIDER_CONCURRENCY": "128",
         }
-        proc = subprocess.Popen(cmd, env=env, cwd=self.workdir, stderr=subprocess.DEVNULL)  # noqa: ASYNC220
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        with (logs / f"{kind}-{len(self.procs.get(kind, []))}.jsonl").open("ab") as sink:
+            proc = subprocess.Popen(cmd, env=env, cwd=self.workdir, stderr=sink)  # noqa: ASYNC220
         self.procs.setdefault(kind, []).append(proc)
         async with asyncio.timeout(60):
             while (await self._ready.get()).pid != proc.pid:
@@ -203,9 +206,11 @@ FAULTS: dict[str, tuple[Callable[[Stack], Awaitable[None]], bool]] = {
 async def measure(fault: str, *, runs: int = 60, workers: int = 2, deadline_s: float = 240.0) -> Figures:
     """Run `runs` runs under `fault` and count what happened to them."""
     act, from_start = FAULTS[fault]
+    keep = os.environ.get("CA_FAULTS_KEEP")  # a folder: keep each fault's actor logs there
     with tempfile.TemporaryDirectory(prefix="ca-faults-") as tmp, FakeOpenAI(latency_s=1.0) as fake:
         fake.default_content = json.dumps({"a": "x", "b": "y", "c": "z"})
-        workdir = Path(tmp)
+        workdir = Path(keep) / fault if keep else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         flows = workdir / "chain3.yaml"
         flows.write_text(FLOW.format(api_base=fake.api_base, key_env=KEY_ENV))
         stack = Stack(workdir, flows)
