@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install up test test-fast chaos lint typecheck check bench clean
+.PHONY: install up test test-fast chaos chaos-faults lint typecheck check bench clean
 
 install: $(STAMP)
 
@@ -48,6 +48,11 @@ check: lint typecheck test
 
 bench: install
 	$(BIN)/ca-actors bench
+
+# Faults hitting work in flight (worker kills and stalls, NATS restarts, control-plane kills), with
+# recovery times and repeated provider calls: the figures of docs/recovery.md.
+chaos-faults: install
+	$(BIN)/python -m tests.chaos.faults
 
 clean:
 	rm -rf $(VENV) .ca-actors .pytest_cache .mypy_cache .ruff_cache

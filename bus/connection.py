@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from enum import StrEnum
 from types import TracebackType
 from typing import Self, TypeVar
@@ -286,7 +287,15 @@ class Bus:
     async def pull_subscribe(
         self, subject: str, *, durable: str, stream: str, config: ConsumerConfig
     ) -> JetStreamContext.PullSubscription:
-        """A durable pull consumer (created or updated with `config`), unsubscribed on `close()`."""
+        """A durable pull consumer (created or updated with `config`), unsubscribed on `close()`.
+
+        nats-py binds to an existing durable as it is: its AckWait is brought up to date here, so a
+        consumer created by an older version (30 s) fails over as fast as `config` says.
+        """
+        with contextlib.suppress(NotFoundError):
+            info = await self._jetstream.consumer_info(stream, durable)
+            if config.ack_wait is not None and info.config.ack_wait != config.ack_wait:
+                await self._jetstream.add_consumer(stream, replace(info.config, ack_wait=config.ack_wait))
         sub = await self._jetstream.pull_subscribe(subject, durable=durable, stream=stream, config=config)
         self._subs.append(sub)
         return sub
@@ -306,6 +315,12 @@ class Bus:
                 await sub.unsubscribe()
 
         return Replay(subject, model, open_sub=open_sub, close_sub=close_sub)
+
+    async def consumer_ack_wait(self, stream: str, durable: str) -> float | None:
+        """The AckWait of a durable consumer, in seconds (None: the server's default)."""
+        info = await self._jetstream.consumer_info(stream, durable)
+        wait: float | None = info.config.ack_wait
+        return wait
 
     async def delete_consumer(self, stream: str, durable: str) -> bool:
         """Remove a durable consumer; False when there was none."""

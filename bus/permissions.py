@@ -167,8 +167,8 @@ def _build() -> dict[Role, Grants]:
             # Work items of a run's first nodes, run ends, run events; tells other schedulers what it took.
             publish=[subjects.WORK_ALL, subjects.CTL_ALL, events_all, subjects.SYS_ASSIGNED],
             subscribe=[subjects.TRIGGER_ALL, subjects.RUN_CMD_ALL, subjects.SYS_ASSIGNED],
-            # The only writer of plans.
-            writes=[topology.PLANS, topology.RUNS, topology.JOINS],
+            # The only writer of plans; binds trigger idempotency keys to runs.
+            writes=[topology.PLANS, topology.RUNS, topology.JOINS, topology.TRIGGER_KEYS],
             reads=_ROSTER,
             streams=[topology.TRIGGERS, topology.CTL],
             manages_topology=True,
@@ -187,7 +187,8 @@ def _build() -> dict[Role, Grants]:
             ],
             # A worker started with --serve-tools answers the tools pinned to it.
             subscribe=[subjects.TOOLS_ALL],
-            writes=[topology.RUNS, topology.JOINS],
+            # The journal: tool calls of steps, reused when a step runs again.
+            writes=[topology.RUNS, topology.JOINS, topology.JOURNAL],
             reads=[topology.PLANS, *_ROSTER],
             streams=[topology.WORK],
         ),
@@ -195,7 +196,8 @@ def _build() -> dict[Role, Grants]:
             Role.LLM_GATEWAY,
             publish=[subjects.events_of_kind("llm.*")],
             subscribe=[subjects.LLM_COMPLETE],
-            writes=[topology.BUDGETS],
+            # The journal: provider replies of steps, so a step run again pays for none twice.
+            writes=[topology.BUDGETS, topology.JOURNAL],
             # Provider settings (api_base, api_key_env) come from the published plans only.
             reads=[topology.PLANS],
         ),

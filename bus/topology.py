@@ -13,7 +13,9 @@
 | ca_registry   | live actors, written by the registry     | values expire after 60 s unrenewed|
 | ca_expected   | actors an operator expects               |                                   |
 | ca_budgets    | LLM spend per run and per flow per day   | compare-and-swap reservations     |
-| ca_journal    | tool calls of steps, reused on a re-run  | 7 days                            |
+| ca_triggers   | idempotency key of a trigger → its run   | 24 h                              |
+| ca_journal    | replies of provider and tool calls, by   | 24 h, at most 256 MiB: a step's   |
+|               | step and call (pay once on redelivery)   | next delivery reuses them         |
 
 The trigger stream does not acknowledge publishes (``no_ack``), so a NATS *request* to
 ``ca.trigger.<flow>`` is answered by the scheduler with the run id, not by JetStream with a PubAck.
@@ -42,6 +44,10 @@ REGISTRY = "ca_registry"
 BUDGETS = "ca_budgets"
 EXPECTED = "ca_expected"
 JOURNAL = "ca_journal"
+TRIGGER_KEYS = "ca_triggers"
+# A trigger's idempotency key (its ``Nats-Msg-Id``) starts at most one run for this long.
+IDEMPOTENCY_S = 24 * 3600.0
+JOURNAL_MAX_BYTES = 256 << 20
 # A registry entry not renewed by a heartbeat for this long disappears, even with no registry running.
 REGISTRY_TTL_S = 60.0
 
@@ -58,6 +64,7 @@ def stream_configs(dedup_window_s: float) -> list[StreamConfig]:
             storage=StorageType.FILE,
             no_ack=True,
             max_age=_WEEK_S,
+            duplicate_window=IDEMPOTENCY_S,
         ),
         StreamConfig(
             name=WORK,
@@ -102,7 +109,8 @@ BUCKETS: dict[str, float | None] = {
     REGISTRY: REGISTRY_TTL_S,
     EXPECTED: None,
     BUDGETS: 2 * 24 * 3600.0,
-    JOURNAL: _WEEK_S,
+    JOURNAL: 24 * 3600.0,
+    TRIGGER_KEYS: IDEMPOTENCY_S,
 }
 
 
@@ -135,7 +143,8 @@ async def ensure_topology(
         except NotFoundError:
             if not manage:
                 raise
-            cfg = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, ttl=BUCKETS[name])
+            limit = JOURNAL_MAX_BYTES if name == JOURNAL else None
+            cfg = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, ttl=BUCKETS[name], max_bytes=limit)
             kv = await js.create_key_value(cfg)
         if name in wanted:
             found[name] = kv

@@ -28,8 +28,9 @@ class Settings(BaseModel):
     nats_auth_file: Path | None = None
     data_dir: Path = Path(".ca-actors")
     # How long JetStream waits for an ack before redelivering a work item to another worker.
-    # Workers send in-progress heartbeats while a step runs, so long LLM calls are not redelivered.
-    ack_wait_s: float = Field(default=30.0, gt=0)
+    # Handlers send in-progress heartbeats every fifth of it while a step runs, so long LLM calls are
+    # not redelivered, while the work of a dead or frozen worker runs elsewhere within this time.
+    ack_wait_s: float = Field(default=5.0, gt=0)
     max_deliver: int = Field(default=10, ge=1)
     # Work items one worker process runs at once (per node subscription).
     max_concurrency: int = Field(default=16, ge=1)

@@ -309,6 +309,14 @@ def trigger(
         typer.Option("--session", help="A conversation id: the run's trace joins that MLflow session."),
     ] = None,
     source: Annotated[str, typer.Option("--source", help="What started the run (a trace tag).")] = "cli",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Idempotency key: triggers with the same key start one run (for 24 h) and all get its id. "
+            "Default: a new key, reused when the trigger is sent again after no answer.",
+        ),
+    ] = None,
 ) -> None:
     """Start a run of FLOW on a running stack (publishes the inputs to ca.trigger.FLOW)."""
     url = console.stack_url(nats, data_dir)
@@ -325,6 +333,7 @@ def trigger(
                 progress=wait and sys.stderr.isatty(),
                 source=source,
                 session=session,
+                key=key,
             ),
         )
     )

@@ -21,7 +21,7 @@ from actors.runtime import roster as registry
 from actors.runtime.follow import events, final_record
 from actors.runtime.presence import ActorInfo, DrainAnswer
 from actors.runtime.runs import RunRecord, RunStore
-from actors.scheduler.actor import SESSION_HEADER, SOURCE_HEADER
+from actors.scheduler.actor import IDEMPOTENCY_HEADER, SESSION_HEADER, SOURCE_HEADER
 from actors.scheduler.messages import RunAnswer, RunCommand, TriggerInputs
 from actors.tracking import prompt_fetcher
 from bus import (
@@ -43,6 +43,7 @@ from bus import (
     RunRejectedData,
     RunStartedData,
     ToolFinishedData,
+    new_id,
     subjects,
     topology,
 )
@@ -121,6 +122,21 @@ async def with_client(target: Settings, body: Callable[[Bus], Awaitable[T]]) -> 
         return await body(bus)
 
 
+async def request_run(
+    bus: Bus, subject: str, inputs: TriggerInputs, headers: dict[str, str], *, tries: int = 3
+) -> RunAnswer:
+    """Ask for a run, asking again under the same idempotency key while nobody answers."""
+    attempt = 1
+    while True:
+        try:
+            return await bus.request(subject, inputs, RunAnswer, timeout_s=15, headers=headers)
+        except (NoResponderError, RequestTimeoutError):
+            if attempt >= tries:
+                raise
+        await asyncio.sleep(0.5 * attempt)
+        attempt += 1
+
+
 async def trigger_and_wait(
     bus: Bus,
     flow: str,
@@ -131,16 +147,23 @@ async def trigger_and_wait(
     progress: bool,
     source: str = "cli",
     session: str | None = None,
+    key: str | None = None,
 ) -> dict[str, Any] | None:
-    """Start a run by request; with `wait`, follow its events and return its result."""
+    """Start a run by request; with `wait`, follow its events and return its result.
+
+    The trigger carries an idempotency key (`key`, else a new one): a request that went unanswered
+    (a NATS restart, a scheduler starting) is sent again with it, and starts no second run.
+    """
     try:
         subject = subjects.trigger(flow)
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         return None
-    headers = {SOURCE_HEADER: source, **({SESSION_HEADER: session} if session else {})}
+    headers = {SOURCE_HEADER: source, IDEMPOTENCY_HEADER: key or new_id()}
+    if session:
+        headers[SESSION_HEADER] = session
     try:
-        answer = await bus.request(subject, TriggerInputs(inputs), RunAnswer, timeout_s=15, headers=headers)
+        answer = await request_run(bus, subject, TriggerInputs(inputs), headers)
     except (NoResponderError, RequestTimeoutError):
         typer.echo("no scheduler answered: is the stack running (`ca-actors up`)?", err=True)
         return None

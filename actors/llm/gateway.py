@@ -2,6 +2,10 @@
 
 The only actor that holds provider keys (read from the environment by name) and imports litellm.
 Several gateways may run: NATS spreads requests over the queue group.
+
+Pay once: a call of a step is journaled under its call key (run, step, call number, what was asked)
+before it is answered. A request whose call completed is answered from the journal; one whose call
+is still in flight here (the worker sent it again after a lost reply) waits for that call.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from actors.llm.backend import LLMBackend
 from actors.llm.budget import Budgets
 from actors.llm.endpoints import EndpointPolicy
 from actors.runtime.events import redact_event
+from actors.runtime.journal import Journal, journal_key
 from actors.runtime.presence import Load
 from actors.runtime.redact import Redactor
 from bus import Bus, Event, LLMCalledData, LLMFinishedData, new_id, subjects, topology
@@ -42,6 +47,8 @@ class LLMGateway:
         self._endpoints = endpoints or EndpointPolicy(bus.kv(topology.PLANS))
         self._max = max_concurrency
         self._budgets = Budgets(bus.kv(topology.BUDGETS))
+        self._journal = Journal(bus.kv(topology.JOURNAL))
+        self._calls: dict[str, asyncio.Future[LLMReply]] = {}  # keyed calls in flight here
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -118,29 +125,67 @@ class LLMGateway:
         except ValueError as exc:
             reply = LLMReply(error=f"bad LLM request: {exc}", error_kind="permanent")
         else:
-            call = new_id()  # pairs this call's two events
-            messages = [_clipped(m.model_dump(mode="json", exclude_none=True)) for m in request.messages]
-            called = LLMCalledData(call=call, model=request.model, attempt=request.attempt, messages=messages)
-            await self._event(request, called)
-            reply = await self._complete_within_budget(request)
-            finished = LLMFinishedData(
-                call=call,
-                model=reply.model or request.model,
-                ok=reply.ok,
-                tokens_in=reply.usage.prompt_tokens,
-                tokens_out=reply.usage.completion_tokens,
-                cost_usd=reply.cost_usd,
-                latency_ms=round(reply.latency_ms, 3),
-                cache_hit=reply.cache_hit,
-                tool_calls=[c.name for c in reply.tool_calls],
-                content=_clip(reply.content),
-                error=reply.error,
-            )
-            await self._event(request, finished)
+            reply = await self._call_once(request)
         try:
             await self._bus.respond(msg, reply)
         except Exception as exc:  # noqa: BLE001 - the requester gave up; nothing to answer
             log.warning("llm_gateway.respond_failed", error=str(exc))
+
+    async def _call_once(self, request: LLMRequest) -> LLMReply:
+        """The reply to `request`: journaled if its call completed before, else the provider's (journaled)."""
+        key = call_key(request)
+        if key is None:
+            return await self._call(request)
+        running = self._calls.get(key)
+        if running is not None:  # sent again while we are still asking the provider
+            return await asyncio.shield(running)
+        kept = await self._journal.get(key)
+        if kept is not None:
+            log.info("llm_gateway.journaled", run_id=request.run_id, node=request.node, step_id=request.step_id)
+            return LLMReply.model_validate_json(kept).model_copy(update={"cost_usd": 0.0, "cache_hit": True})
+        future: asyncio.Future[LLMReply] = asyncio.get_running_loop().create_future()
+        self._calls[key] = future
+        try:
+            reply = await self._call(request)
+            if reply.ok:
+                await self._journal.put(key, reply.model_dump_json().encode())
+            future.set_result(reply)
+            return reply
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters (if any) see it, nobody else must
+            raise
+        finally:
+            del self._calls[key]
+
+    async def _call(self, request: LLMRequest) -> LLMReply:
+        call = new_id()  # pairs this call's two events
+        messages = [_clipped(m.model_dump(mode="json", exclude_none=True)) for m in request.messages]
+        called = LLMCalledData(call=call, model=request.model, attempt=request.attempt, messages=messages)
+        await self._event(request, called)
+        reply = await self._complete_within_budget(request)
+        finished = LLMFinishedData(
+            call=call,
+            model=reply.model or request.model,
+            ok=reply.ok,
+            tokens_in=reply.usage.prompt_tokens,
+            tokens_out=reply.usage.completion_tokens,
+            cost_usd=reply.cost_usd,
+            latency_ms=round(reply.latency_ms, 3),
+            cache_hit=reply.cache_hit,
+            tool_calls=[c.name for c in reply.tool_calls],
+            content=_clip(reply.content),
+            error=reply.error,
+        )
+        await self._event(request, finished)
+        return reply
+
+
+def call_key(request: LLMRequest) -> str | None:
+    """The journal key of a call made by a step: its run, step, turn and what it asks; None outside a run."""
+    if not request.run_id or not request.step_id:
+        return None
+    return journal_key("llm", request.run_id, request.step_id, request.attempt, request.cache_key())
 
 
 # Text kept per message in events: a long prompt must not push an event past NATS's payload limit.

@@ -118,5 +118,8 @@ class Registry:
                 await self._announce(f"actor.{new}", info)
 
     async def _announce(self, kind: str, info: ActorInfo) -> None:
-        log.info("registry." + kind.split(".")[-1], actor=info.id, kind=info.kind, host=info.host)
+        verdict = kind.split(".")[-1]
+        # An actor that stops beating is a fault an operator wants to see: one warning per verdict.
+        say = log.warning if verdict in ("stale", "dead") else log.info
+        say("registry." + verdict, actor=info.id, kind=info.kind, host=info.host, load=info.load.in_flight)
         await self._bus.send(subjects.registry_event(kind), info)

@@ -5,7 +5,7 @@ Consuming JetStream work, events, logs, presence and the roster, compare-and-swa
 
 from actors.runtime.actor import Actor, ActorHost, ActorStatus, first
 from actors.runtime.cas import compare_and_swap
-from actors.runtime.consume import Drop, InFlight, Retry, consume
+from actors.runtime.consume import Abandon, Drop, InFlight, Retry, consume
 from actors.runtime.events import Emitter, warn_if_unserved
 from actors.runtime.follow import events, final_record, stored_events
 from actors.runtime.logs import LogFormat, configure_logging, publish_run_logs
@@ -16,6 +16,7 @@ from actors.runtime.runs import FINAL_STATUSES, RunRecord, RunStore, StepRecord
 
 __all__ = [
     "FINAL_STATUSES",
+    "Abandon",
     "Actor",
     "ActorHost",
     "ActorInfo",

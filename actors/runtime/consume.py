@@ -1,23 +1,26 @@
 """Run a handler over a JetStream pull subscription with bounded concurrency.
 
 A handler settles its message by returning (ack), raising `Retry` (nak with a delay: redelivered
-later, maybe to another worker) or raising `Drop` (term: never redelivered). Any other exception
+later, maybe to another worker), raising `Drop` (term: never redelivered) or raising `Abandon` (a
+later delivery owns the message: leave it alone). Any other exception
 naks with an exponential back-off, and only `max_deliver` times: a message no handler can get through
 (a poison message, a bug) is then given up — handed to `on_give_up` (a rejection, a dead letter) and
 terminated — instead of coming back for ever with a traceback each time (the traceback is logged on
 the first and the last delivery, one line in between). While a handler runs, the message gets
 in-progress heartbeats, so a long LLM call is not mistaken for a crashed worker; a worker that really
-dies stops heartbeating and JetStream redelivers its work after ``ack_wait``.
+dies or freezes stops heartbeating and JetStream redelivers its work after ``ack_wait``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
 from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
@@ -31,6 +34,12 @@ GiveUp = Callable[[Msg, str], Awaitable[None]]
 
 # Most messages asked for in one pull request.
 FETCH_BATCH = 32
+# A held message is heartbeaten every this fraction of its AckWait: four beats may be missed (a
+# loop busy for a moment) before JetStream hands the message to another consumer.
+HEARTBEAT_FRACTION = 0.2
+# A handler still holding its message after this long is said to be stalled (once): it may be waiting
+# on something that cannot answer, and its heartbeats keep the message from anyone else.
+STALLED_S = 300.0
 
 
 class Retry(Exception):
@@ -48,6 +57,11 @@ class Retry(Exception):
 
 class Drop(Exception):
     """Terminate the message: it can never succeed, do not redeliver it (outside the error tree, as `Retry`)."""
+
+
+class Abandon(Exception):
+    """Leave the message alone: a later delivery of it (to another worker) owns it now, so this one
+    neither acks nor naks it (outside the error tree, as `Retry`)."""
 
 
 class InFlight:
@@ -72,26 +86,27 @@ async def consume(
     """Fetch and handle messages until `stopping` is set, then wait for handlers in flight.
 
     At most `max_concurrency` handlers run at once: a fetch asks for no more messages than there are
-    free slots (and at most `FETCH_BATCH`), so the rest stay on the server for other workers.
+    free slots (and at most `FETCH_BATCH`), so the rest stay on the server for other workers; a
+    message fetched beyond the cap waits for a slot.
     A handler that fails (other than by `Retry`/`Drop`) on the `max_deliver`-th delivery of a message
     gives the message up: `on_give_up(msg, error)`, then term.
     """
-    free = max_concurrency
+    held = 0  # messages fetched and not settled yet: at most `max_concurrency` (see `_fetch`)
+    slots = asyncio.Semaphore(max_concurrency)
     slot_freed = asyncio.Event()
     inflight: set[asyncio.Task[None]] = set()
-
     gauge = in_flight or InFlight()
 
     def release(task: asyncio.Task[None]) -> None:
-        nonlocal free
+        nonlocal held
         inflight.discard(task)
-        free += 1
-        gauge.count -= 1
+        held -= 1
         slot_freed.set()
 
     try:
         while not stopping.is_set():
-            if free == 0:
+            free = max_concurrency - held
+            if free <= 0:
                 slot_freed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(slot_freed.wait(), timeout=0.5)
@@ -100,15 +115,18 @@ async def consume(
                 msgs = await sub.fetch(min(free, FETCH_BATCH), timeout=0.5)
             except (NatsTimeoutError, TimeoutError):
                 continue
+            except ConnectionClosedError:
+                if not stopping.is_set():
+                    log.warning("consume.connection_closed", consumer=name)
+                break  # closed for good (a reconnect in progress raises other errors)
             except Exception as exc:  # noqa: BLE001 - e.g. a reconnect in progress: try again
                 if not stopping.is_set():
                     log.warning("consume.fetch_failed", consumer=name, error=str(exc))
                     await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
-                free -= 1
-                gauge.count += 1
-                task = asyncio.create_task(_settle(msg, handler, ack_wait_s, name, max_deliver, on_give_up))
+                held += 1
+                task = asyncio.create_task(_settle(msg, handler, ack_wait_s, name, slots, gauge, (max_deliver, on_give_up)))
                 inflight.add(task)
                 task.add_done_callback(release)
     finally:
@@ -117,9 +135,32 @@ async def consume(
 
 
 async def _settle(
-    msg: Msg, handler: Handler, ack_wait_s: float, name: str, max_deliver: int, on_give_up: GiveUp | None
+    msg: Msg,
+    handler: Handler,
+    ack_wait_s: float,
+    name: str,
+    slots: asyncio.Semaphore,
+    gauge: InFlight,
+    giving_up: tuple[int, GiveUp | None],
 ) -> None:
-    beat = asyncio.create_task(_heartbeat(msg, ack_wait_s))
+    # nats-py's fetch may hand back more messages than asked for (replies to earlier pull requests
+    # that timed out arrive late and are returned with the next batch): those wait here for a slot,
+    # heartbeating so they are not redelivered meanwhile, and the handlers in flight never exceed the cap.
+    beat = asyncio.create_task(_heartbeat(msg, ack_wait_s, name))
+    try:
+        async with slots:
+            gauge.count += 1
+            try:
+                await _handle(msg, handler, name, *giving_up)
+            finally:
+                gauge.count -= 1
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+
+
+async def _handle(msg: Msg, handler: Handler, name: str, max_deliver: int, on_give_up: GiveUp | None) -> None:
     try:
         await handler(msg)
     except Retry as r:
@@ -128,16 +169,14 @@ async def _settle(
     except Drop as d:
         log.warning("consume.drop", consumer=name, reason=str(d))
         await _quietly(msg.term())
+    except Abandon as a:
+        log.warning("consume.abandoned", consumer=name, reason=str(a))
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - any other failure: retried with back-off, then given up
         await _failed(msg, exc, name, max_deliver, on_give_up)
     else:
         await _quietly(msg.ack())
-    finally:
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
 
 
 def deliveries(msg: Msg) -> int:
@@ -174,10 +213,16 @@ async def _failed(msg: Msg, exc: Exception, name: str, max_deliver: int, on_give
     await _quietly(msg.term())
 
 
-async def _heartbeat(msg: Msg, ack_wait_s: float) -> None:
+async def _heartbeat(msg: Msg, ack_wait_s: float, name: str) -> None:
+    held_since = time.monotonic()
+    warned = False
     while True:
-        await asyncio.sleep(max(ack_wait_s / 3, 0.05))
+        await asyncio.sleep(max(ack_wait_s * HEARTBEAT_FRACTION, 0.05))
         await _quietly(msg.in_progress())
+        held = time.monotonic() - held_since
+        if not warned and held > STALLED_S:
+            log.warning("consume.handler_stalled", consumer=name, held_s=round(held), subject=msg.subject)
+            warned = True
 
 
 async def _quietly(op: Awaitable[None]) -> None:

@@ -13,6 +13,7 @@ import contextvars
 import json
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any, Literal
 
@@ -149,3 +150,26 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))
+
+
+class FaultTally:
+    """One warning for a burst of the same fault (work redelivered, say), not one per message.
+
+    The first occurrence warns at once; later ones within `every_s` are counted and reported with
+    the next warning.
+    """
+
+    def __init__(self, event: str, *, every_s: float = 10.0) -> None:
+        self._event = event
+        self._every_s = every_s
+        self._last = -float("inf")
+        self._unreported = 0
+
+    def add(self, **fields: Any) -> None:
+        self._unreported += 1
+        now = time.monotonic()
+        if now - self._last < self._every_s:
+            return
+        structlog.get_logger(__name__).warning(self._event, count=self._unreported, within_s=self._every_s, **fields)
+        self._last = now
+        self._unreported = 0

@@ -37,6 +37,9 @@ class StepRecord(BaseModel):
     error: str | None = None
     outputs: dict[str, Any] = Field(default_factory=dict)
     worker: str = ""
+    # Which delivery of the work item ran it: a worker that wakes up holding an earlier delivery of
+    # a step a later one recorded publishes nothing for it.
+    delivery: int = 1
 
 
 class RunRecord(BaseModel):

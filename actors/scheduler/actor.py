@@ -23,12 +23,14 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from actors.flow.logic import FlowError
 from actors.flow.plan import Plan, PlanStore
 from actors.flow.router import Barriers, Moves, Router
 from actors.runtime.consume import Drop, consume, dead_letter_to
 from actors.runtime.events import Emitter, warn_if_unserved
+from actors.runtime.journal import journal_key
 from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
 from actors.runtime.runs import FINAL_STATUSES, RunRecord, RunStore
@@ -55,6 +57,9 @@ TRIGGER_DURABLE = "scheduler-triggers"
 # Headers a trigger may carry: what sent it (cli, webhook, telegram, …) and its conversation, if any.
 SOURCE_HEADER = "Ca-Source"
 SESSION_HEADER = "Ca-Session"
+# A trigger with this header starts at most one run per key (for `topology.IDEMPOTENCY_S`), and every
+# request with the key is answered with that run; the stream drops stored copies by it too.
+IDEMPOTENCY_HEADER = "Nats-Msg-Id"
 CTL_DURABLE = "scheduler-ctl"
 # The event that announces each final status but `rejected` (which has its own, `run.rejected`).
 _END_DATA: dict[str, type[RunFinishedData | RunFailedData | RunCancelledData]] = {
@@ -77,6 +82,12 @@ def make_run_id(stored_at: float, stream_seq: int, stream_salt: str) -> str:
     bits = int.from_bytes(hashlib.sha256(f"{stream_salt}:{stream_seq}".encode()).digest()[:5], "big")
     tail = "".join(_CROCKFORD[(bits >> shift) & 31] for shift in range(35, -1, -5))
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(stored_at)) + f"-{tail}"
+
+
+def idempotency_key(headers: dict[str, str] | None) -> str | None:
+    """The bucket key for a trigger's idempotency key (hashed: a key may hold any character), if it has one."""
+    value = (headers or {}).get(IDEMPOTENCY_HEADER)
+    return journal_key("trigger", value) if value else None
 
 
 def origin(headers: dict[str, str] | None) -> dict[str, str]:
@@ -112,6 +123,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._stream_salt = ""
+        self._keys = bus.kv(topology.TRIGGER_KEYS)
 
     async def run(self, ready: Callable[[], None]) -> None:
         """Publish plans, recover, serve until `stop()`."""
@@ -180,12 +192,32 @@ class Scheduler:
         self._spawn(self._answer_request(msg))
 
     async def _answer_request(self, msg: Msg) -> None:
-        try:
-            answer = await self._rendezvous.wait(digest(msg.subject, msg.data), timeout_s=10.0)
-        except TimeoutError:
-            answer = RunAnswer(error="the trigger was not processed within 10s; is a scheduler consuming CA_TRIGGERS?")
+        key = idempotency_key(msg.headers)
+        answer = await self._keyed_answer(key) if key else None
+        if answer is None:
+            try:
+                answer = await self._rendezvous.wait(key or digest(msg.subject, msg.data), timeout_s=10.0)
+            except TimeoutError:
+                answer = (await self._keyed_answer(key) if key else None) or RunAnswer(
+                    error="the trigger was not processed within 10s; is a scheduler consuming CA_TRIGGERS?"
+                )
         with contextlib.suppress(Exception):
             await self._bus.respond(msg, answer)
+
+    async def _keyed_answer(self, key: str) -> RunAnswer | None:
+        """The answer for the run a trigger with idempotency `key` started, if one did."""
+        run_id = await self._run_of_key(key)
+        if run_id is None:
+            return None
+        record = await self._runs.get(run_id)
+        return _answer(record) if record is not None else RunAnswer(run_id=run_id, status="running")
+
+    async def _run_of_key(self, key: str) -> str | None:
+        try:
+            entry = await self._keys.get(key)
+        except KeyNotFoundError:
+            return None
+        return entry.value.decode() if entry.value else None
 
     async def _on_assigned(self, msg: Msg) -> None:
         try:
@@ -200,11 +232,18 @@ class Scheduler:
         run_id = make_run_id(meta.timestamp.timestamp(), meta.sequence.stream, self._stream_salt)
         structlog.contextvars.bind_contextvars(run_id=run_id)
         try:
-            answer = await self._start_run(run_id, msg.subject, msg.data, origin(msg.headers))
+            key = idempotency_key(msg.headers)
+            earlier = await self._claim(key, run_id) if key else None
+            if key and earlier is not None:  # another trigger with this key started a run: that is the answer
+                log.info("run.duplicate_trigger", started=earlier)
+                answer = await self._keyed_answer(key) or RunAnswer(run_id=earlier, status="running")
+            else:
+                answer = await self._start_run(run_id, msg.subject, msg.data, origin(msg.headers))
         finally:
             structlog.contextvars.unbind_contextvars("run_id")
-        key = digest(msg.subject, msg.data)
-        assigned = Assigned(digest=key, run_id=answer.run_id, status=answer.status, error=answer.error)
+        # A keyed trigger's request waits for its key: requests with other keys never take its answer.
+        pair = key or digest(msg.subject, msg.data)
+        assigned = Assigned(digest=pair, run_id=answer.run_id, status=answer.status, error=answer.error)
         await self._bus.send(subjects.SYS_ASSIGNED, assigned)
 
     async def _give_up(self, msg: Msg, error: str) -> None:
@@ -219,10 +258,18 @@ class Scheduler:
         else:  # created, then its launch kept failing: the run fails (once) instead
             await self._finish(run_id, "failed", error=problem)
             answer = _answer(await self._runs.get(run_id) or existing)
-        assigned = Assigned(
-            digest=digest(msg.subject, msg.data), run_id=run_id, status=answer.status, error=answer.error
-        )
+        pair = idempotency_key(msg.headers) or digest(msg.subject, msg.data)
+        assigned = Assigned(digest=pair, run_id=run_id, status=answer.status, error=answer.error)
         await self._bus.send(subjects.SYS_ASSIGNED, assigned)
+
+    async def _claim(self, key: str, run_id: str) -> str | None:
+        """Bind idempotency `key` to `run_id`; the run it is bound to when that is another one."""
+        try:
+            await self._keys.create(key, run_id.encode())
+        except KeyWrongLastSequenceError:
+            bound = await self._run_of_key(key)
+            return bound if bound not in (None, run_id) else None  # ours: a redelivery of this trigger
+        return None
 
     async def _start_run(
         self, run_id: str, subject: str, data: bytes, origin: dict[str, str] | None = None

@@ -48,8 +48,9 @@ from actors.flow.node_exec import (
 from actors.flow.plan import Plan, PlanStore
 from actors.flow.policy import budget_of, gave_up, retry_policy
 from actors.flow.router import Barriers, Moves, Router
-from actors.runtime.consume import Drop, InFlight, Retry, consume, dead_letter_to
+from actors.runtime.consume import Abandon, Drop, InFlight, Retry, consume, dead_letter_to
 from actors.runtime.events import Emitter, warn_if_unserved
+from actors.runtime.logs import FaultTally
 from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
 from actors.runtime.runs import RunRecord, RunStore, StepRecord
@@ -115,6 +116,7 @@ class NodeWorker:
         )
         self.in_flight = InFlight()
         self._served: set[str] = set()
+        self._redelivered = FaultTally("worker.redelivered")
         self._runs = RunStore(bus.kv(topology.RUNS))
         self._plans = PlanStore(bus.kv(topology.PLANS))
         self._events = Emitter(bus, actor_id)
@@ -226,9 +228,11 @@ class NodeWorker:
             raise Drop(f"unexpected {item.kind} message on {msg.subject}")
         structlog.contextvars.bind_contextvars(run_id=item.run_id, flow=item.flow, node=item.node, actor=self._id)
         delivery = msg.metadata.num_delivered or 1
+        if delivery > 1:  # its worker died, froze or was cut off, or the step asked to be retried
+            self._redelivered.add(node=item.node, delivery=delivery)
         try:
             await self._step(item, delivery)
-        except (Retry, Drop, asyncio.CancelledError):
+        except (Retry, Drop, Abandon, asyncio.CancelledError):
             raise
         except Exception as exc:
             if delivery < self._settings.max_deliver:
@@ -260,7 +264,9 @@ class NodeWorker:
             except NodeFailed as exc:
                 await self._fail(plan, item, started, str(exc))
                 return
-            mine = self._step_record(item, "succeeded", started, attempts=outcome.attempts, outputs=outcome.outputs)
+            mine = self._step_record(
+                item, "succeeded", started, attempts=outcome.attempts, outputs=outcome.outputs, delivery=delivery
+            )
             try:
                 # Memory before the step counts as done: a step is never failed after its successors
                 # went out; a redelivery rewrites the same record (its id comes from the step id).
@@ -272,6 +278,10 @@ class NodeWorker:
             if step is None:  # the run ended meanwhile (cancelled, timed out): the outputs count for nothing
                 await self._step_event(item, NodeDiscardedData(duration_ms=round(mine.duration_ms, 3)), dedup=step_id)
                 return
+            if step.delivery > delivery:
+                # We were frozen or cut off past AckWait and a later delivery ran and recorded the step:
+                # it owns the message and publishes what follows; we publish nothing.
+                raise Abandon(f"step {step_id} was recorded by delivery {step.delivery}; this was delivery {delivery}")
         elif step.status == "failed":  # a redelivery after a crash mid-failure: finish the failure path
             await self._fail(plan, item, step.started_at, step.error or "failed")
             return

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
+from nats.aio.msg import Msg
 
 from actors.scheduler.messages import TriggerInputs
-from bus import Bus, EmbeddedNats, Role, subjects
+from bus import Bus, EmbeddedNats, Event, Role, subjects
 from tests.conftest import ROOT
 from tests.helpers import Actors, EventLog, run_flow, start_run
 
@@ -44,6 +46,10 @@ async def test_a_worker_killed_mid_step_has_its_step_redelivered_and_applied_onc
     done = Counter(e.node for e in log.of("node.finished", run_id))
     assert started["n2"] == 2, "n2 ran again after the crash"
     assert done == Counter({"n1": 1, "n2": 1, "n3": 1, "n4": 1, "n5": 1})
+    # The gateway finished (or was finishing) n2's call when its worker died: the redelivered step
+    # is answered from the journal or joins that call, so the model is asked once per node.
+    asked = Counter(e.node for e in log.of("llm.called", run_id))
+    assert asked == Counter({"n1": 1, "n2": 1, "n3": 1, "n4": 1, "n5": 1})
     record = json.loads((await actors.bus.kv("ca_runs").get(run_id)).value or b"{}")
     assert [s["node"] for s in record["steps"]] == ["n1", "n2", "n3", "n4", "n5"]
     assert record["status"] == "succeeded"
@@ -103,3 +109,35 @@ async def test_a_worker_killed_mid_map_still_yields_every_item_once_in_order(act
     pages = finished.data.state["pages"]
     assert len(pages) == 9
     assert [p.split("for: Fetch ")[1].split(" ")[0] for p in pages] == items
+
+
+@pytest.mark.timeout(120)
+async def test_a_worker_frozen_past_ack_wait_loses_its_step_to_another_and_publishes_nothing_on_waking(
+    actors: Actors,
+) -> None:
+    await actors.start("scheduler")
+    await actors.start("llm-gateway")
+    frozen = await actors.start("worker")
+    log = await EventLog().start(actors.bus)
+    live: list[Event] = []  # a plain core subscriber: sees a duplicate the events stream would drop
+
+    async def on_event(msg: Msg) -> None:
+        live.append(Event.model_validate_json(msg.data))
+
+    await actors.bus.subscribe(subjects.EVENTS_ALL, on_event)
+    run_id = await start_run(actors.bus, "five_step", {"text": "t"})
+    await log.wait_for("node.started", run_id=run_id, count=2)  # n2's 700 ms call is in flight
+    frozen.send_signal(signal.SIGSTOP)
+    await actors.start("worker")  # AckWait is 1 s here: n2 goes to this one
+    await log.wait_for("node.finished", run_id=run_id, count=2, timeout_s=60)  # n1, then n2 by the other
+    frozen.send_signal(signal.SIGCONT)  # while the run goes on (n3 to n5 take 2 s)
+    await log.wait_for("run.finished", run_id=run_id, timeout_s=60)
+    # The woken worker holds n2's first delivery and the gateway's reply to it. Stop the other
+    # worker: the next run can only finish on the woken one, after it dealt with what it held.
+    actors.kill(actors.procs[-1])
+    second = await start_run(actors.bus, "five_step", {"text": "after"})
+    await log.wait_for("run.finished", run_id=second, timeout_s=60)
+    finished_live = Counter(e.node for e in live if e.run_id == run_id and e.kind == "node.finished")
+    assert finished_live == Counter({"n1": 1, "n2": 1, "n3": 1, "n4": 1, "n5": 1})
+    asked = Counter(e.node for e in log.of("llm.called", run_id))
+    assert asked["n2"] == 1, "the redelivered n2 reused the call its frozen worker had made"

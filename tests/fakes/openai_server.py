@@ -99,6 +99,8 @@ class _State:
     requests: list[RecordedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     counter: int = 0
+    # Seconds each answer takes, as a real provider's would (the request is recorded on arrival).
+    latency_s: float = 0.0
 
     def take(self, request: RecordedRequest) -> tuple[Scripted, int]:
         with self.lock:
@@ -114,10 +116,11 @@ class FakeOpenAI:
     Args:
         default_content: the assistant content answered when the script queue is empty.
         stream_chunk_chars: how many characters of content each streamed chunk carries.
+        latency_s: how long each answer takes.
     """
 
-    def __init__(self, default_content: str = "ok", *, stream_chunk_chars: int = 4) -> None:
-        self._state = _State(default_content)
+    def __init__(self, default_content: str = "ok", *, stream_chunk_chars: int = 4, latency_s: float = 0.0) -> None:
+        self._state = _State(default_content, latency_s=latency_s)
         self._chunk_chars = stream_chunk_chars
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -296,6 +299,8 @@ def _handler_class(state: _State, chunk_chars: int) -> type[BaseHTTPRequestHandl
                 return
             headers = {name.lower(): value for name, value in self.headers.items()}
             answer, number = state.take(RecordedRequest(path=path, headers=headers, body=body))
+            if state.latency_s:
+                time.sleep(state.latency_s)
             if isinstance(answer, ErrorReply):
                 extra = {"Retry-After": str(answer.retry_after_s)} if answer.retry_after_s is not None else {}
                 extra.update(answer.headers)

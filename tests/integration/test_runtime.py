@@ -15,7 +15,17 @@ from actors.scheduler.messages import TriggerInputs
 from bus import AuthFile, Bus, EmbeddedNats, Role, subjects
 from configs import Settings
 from tests.conftest import EXAMPLES, ROOT, SEEDS
-from tests.helpers import EventLog, linear_flow, node_names, outside_client, plans, run_flow, write_flow, write_script
+from tests.helpers import (
+    EventLog,
+    linear_flow,
+    node_names,
+    outside_client,
+    plans,
+    run_flow,
+    trigger,
+    write_flow,
+    write_script,
+)
 
 LINEAR_SEEDS: dict[str, dict[str, Any]] = {
     "echo.yaml": {"message": "hello"},
@@ -264,3 +274,36 @@ async def test_the_readmes_nats_py_snippet_reads_a_runs_events_from_the_first(se
     assert kinds[0] == "run.started"
     assert kinds[-1] == "run.finished"
     assert kinds.count("node.finished") == 3
+
+
+async def test_triggers_with_one_idempotency_key_start_one_run_and_all_get_its_id(settings: Settings) -> None:
+    async with LocalStack(settings, plans(SEEDS / "echo.yaml"), embedded=False) as stack:
+        assert stack.client is not None
+        log = await EventLog().start(stack.client)
+        once = {"Nats-Msg-Id": "order-42"}
+        first = await trigger(stack.client, "echo", {"message": "hi"}, headers=once)
+        again = await trigger(stack.client, "echo", {"message": "hi"}, headers=once)
+        # The key wins over the inputs: a retry that changed them still names the first run.
+        changed = await trigger(stack.client, "echo", {"message": "changed"}, headers=once)
+        other = await trigger(stack.client, "echo", {"message": "hi"}, headers={"Nats-Msg-Id": "order-43"})
+        await log.wait_for("run.finished", count=2)
+    assert first.run_id is not None
+    assert again.run_id == changed.run_id == first.run_id
+    assert other.run_id not in (None, first.run_id)
+    assert sorted(e.run_id for e in log.of("run.started")) == sorted([first.run_id, other.run_id])
+
+
+async def test_a_trigger_whose_answer_was_lost_is_answered_when_asked_again_with_its_key(
+    settings: Settings, nats_server: EmbeddedNats
+) -> None:
+    async with LocalStack(settings, plans(SEEDS / "echo.yaml"), embedded=False) as stack:
+        assert stack.client is not None
+        log = await EventLog().start(stack.client)
+        body = json.dumps({"message": "lost"}).encode()
+        async with outside_client(nats_server.url) as nc:  # stored and run; nobody hears the answer
+            await nc.publish(subjects.trigger("echo"), body, headers={"Nats-Msg-Id": "k-1"})
+        started = await log.wait_for("run.started")
+        answer = await trigger(stack.client, "echo", {"message": "lost"}, headers={"Nats-Msg-Id": "k-1"})
+        await log.wait_for("run.finished")
+    assert answer.run_id == started.run_id
+    assert len(log.of("run.started")) == 1

@@ -11,12 +11,12 @@ import warnings
 import pytest
 
 import configs.errors
-from actors.runtime.consume import Drop, Retry
+from actors.runtime.consume import Abandon, Drop, Retry
 from configs.errors import BadReplyError, BusError, CaActorsError, NoResponderError, RequestTimeoutError
 
 PACKAGES = ("bus", "configs", "actors", "store")
 # Not errors: how a handler settles its message (see the docstring of configs.errors).
-CONTROL_FLOW = {Retry, Drop}
+CONTROL_FLOW = {Retry, Drop, Abandon}
 
 
 def _error_classes() -> list[type[BaseException]]:
