@@ -244,7 +244,7 @@ class Actors:
         }
         if self.auth_file is not None:
             env["CA_NATS_AUTH_FILE"] = str(self.auth_file)
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT)  # noqa: ASYNC220 - spawning is instant
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
         self.procs.append(proc)
         return proc
 

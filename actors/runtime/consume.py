@@ -126,7 +126,9 @@ async def consume(
                 continue
             for msg in msgs:
                 held += 1
-                task = asyncio.create_task(_settle(msg, handler, ack_wait_s, name, slots, gauge, (max_deliver, on_give_up)))
+                task = asyncio.create_task(
+                    _settle(msg, handler, ack_wait_s, name, slots, gauge, (max_deliver, on_give_up))
+                )
                 inflight.add(task)
                 task.add_done_callback(release)
     finally:

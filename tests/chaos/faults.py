@@ -33,7 +33,7 @@ from actors.runtime.presence import ActorReady
 from actors.runtime.runs import FINAL_STATUSES, RunRecord
 from actors.scheduler.actor import IDEMPOTENCY_HEADER
 from actors.scheduler.messages import TriggerInputs
-from bus import Bus, EmbeddedNats, subjects, topology
+from bus import Bus, EmbeddedNats, Role, subjects, topology
 from configs.errors import CaActorsError
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -102,7 +102,9 @@ class Stack:
 
     async def start(self, workers: int) -> Bus:
         await self.nats.start()
-        self.bus = await Bus(self.nats.url, name="faults-client").connect()
+        self.bus = await Bus(
+            self.nats.url, name="faults-client", credentials=self.nats.credentials(Role.ADMIN)
+        ).connect()
 
         async def on_ready(msg: Msg) -> None:
             await self._ready.put(ActorReady.model_validate_json(msg.data))
@@ -121,6 +123,8 @@ class Stack:
             "CA_DATA_DIR": str(self.workdir),
             "CA_LLM_PROVIDER_CONCURRENCY": "128",
         }
+        if self.nats.auth_file is not None:  # each actor logs in as its own role
+            env["CA_NATS_AUTH_FILE"] = str(self.nats.auth_file)
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         with (logs / f"{kind}-{len(self.procs.get(kind, []))}.jsonl").open("ab") as sink:
