@@ -9,7 +9,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.runtime.consume import InFlight, consume
-from bus import Bus, DeadLetter, EmbeddedNats, WorkItem, subjects, topology
+from bus import Bus, DeadLetter, EmbeddedNats, Role, WorkItem, subjects, topology
 
 
 def _config(ack_wait_s: float) -> ConsumerConfig:
@@ -40,7 +40,7 @@ async def test_handlers_in_flight_never_exceed_the_cap_under_bursts(nats_server:
         if len(handled) == bursts * per_burst:
             all_handled.set()
 
-    async with Bus(nats_server.url, name="burst") as bus:
+    async with Bus(nats_server.url, name="burst", credentials=nats_server.credentials(Role.ADMIN)) as bus:
         subject = subjects.dead_letters("burst")
         sub = await bus.pull_subscribe(subject, durable="burst", stream=topology.DLQ, config=_config(5))
         stopping = asyncio.Event()
@@ -62,7 +62,7 @@ async def test_handlers_in_flight_never_exceed_the_cap_under_bursts(nats_server:
 
 
 async def test_an_existing_consumer_takes_the_ack_wait_it_is_subscribed_with(nats_server: EmbeddedNats) -> None:
-    async with Bus(nats_server.url, name="ackwait") as bus:
+    async with Bus(nats_server.url, name="ackwait", credentials=nats_server.credentials(Role.ADMIN)) as bus:
         subject = subjects.dead_letters("aw")
         await bus.pull_subscribe(subject, durable="aw", stream=topology.DLQ, config=_config(30))
         await bus.pull_subscribe(subject, durable="aw", stream=topology.DLQ, config=_config(4))

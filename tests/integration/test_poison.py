@@ -11,7 +11,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.launch.stack import LocalStack
 from actors.runtime.consume import consume, dead_letter_to
-from bus import Bus, Undeliverable, subjects, topology
+from bus import Bus, Role, Undeliverable, subjects, topology
 from configs import Settings
 from tests.conftest import SEEDS
 from tests.helpers import EventLog, outside_client, plans, run_flow
@@ -34,7 +34,9 @@ async def test_each_poison_trigger_is_rejected_exactly_once_and_a_normal_trigger
         bus = stack.client
         assert bus is not None
         log = await EventLog().start(bus)
-        async with outside_client(stack.url) as nc:  # a plain publish: CA_TRIGGERS stores it (no_ack)
+        async with outside_client(
+            stack.url, settings.nats_auth_file
+        ) as nc:  # a plain publish: CA_TRIGGERS stores it (no_ack)
             for payload in POISONS.values():
                 await nc.publish(subjects.trigger("echo"), payload)
             await nc.flush()
@@ -58,7 +60,7 @@ async def test_more_poisons_than_max_ack_pending_do_not_stop_new_triggers(settin
         bus = stack.client
         assert bus is not None
         log = await EventLog().start(bus)
-        async with outside_client(stack.url) as nc:
+        async with outside_client(stack.url, settings.nats_auth_file) as nc:
             for n in range(count):
                 await nc.publish(subjects.trigger("echo"), small[n % len(small)])
             await nc.flush()
@@ -73,7 +75,7 @@ async def test_a_message_no_handler_gets_through_is_dead_lettered_once_after_max
 ) -> None:
     durable = "poison-test"
     deliveries: list[int] = []
-    async with Bus(settings.nats_url, name="poison-test") as bus:
+    async with Bus.of(settings, Role.ADMIN, name="poison-test") as bus:
         sub = await bus.pull_subscribe(
             subjects.ctl("poisoned"),
             durable=durable,
@@ -85,7 +87,7 @@ async def test_a_message_no_handler_gets_through_is_dead_lettered_once_after_max
             deliveries.append(msg.metadata.num_delivered or 0)
             json.loads(msg.data)  # RecursionError: not an error the handler knows
 
-        async with outside_client(settings.nats_url) as nc:
+        async with outside_client(settings.nats_url, settings.nats_auth_file) as nc:
             await nc.jetstream().publish(subjects.ctl("poisoned"), b"[" * 100_000)
         stopping = asyncio.Event()
         consuming = asyncio.create_task(
@@ -119,7 +121,7 @@ async def test_request_actors_answer_each_poison_with_an_error_and_keep_serving(
     async with LocalStack(settings, plans(SEEDS / "echo.yaml"), embedded=False) as stack:
         bus = stack.client
         assert bus is not None
-        async with outside_client(stack.url) as nc:
+        async with outside_client(stack.url, settings.nats_auth_file) as nc:
             for subject in (subjects.LLM_COMPLETE, subjects.MEMORY_READ, subjects.MEMORY_WRITE):
                 for name, payload in POISONS.items():
                     reply = json.loads((await nc.request(subject, payload, timeout=10)).data)

@@ -300,7 +300,7 @@ async def test_a_trigger_whose_answer_was_lost_is_answered_when_asked_again_with
         assert stack.client is not None
         log = await EventLog().start(stack.client)
         body = json.dumps({"message": "lost"}).encode()
-        async with outside_client(nats_server.url) as nc:  # stored and run; nobody hears the answer
+        async with outside_client(nats_server.url, settings.nats_auth_file) as nc:  # stored and run; nobody hears it
             await nc.publish(subjects.trigger("echo"), body, headers={"Nats-Msg-Id": "k-1"})
         started = await log.wait_for("run.started")
         answer = await trigger(stack.client, "echo", {"message": "lost"}, headers={"Nats-Msg-Id": "k-1"})
