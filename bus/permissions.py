@@ -203,7 +203,8 @@ def _build() -> dict[Role, Grants]:
         ),
         Role.REGISTRY: _grants(
             Role.REGISTRY,
-            publish=[subjects.REGISTRY_EVENTS_ALL],
+            # A new registry rebuilds its view by pinging every actor.
+            publish=[subjects.REGISTRY_EVENTS_ALL, subjects.REGISTRY_PING],
             subscribe=[subjects.REGISTRY_HEARTBEATS, subjects.REGISTRY_BYES, subjects.REGISTRY_EXPECT],
             writes=_ROSTER,
         ),

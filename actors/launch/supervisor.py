@@ -209,14 +209,17 @@ class Supervisor:
                 lock.publish(self.settings.nats_url, embedded=server is not None)
                 flows = ", ".join(f"{p.flow} ({', '.join(flow_models(p, self.settings))})" for p in flow_set.plans)
                 typer.echo(f"NATS: {mask_url(self.settings.nats_url)}")
-                if server is not None and server.auth_file is not None:
-                    typer.echo(f"NATS users: {server.auth_file} (0600; `ca-actors` commands read it themselves)")
                 typer.echo(f"flows: {flows}")
                 typer.echo(
                     f"ca-actors ready in {time.perf_counter() - t0:.2f}s: scheduler, registry, memory, observer, "
                     "llm-gateway, "
                     f"{self.workers} worker(s) (Ctrl-C to stop)",
                 )
+                if server is not None and server.auth_file is not None:
+                    typer.echo(
+                        f"NATS users: {server.auth_file} (0600; `ca-actors` commands log in by themselves, "
+                        'other clients: eval "$(ca-actors nats-env)")'
+                    )
                 if self.on_ready is not None:
                     demo = asyncio.create_task(self.on_ready(bus, [p.flow for p in flow_set.plans]))
                     stop = asyncio.create_task(self._stop.wait())

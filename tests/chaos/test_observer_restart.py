@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from actors.observer.mlflow_sink import RUN_TAG
 from bus import Bus, Role
@@ -11,7 +12,7 @@ from configs import Settings
 from store import RunHistory, open_store
 from tests.conftest import SEEDS
 from tests.helpers import Actors, run_flow, until
-from tests.support.observer import mlflow_traces, traced
+from tests.support.observer import traced, traces_so_far
 
 
 async def test_a_killed_observer_catches_up_on_restart_and_writes_each_run_once(
@@ -42,7 +43,13 @@ async def test_a_killed_observer_catches_up_on_restart_and_writes_each_run_once(
         finally:
             actors.stop_all()
     assert {h.run_id: h.status for h in histories} == dict.fromkeys(expected, "succeeded")
-    traces = await asyncio.to_thread(mlflow_traces, s)
+
+    # The observer writes a run's history, then its trace: wait for the traces of the last runs too.
+    async def all_traced() -> list[Any]:
+        found = await asyncio.to_thread(traces_so_far, s) or []
+        return found if len(found) >= len(expected) else []
+
+    traces = await until(all_traced, "every run is traced", timeout_s=60)
     assert sorted(t.info.tags[RUN_TAG] for t in traces) == sorted(expected)
 
 

@@ -565,9 +565,11 @@ async def test_cancel_and_drain_answer_in_sentences_and_json_only_when_asked(
     async with LocalStack(s, plans(flow)) as stack:
         assert stack.client is not None
         run_id = await start_run(stack.client, "slow", {"topic": "t"})
-        done = await asyncio.to_thread(cli, "cancel", run_id, "--nats", stack.url)
-        again = await asyncio.to_thread(cli, "cancel", run_id, "--json", "--nats", stack.url)
-        drain = await asyncio.to_thread(cli, "agents", "drain", "nobody", "--nats", stack.url)
+        # The stack's server admits only its users: the commands log in as `cli` from its auth file.
+        login = {"CA_NATS_AUTH_FILE": str(stack.settings.nats_auth_file)}
+        done = await asyncio.to_thread(cli, "cancel", run_id, "--nats", stack.url, env=login)
+        again = await asyncio.to_thread(cli, "cancel", run_id, "--json", "--nats", stack.url, env=login)
+        drain = await asyncio.to_thread(cli, "agents", "drain", "nobody", "--nats", stack.url, env=login)
     assert (done.returncode, done.stdout.strip()) == (
         0,
         f"cancelled {run_id}: its steps in flight finish, nothing after them runs",

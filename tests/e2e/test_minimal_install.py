@@ -177,7 +177,13 @@ async def test_idle_worker_rss(
     cmd = [str(minimal_venv.cli), "actor", "worker", "--nats", nats_server.url, "--log-format", "json"]
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=clean_env()
+            *cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            # It logs in as the worker role, with the server's generated users.
+            env={**clean_env(), "CA_NATS_AUTH_FILE": str(nats_server.auth_file)},
         )
     try:
         ready = await _wait_for_line(proc, log, "actor.ready", READY_WAIT_S)

@@ -3,6 +3,7 @@ masking, the operator's endpoint allow-list, tool pinning, and what `up` puts on
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from pydantic import SecretStr
 from actors.flow import tools_pinned_to
 from actors.launch.supervisor import Supervisor
 from actors.llm import declared_endpoints, parse_allowed
-from bus import ROLES, AuthFile, Credentials, Role, subjects, topology
+from bus import ROLES, AuthFile, BusError, Credentials, Role, subjects, topology
 from bus.auth import credentials_for
 from bus.permissions import inbox_prefix, write_bucket
 from configs import Settings, load_flow_text
@@ -179,3 +180,16 @@ def test_a_tool_host_is_pinned_only_the_tools_a_flow_gives_its_name() -> None:
     assert tools_pinned_to(spec, "box") == {"file_read"}
     assert tools_pinned_to(spec, "other") == {"http_request"}
     assert tools_pinned_to(spec, "nobody") == set()
+
+
+def test_a_creds_or_nkey_file_goes_to_nats_py_by_path_or_names_what_it_needs(tmp_path: Path) -> None:
+    creds = tmp_path / "agent.creds"
+    creds.write_text("-----BEGIN NATS USER JWT-----\n")
+    login = Credentials.from_env({"CA_NATS_CREDS": str(creds)})
+    if importlib.util.find_spec("nkeys") is None:
+        with pytest.raises(BusError, match="needs the nkeys package"):
+            login.connect_options()
+    else:
+        assert login.connect_options()["user_credentials"] == str(creds)
+    with pytest.raises(BusError, match="does not exist"):
+        Credentials(nkey_file=tmp_path / "missing.nk").connect_options()
