@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyWrongLastSequenceError
 
 from actors.flow.logic import FlowError
 from actors.flow.plan import Plan, PlanStore
@@ -198,6 +199,7 @@ class Scheduler:
     async def _handle_trigger(self, msg: Msg) -> None:
         meta = msg.metadata
         run_id = make_run_id(meta.timestamp.timestamp(), meta.sequence.stream, self._stream_salt)
+        run_id = await self._run_of_key(msg, run_id)
         structlog.contextvars.bind_contextvars(run_id=run_id)
         try:
             answer = await self._start_run(run_id, msg.subject, msg.data, origin(msg.headers))
@@ -206,6 +208,25 @@ class Scheduler:
         key = digest(msg.subject, msg.data)
         assigned = Assigned(digest=key, run_id=answer.run_id, status=answer.status, error=answer.error)
         await self._bus.send(subjects.SYS_ASSIGNED, assigned)
+
+    async def _run_of_key(self, msg: Msg, run_id: str) -> str:
+        """The run of a trigger's idempotency key (``Nats-Msg-Id``): the first trigger with a key claims it
+        for its run, a later one with the same key (a client's retry) maps to that run.
+
+        The stream's own dedup window forgets the ids of triggers already consumed when nats-server
+        restarts, so a retry after a restart would otherwise start a second run.
+        """
+        key = (msg.headers or {}).get("Nats-Msg-Id")
+        if not key:
+            return run_id
+        name = f"trigger.{hashlib.sha256(f'{msg.subject}:{key}'.encode()).hexdigest()[:40]}"
+        journal = self._bus.kv(topology.JOURNAL)
+        try:
+            await journal.create(name, run_id.encode())
+        except KeyWrongLastSequenceError:
+            entry = await journal.get(name)
+            return (entry.value or b"").decode() or run_id
+        return run_id
 
     async def _give_up(self, msg: Msg, error: str) -> None:
         """A trigger no delivery got through: reject its run (once: ``run.rejected``) and keep it as a dead letter."""

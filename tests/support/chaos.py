@@ -221,7 +221,7 @@ class Load:
         found: dict[str, list[RunRecord]] = {}
         while True:
             read = await self.records()
-            if read is None:  # not readable right now: never a reason to publish again
+            if not read:  # not readable right now (an empty listing too, mid-restart): no reason to publish again
                 await asyncio.sleep(1.0)
                 continue
             found = read
