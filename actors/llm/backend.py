@@ -71,6 +71,13 @@ class LLMBackend:
         self._import_lock = asyncio.Lock()
         self._ollama = OllamaFacts()
 
+    async def warm(self) -> None:
+        """Import litellm now when the stack's model (``--llm``) goes through it: a gateway that says it is
+        ready must not spend its first requests' timeouts importing it (seconds on a busy machine)."""
+        model = self._override or self._default
+        if model and mock_latency_s(model) is None and self._cassette is None:
+            await self._module()
+
     async def complete(self, request: LLMRequest) -> LLMReply:
         """Run one completion; provider failures come back as a reply with an `error_kind`, never raised.
 

@@ -57,6 +57,7 @@ class LLMGateway:
 
     async def run(self, ready: Callable[[], None]) -> None:
         """Answer requests until `stop()`, then finish the ones in flight."""
+        await self._backend.warm()
         await self._bus.subscribe(subjects.LLM_COMPLETE, self._on_request, queue=QUEUE)
         ready()
         await self._stopping.wait()

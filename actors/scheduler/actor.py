@@ -84,10 +84,10 @@ def make_run_id(stored_at: float, stream_seq: int, stream_salt: str) -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(stored_at)) + f"-{tail}"
 
 
-def idempotency_key(headers: dict[str, str] | None) -> str | None:
-    """The bucket key for a trigger's idempotency key (hashed: a key may hold any character), if it has one."""
+def idempotency_key(subject: str, headers: dict[str, str] | None) -> str | None:
+    """The bucket key for a trigger's idempotency key, per flow (hashed: a key may hold any character)."""
     value = (headers or {}).get(IDEMPOTENCY_HEADER)
-    return journal_key("trigger", value) if value else None
+    return journal_key("trigger", subject, value) if value else None
 
 
 def origin(headers: dict[str, str] | None) -> dict[str, str]:
@@ -192,7 +192,7 @@ class Scheduler:
         self._spawn(self._answer_request(msg))
 
     async def _answer_request(self, msg: Msg) -> None:
-        key = idempotency_key(msg.headers)
+        key = idempotency_key(msg.subject, msg.headers)
         answer = await self._keyed_answer(key) if key else None
         if answer is None:
             try:
@@ -232,7 +232,7 @@ class Scheduler:
         run_id = make_run_id(meta.timestamp.timestamp(), meta.sequence.stream, self._stream_salt)
         structlog.contextvars.bind_contextvars(run_id=run_id)
         try:
-            key = idempotency_key(msg.headers)
+            key = idempotency_key(msg.subject, msg.headers)
             earlier = await self._claim(key, run_id) if key else None
             if key and earlier is not None:  # another trigger with this key started a run: that is the answer
                 log.info("run.duplicate_trigger", started=earlier)
@@ -258,7 +258,7 @@ class Scheduler:
         else:  # created, then its launch kept failing: the run fails (once) instead
             await self._finish(run_id, "failed", error=problem)
             answer = _answer(await self._runs.get(run_id) or existing)
-        pair = idempotency_key(msg.headers) or digest(msg.subject, msg.data)
+        pair = idempotency_key(msg.subject, msg.headers) or digest(msg.subject, msg.data)
         assigned = Assigned(digest=pair, run_id=run_id, status=answer.status, error=answer.error)
         await self._bus.send(subjects.SYS_ASSIGNED, assigned)
 

@@ -328,3 +328,12 @@ async def test_an_agent_flow_on_anthropic_runs_through_the_gateway_with_a_rate_l
     times = [r.at for r in anthropic.requests]
     assert len(times) == 3
     assert times[1] - times[0] >= 1.0
+
+
+async def test_a_backend_for_a_litellm_model_imports_litellm_before_it_is_ready_and_a_mock_one_never_does() -> None:
+    mock = LLMBackend(model_override="mock/10ms")
+    await mock.warm()
+    assert mock._litellm is None
+    real = LLMBackend(model_override=CLAUDE)
+    await real.warm()
+    assert real._litellm is not None

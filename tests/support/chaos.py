@@ -43,7 +43,7 @@ def write_flow(directory: Path, api_base: str) -> Path:
         f'    prompt: "Step {node} of {{state.text}}"\n'
         "    tools: [file_write]\n"
         "    max_tool_calls: 1\n"
-        "    timeout_s: 5\n"
+        "    timeout_s: 10\n"
         f"    outputs: [{node}_out]\n"
         f"    output_schema: {{type: object, fields: [{{name: {node}_out, type: str}}]}}"
         for node in NODES
@@ -77,6 +77,8 @@ def actor_env(tmp: Path) -> dict[str, str]:
         "CA_TOOL_WORKSPACE": str(workspace),
         KEY_ENV: "sk-chaos-fake-0123456789abcdef",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        # A stack that loses a process every few seconds redelivers a step more often than a healthy one.
+        "CA_MAX_DELIVER": "30",
     }
 
 
@@ -150,13 +152,18 @@ class ChaosStack:
         self.kills.append(Kill(kind, "SIGKILL", killed_at, time.monotonic() - killed_at))
 
     async def kill_loop(self, stop: asyncio.Event, *, every_s: float, kinds: tuple[str, ...], seed: int) -> None:
-        """Until `stop`: every `every_s` (± 50 %), SIGKILL a random actor of `kinds` and start another."""
+        """Until `stop`: every `every_s` (± 50 %), SIGKILL an actor and start another; the kinds come in a
+        random order that is shuffled again after each round, so every kind is hit as often."""
         rng = random.Random(seed)
+        order: list[str] = []
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), timeout=every_s * rng.uniform(0.5, 1.5))
             except TimeoutError:
-                await self.kill_and_restart(rng.choice(kinds), rng)
+                if not order:
+                    order = list(kinds)
+                    rng.shuffle(order)
+                await self.kill_and_restart(order.pop(), rng)
 
     async def kill_each(self, kinds: tuple[str, ...], *, pause_s: float, seed: int) -> None:
         """SIGKILL (and restart) one actor of each kind in turn, `pause_s` after the previous one is back."""
@@ -195,12 +202,13 @@ class Load:
             if every_s:
                 await asyncio.sleep(every_s)
 
-    async def records(self) -> dict[str, list[RunRecord]]:
+    async def records(self) -> dict[str, list[RunRecord]] | None:
+        """The run records of this load's triggers, by input text; None when they cannot be read now."""
         by_text: dict[str, list[RunRecord]] = {}
         try:
             records = await RunStore(self.bus.kv(topology.RUNS)).list()
         except Exception:  # noqa: BLE001 - a server restart in progress: ask again
-            return {}
+            return None
         for record in records:
             text = (record.inputs or {}).get("text") if isinstance(record.inputs, dict) else None
             if record.flow == FLOW_NAME and text in self.sent_at:
@@ -210,8 +218,13 @@ class Load:
     async def settle(self, *, timeout_s: float, republish_after_s: float = 15.0) -> dict[str, list[RunRecord]]:
         """Wait until every trigger has a finished run, re-publishing (same key) those that have none."""
         deadline = time.monotonic() + timeout_s
+        found: dict[str, list[RunRecord]] = {}
         while True:
-            found = await self.records()
+            read = await self.records()
+            if not read:  # not readable right now (an empty listing too, mid-restart): no reason to publish again
+                await asyncio.sleep(1.0)
+                continue
+            found = read
             done = [
                 t for t in self.texts if any(r.status in ("succeeded", "failed", "rejected") for r in found.get(t, []))
             ]
@@ -295,6 +308,7 @@ async def kill_scenario(
     every_s: float = 2.5,
     seed: int = 18,
     sequence: tuple[str, ...] | None = None,
+    publish_every_s: float = 0.2,
 ) -> Tally:
     """`runs` runs while a random actor is SIGKILLed (and restarted) every `every_s` on average, or, with
     `sequence`, one actor of each kind listed in turn (`every_s` after the previous one is back)."""
@@ -308,7 +322,7 @@ async def kill_scenario(
         breaking = h.stack.kill_each(sequence, pause_s=every_s, seed=seed)
     killer = asyncio.create_task(breaking)
     try:
-        await load.publish(every_s=0.2)
+        await load.publish(every_s=publish_every_s)
         found = await load.settle(timeout_s=settle_s)
     finally:
         stop.set()
