@@ -73,10 +73,12 @@ def _main(
 def flow_store(plan: Any) -> str | None:
     """The seed's ``config.storage: {backend: sqlite, path: ...}`` of a flow, as a store URL."""
     storage = plan.spec.config.storage
-    if isinstance(storage, dict) and storage.get("path") and storage.get("backend", "sqlite") == "sqlite":
-        return f"sqlite:///{Path(str(storage['path'])).resolve()}"
-    if isinstance(storage, dict) and isinstance(storage.get("url"), str):
-        return str(storage["url"])
+    if storage is None:
+        return None
+    if storage.url:
+        return storage.url
+    if storage.path and storage.backend == "sqlite":
+        return f"sqlite:///{Path(storage.path).resolve()}"
     return None
 
 

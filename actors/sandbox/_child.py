@@ -30,7 +30,7 @@ NOBODY = 65534
 _NET_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL}
 
 
-class Refused(PermissionError):
+class SandboxRefused(PolicyViolation):
     """An operation the audit hook refuses; `limit` names what stopped it."""
 
     def __init__(self, limit: str, message: str) -> None:
@@ -94,15 +94,15 @@ def _audit_hook(*, refuse_sockets: bool, scratch: str) -> Callable[[str, tuple[A
             if real.startswith(scratch_root):
                 return
             if writes or not real.startswith(roots) or "/proc/" in real:
-                raise Refused("files", f"opening {os.fsdecode(path)!r} is not allowed")
+                raise SandboxRefused("files", f"opening {os.fsdecode(path)!r} is not allowed")
         elif event.startswith(processes):
-            raise Refused("processes", f"{event} is not allowed (no new processes)")
+            raise SandboxRefused("processes", f"{event} is not allowed (no new processes)")
         elif event.startswith(("ctypes.", "sys._getframe", "sys._current_frames", "sys.settrace", "sys.setprofile")):
-            raise Refused("policy", f"{event} is not allowed")
+            raise SandboxRefused("policy", f"{event} is not allowed")
         elif event == "import" and args[0].partition(".")[0] in banned_imports:
-            raise Refused("policy", f"import of {args[0]!r} is not allowed")
+            raise SandboxRefused("policy", f"import of {args[0]!r} is not allowed")
         elif refuse_sockets and event.startswith("socket."):
-            raise Refused("network", f"{event} is not allowed (network: false)")
+            raise SandboxRefused("network", f"{event} is not allowed (network: false)")
 
     return hook
 
@@ -147,10 +147,10 @@ def _set_cpu(cpu_s: float) -> None:
 
 
 def _limit_of(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, SandboxRefused):
+        return exc.limit, str(exc)
     if isinstance(exc, PolicyViolation):
         return "policy", str(exc)
-    if isinstance(exc, Refused):
-        return exc.limit, str(exc)
     if isinstance(exc, MemoryError):
         return "memory", "out of memory"
     if isinstance(exc, RecursionError):

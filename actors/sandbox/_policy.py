@@ -31,8 +31,10 @@ from RestrictedPython.Guards import full_write_guard, guarded_iter_unpack_sequen
 from RestrictedPython.PrintCollector import PrintCollector
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
+from configs.errors import CaActorsError
 
-class PolicyViolation(Exception):
+
+class PolicyViolation(CaActorsError, PermissionError):
     """Node code did something the policy refuses (the message says what)."""
 
 
