@@ -38,7 +38,7 @@ from actors.runtime.logs import LogFormat, configure_logging
 from actors.runtime.presence import package_version
 from actors.tracking import prompt_fetcher
 from bus import Bus
-from configs import Settings, flow_json_schema, initial_state
+from configs import Settings, StorageSpec, flow_json_schema, initial_state
 
 EXAMPLES = Path(configs.__file__).resolve().parent / "examples"
 
@@ -72,7 +72,7 @@ def _main(
 
 def flow_store(plan: Any) -> str | None:
     """The seed's ``config.storage: {backend: sqlite, path: ...}`` of a flow, as a store URL."""
-    storage = plan.spec.config.storage
+    storage: StorageSpec | None = plan.spec.config.storage
     if storage is None:
         return None
     if storage.url:
