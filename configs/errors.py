@@ -24,6 +24,7 @@
     │   ├── BudgetExceeded                      the gateway refused a call that would pass a budget
     │   ├── MemoryUnavailable                   the memory actor or its store could not serve a request
     │   ├── ToolError                           a tool call failed
+    │   ├── UnsandboxedRefused                  code asks to run without a sandbox the operator did not allow
     │   ├── RunFailed                           the in-process engine's run failed for good
     │   └── StackBusy                           another stack already runs from the data folder
     ├── SandboxError                            the sandbox could not run code at all (no worker, no container engine)

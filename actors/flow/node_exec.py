@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.flow.code_exec import UnsandboxedRefused, code_outputs
 from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
 from actors.flow.policy import budget_of
+from actors.sandbox import SandboxError, SandboxPool
 from actors.tools import Tool, ToolContext, ToolError, get_tool, openai_tool_spec, run_tool
 from bus import ToolCalledData, ToolFinishedData
 from configs import (
@@ -25,6 +27,7 @@ from configs import (
     LLMSpec,
     NodeSpec,
     OutputError,
+    TemplateError,
     output_json_schema,
     placeholders,
     render,
@@ -160,6 +163,11 @@ class NodePorts:
     remote_tools: RemoteTools | None = None
     on_event: EventCallback | None = None
     on_retry: RetryCallback | None = None
+    # Code nodes and python_exec run here (None: a pool of one per execution); enabled: false only when
+    # the operator allowed it; mode: docker uses `sandbox_image` unless the flow names one.
+    sandbox: SandboxPool | None = None
+    allow_unsandboxed: bool = False
+    sandbox_image: str | None = None
 
 
 async def run_llm_node(
@@ -185,6 +193,8 @@ async def run_llm_node(
         BudgetExceeded: the gateway refused the call (a budget would be passed).
     """
     at = step or StepContext()
+    if node.is_code:
+        return await _run_code_node(spec, node, state, ports, at)
     ask = _Asker(spec, node, state, at, choose_model(spec, node, ports.model_override), timeout_s)
     tools = node_tools(node)
     specs = [openai_tool_spec(t.tool) for t in tools.values()]
@@ -229,6 +239,25 @@ async def run_llm_node(
             outputs=outputs, attempts=attempt + 1, model=reply.model or ask.choice.model, prompt=ask.prompt
         )
     raise NodeFailed(f"node '{node.id}' gave no valid output after {max_retries + 1} attempts: {problem}")
+
+
+async def _run_code_node(
+    spec: FlowSpec, node: NodeSpec, state: Mapping[str, Any], ports: NodePorts, at: StepContext
+) -> NodeOutcome:
+    """A code node: its code in the sandbox, its result validated (a failure is for good: same code, same result)."""
+    try:
+        outputs = await code_outputs(
+            spec,
+            node,
+            state,
+            at.runtime,
+            pool=ports.sandbox,
+            allow_unsandboxed=ports.allow_unsandboxed,
+            image=ports.sandbox_image,
+        )
+    except (ValueError, UnsandboxedRefused, SandboxError, TemplateError) as exc:
+        raise NodeFailed(f"code node '{node.id}' failed: {exc}") from exc
+    return NodeOutcome(outputs=outputs, attempts=1, model="sandbox", prompt=node.code or "")
 
 
 class _Asker:

@@ -52,6 +52,7 @@ from actors.runtime.events import Emitter, warn_if_unserved
 from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
 from actors.runtime.runs import RunRecord, RunStore, StepRecord
+from actors.sandbox import SandboxError, SandboxPool
 from actors.worker.memory_client import MemoryClient
 from actors.worker.tool_host import RemoteToolClient, ToolHost
 from bus import (
@@ -73,7 +74,7 @@ from bus import (
     subjects,
     topology,
 )
-from configs import FlowSpec, NodeSpec, Settings, render
+from configs import SANDBOX_TOOLS, FlowSpec, NodeSpec, Settings, render
 
 log = structlog.get_logger(__name__)
 
@@ -120,6 +121,8 @@ class NodeWorker:
         self._serving: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._tool_host = ToolHost(bus, actor_id, self._tool_context) if serve_tools else None
+        # Code nodes and python_exec run on this pool; its workers start with the first flow that needs them.
+        self.sandbox = SandboxPool(size=settings.sandbox_workers)
 
     def serves(self) -> list[str]:
         """The nodes this worker consumes, as ``flow.node``."""
@@ -129,8 +132,15 @@ class NodeWorker:
         return ["tools"] if self._tool_host is not None else []
 
     def load(self) -> Load:
-        """Steps in flight now, and the most it would take (all node subscriptions together)."""
-        return Load(in_flight=self.in_flight.count, max=self._settings.max_concurrency * max(len(self._served), 1))
+        """Steps in flight now, and the most it would take (all node subscriptions together); the sandbox
+        worker processes and how many of them are busy."""
+        pool = self.sandbox.stats()
+        return Load(
+            in_flight=self.in_flight.count,
+            max=self._settings.max_concurrency * max(len(self._served), 1),
+            sandbox_workers=pool.workers,
+            sandbox_busy=pool.busy,
+        )
 
     async def run(self, ready: Callable[[], None]) -> None:
         """Serve until `stop()`, ready once the plans published before start-up are served; then finish
@@ -148,6 +158,7 @@ class NodeWorker:
             await asyncio.gather(*self._serving.values(), return_exceptions=True)
             if self._tool_host is not None:
                 await self._tool_host.stop()
+            await self.sandbox.close()
 
     def stop(self) -> None:
         """Stop taking new work; steps in flight finish."""
@@ -175,6 +186,11 @@ class NodeWorker:
     async def _serve(self, plan: Plan) -> None:
         if self._only is not None and plan.flow not in self._only:
             return
+        if uses_sandbox(plan.spec) and self.sandbox.status == "new":
+            try:
+                await self.sandbox.start()  # pre-start the default profile's workers: no cold first execution
+            except SandboxError:
+                log.exception("worker.sandbox_unavailable", flow=plan.flow)
         for node in plan.nodes.values():
             if node.durable in self._serving:
                 continue
@@ -441,6 +457,9 @@ class NodeWorker:
             remote_tools=self._remote_tools,
             on_event=on_event,
             on_retry=on_retry,
+            sandbox=self.sandbox,
+            allow_unsandboxed=self._settings.allow_unsandboxed,
+            sandbox_image=self._settings.sandbox_image,
         )
 
     async def _after_failure(
@@ -530,3 +549,11 @@ class NodeWorker:
             return
         failed = RunEnded(kind="fail", run_id=item.run_id, flow=item.flow, node=item.node, error=error, sender=self._id)
         await self._bus.publish(subjects.ctl(item.flow), failed, msg_id=f"{item.run_id}.fail")
+
+
+def uses_sandbox(spec: FlowSpec) -> bool:
+    """True when a flow has code nodes or nodes with a sandbox tool (``python_exec``)."""
+    return any(
+        node.is_code or any((t if isinstance(t, str) else t.get("name")) in SANDBOX_TOOLS for t in node.tools)
+        for node in spec.nodes
+    )
