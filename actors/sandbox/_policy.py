@@ -173,7 +173,7 @@ def _apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _write(obj: Any) -> Any:
-    if isinstance(obj, types.ModuleType | type):
+    if isinstance(obj, types.ModuleType | type | _SafeModule):
         raise PolicyViolation("modules and classes cannot be written to")
     return full_write_guard(obj)
 
@@ -192,14 +192,28 @@ def _import(
     for wanted in fromlist or ():
         if wanted not in names:
             raise PolicyViolation(f"{name}.{wanted} is not allowed")
-    return types.SimpleNamespace(**{n: getattr(module, n) for n in names if hasattr(module, n)})
+    return _SafeModule(name, {n: getattr(module, n) for n in names if hasattr(module, n)})
+
+
+class _SafeModule:
+    """What ``import`` gives node code: the allowed names of a module, and a clear refusal for the rest."""
+
+    def __init__(self, name: str, members: Mapping[str, Any]) -> None:
+        self.__dict__.update(members)
+        self.__dict__["_SafeModule__name"] = name
+
+    def __getattr__(self, attr: str) -> Any:
+        raise PolicyViolation(f"{self.__dict__['_SafeModule__name']}.{attr} is not allowed")
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        raise PolicyViolation("modules cannot be written to")
 
 
 # Builtins that are not there, named so that using one says why rather than "is not defined".
 _REFUSED_BUILTINS = (
     "open", "eval", "exec", "compile", "globals", "locals", "vars", "dir", "type", "input", "memoryview",
     "object", "super", "property", "classmethod", "staticmethod", "help", "exit", "quit", "setattr", "delattr",
-    "iter", "aiter", "anext", "breakpoint",
+    "iter", "aiter", "anext", "breakpoint", "format",
 )  # fmt: skip
 
 
