@@ -431,6 +431,10 @@ class GateSpec(_Spec):
     name: str = ""
     description: str = ""
     enabled: bool = True
+    # The seed's names of max, min and on_fail (kept as written; the three above take their values).
+    threshold: float | None = None
+    min_threshold: float | None = None
+    action: Literal["WARN", "FAIL", "BLOCK_DEPLOY", "warn", "fail", "block_deploy"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -439,10 +443,10 @@ class GateSpec(_Spec):
             return data
         data = dict(data)
         if "threshold" in data and "max" not in data:
-            data["max"] = data.pop("threshold")
+            data["max"] = data["threshold"]
         if "min_threshold" in data and "min" not in data:
-            data["min"] = data.pop("min_threshold")
-        action = data.pop("action", None)
+            data["min"] = data["min_threshold"]
+        action = data.get("action")
         if isinstance(action, str) and "on_fail" not in data:
             data["on_fail"] = action.strip().lower()
         metric = data.get("metric")
