@@ -6,6 +6,7 @@ an in-process engine.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -16,18 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actors.flow.code_exec import UnsandboxedRefused, code_outputs
+from actors.flow.code_exec import UnsandboxedRefused, code_outputs, sandbox_limits
 from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
 from actors.flow.policy import budget_of
 from actors.sandbox import SandboxError, SandboxPool
 from actors.tools import Tool, ToolContext, ToolError, get_tool, openai_tool_spec, run_tool
 from bus import ToolCalledData, ToolFinishedData
 from configs import (
+    SANDBOX_TOOLS,
     FlowSpec,
     LLMSpec,
     NodeSpec,
     OutputError,
     TemplateError,
+    effective_sandbox,
     output_json_schema,
     placeholders,
     render,
@@ -210,7 +213,7 @@ async def run_llm_node(
             messages.append(ChatMessage(role="assistant", content=reply.content, tool_calls=reply.tool_calls))
             for call in reply.tool_calls:
                 calls_made += 1
-                result = await _call_tool(node, tools, call, ports)
+                result = await _call_tool(spec, node, tools, call, ports)
                 content = json.dumps(result, ensure_ascii=False, default=str)
                 messages.append(ChatMessage(role="tool", content=content, tool_call_id=call.id, name=call.name))
             if calls_made >= max_calls:
@@ -365,7 +368,20 @@ def node_tools(node: NodeSpec) -> dict[str, NodeTool]:
     return found
 
 
-async def _call_tool(node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCall, ports: NodePorts) -> Any:
+def _tool_context(spec: FlowSpec, node: NodeSpec, tool: Tool, ports: NodePorts) -> ToolContext:
+    """The context a tool call runs in; a sandbox tool (python_exec) gets the pool and the node's limits."""
+    ctx = ports.tool_context or default_tool_context()
+    if tool.name not in SANDBOX_TOOLS:
+        return ctx
+    block = effective_sandbox(spec, node)
+    if not block.enabled and not ports.allow_unsandboxed:
+        raise ToolError(f"node '{node.id}' asks for {tool.name} without a sandbox; the operator must allow it")
+    return dataclasses.replace(ctx, sandbox=ports.sandbox, sandbox_limits=sandbox_limits(block))
+
+
+async def _call_tool(
+    spec: FlowSpec, node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCall, ports: NodePorts
+) -> Any:
     on_event, remote = ports.on_event, ports.remote_tools
     if on_event is not None:
         await on_event(ToolCalledData(tool=call.name, arguments=call.arguments, call_id=call.id))
@@ -375,7 +391,7 @@ async def _call_tool(node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCa
         if entry is None:
             raise ToolError(f"the model asked for tool {call.name!r}, which node '{node.id}' does not have")
         if entry.actor is None:
-            result = await run_tool(entry.tool, call.arguments, ports.tool_context or default_tool_context())
+            result = await run_tool(entry.tool, call.arguments, _tool_context(spec, node, entry.tool, ports))
         elif remote is None:
             raise ToolError(f"tool {call.name} runs on actor {entry.actor!r}, which needs the bus engine")
         else:
