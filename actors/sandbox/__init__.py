@@ -8,6 +8,7 @@ runs it in a pre-started worker process with rlimits, no network, no environment
 kill. `_docker` runs the same contract in a container. See docs/sandbox.md.
 """
 
+from actors.sandbox._bench import bench_sandbox
 from actors.sandbox._docker import run_in_docker
 from actors.sandbox._limits import (
     DEFAULT_PRESET,
@@ -33,6 +34,7 @@ __all__ = [
     "SandboxError",
     "SandboxPool",
     "SandboxResult",
+    "bench_sandbox",
     "limits_for",
     "run_in_docker",
 ]

@@ -9,6 +9,7 @@ from actors.cli.console import ping_agents
 from actors.launch.kinds import ACTORS, ActorContext
 from actors.launch.stack import LocalStack
 from actors.runtime import ActorHost, ActorInfo
+from actors.sandbox import bench_sandbox
 from bus import Bus
 from configs import Settings
 from tests.conftest import EXAMPLES
@@ -73,3 +74,13 @@ async def test_code_without_a_sandbox_fails_unless_the_operator_allows_it(settin
         ran = await run_flow(stack.client, "trusted", {})
     assert ran["status"] == "succeeded", ran
     assert ran["state"]["cwd"] == "str"
+
+
+async def test_the_sandbox_bench_reports_its_figures() -> None:
+    figures = await bench_sandbox(runs=20)
+    assert figures["node_lines"] == 20
+    assert figures["runs"] == 20
+    for key in ("cold_first_execution_ms", "first_compile_ms", "cached_p50_ms", "cached_p95_ms", "executions_per_s"):
+        assert figures[key] > 0, key
+    assert figures["cached_p50_ms"] <= figures["cached_p95_ms"]
+    assert figures["network"] in ("netns", "audit")
