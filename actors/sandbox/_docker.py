@@ -68,10 +68,10 @@ async def run_in_docker(
         return SandboxResult(False, limit="timeout", error=f"container killed after {limits.timeout_s:g} s")
     replies = _frames(out)
     if len(replies) < 2:
-        reason = err.decode(errors="replace").strip().splitlines()
-        raise SandboxError(
-            f"sandbox mode docker: the container did not run: {reason[-1] if reason else proc.returncode}"
-        )
+        reason = [line for line in err.decode(errors="replace").splitlines() if line.strip()]
+        # Docker's first line says why ("Cannot connect to the Docker daemon", "pull access denied", ...).
+        why = reason[0].removeprefix("docker: ").strip() if reason else f"exit status {proc.returncode}"
+        raise SandboxError(f"sandbox mode docker: the container did not run: {why}")
     reply = replies[1]
     return SandboxResult(
         ok=bool(reply.get("ok")),

@@ -74,4 +74,5 @@ def test_docker_mode_with_an_image_but_no_engine_answering_says_so(tmp_path: Pat
     assert done.returncode == 1
     error = json.loads(done.stdout)["error"]
     # Either no docker binary, or a docker that cannot reach a daemon / pull the image: said, not hidden.
-    assert "sandbox mode docker:" in error
+    assert "sandbox mode docker: the container did not run: " in error or "no container engine" in error
+    assert "Run 'docker run --help'" not in error
