@@ -79,7 +79,10 @@ def _stdlib_roots() -> tuple[str, ...]:
 def _audit_hook(*, refuse_sockets: bool, scratch: str) -> Callable[[str, tuple[Any, ...]], None]:
     roots = _stdlib_roots()
     scratch_root = os.path.realpath(scratch) + os.sep
-    processes = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "subprocess.Popen")
+    processes = (
+        "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "subprocess.Popen",
+        "os.kill", "os.killpg",
+    )  # fmt: skip
     banned_imports = {"ctypes", "_ctypes", "subprocess", "_posixsubprocess", "pty", "multiprocessing", "signal"}
     if refuse_sockets:
         banned_imports |= {"socket", "_socket", "ssl", "_ssl", "select", "selectors"}
