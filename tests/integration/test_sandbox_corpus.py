@@ -100,8 +100,9 @@ LAYER_1: list[tuple[str, str, set[str]]] = [
     ("list bomb", "result = [0] * (10**9)", {"memory"}),
     ("growing list", "a = []\nwhile True:\n    a.append('x' * 10**6)", {"memory"}),
     # CPU.
-    ("cpu loop", "while True:\n    pass", {"cpu"}),
-    ("counting loop", "x = 0\nwhile True:\n    x += 1", {"cpu"}),
+    # On a loaded machine the wall clock may come first: either limit stops the loop.
+    ("cpu loop", "while True:\n    pass", {"cpu", "timeout"}),
+    ("counting loop", "x = 0\nwhile True:\n    x += 1", {"cpu", "timeout"}),
     ("huge power", "result = 10**10**8", {"cpu", "timeout", "memory"}),
     ("catastrophic regex", "import re\nresult = re.match('(a+)+$', 'a' * 40 + 'b')", {"cpu", "timeout"}),
     # Recursion.
@@ -109,7 +110,7 @@ LAYER_1: list[tuple[str, str, set[str]]] = [
     ("lambda recursion", "f = lambda n: f(n + 1)\nresult = f(0)", {"recursion"}),
     # Output.
     ("giant output", "result = 'x' * 5_000_000", {"output"}),
-    ("giant list output", "result = list(range(2_000_000))", {"output", "memory"}),
+    ("giant list output", "result = list(range(2_000_000))", {"output", "memory", "cpu", "timeout"}),
     ("giant print", "for i in range(200000):\n    print('xxxxxxxxxx')\nresult = printed", {"output"}),
     # Network (imports are refused before any socket exists).
     ("socket import", "import socket\nresult = socket.socket()", {"policy"}),
@@ -126,7 +127,7 @@ LAYER_2: list[tuple[str, str, set[str]]] = [
     ("raw ctypes", "import ctypes\nresult = ctypes.CDLL(None)", {"policy"}),
     ("raw frames", "import sys\nresult = sys._getframe().f_globals", {"policy"}),
     ("raw memory", "x = bytearray(2**31)", {"memory"}),
-    ("raw cpu", "while True:\n    pass", {"cpu"}),
+    ("raw cpu", "while True:\n    pass", {"cpu", "timeout"}),
     ("raw file size", "open('big', 'wb').write(b'x' * 2_000_000)", {"files"}),
     ("raw open files", "fs = [open(f'f{i}', 'w') for i in range(100)]", {"files"}),
 ]
@@ -202,6 +203,14 @@ async def test_a_socket_to_a_listening_local_port_never_connects_with_network_fa
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_cpu_loop_is_stopped_by_its_cpu_seconds_when_the_wall_clock_allows_more(pool: SandboxPool) -> None:
+    limits = limits_for("low", cpu_seconds=1, timeout=120)
+    done = await pool.run("while True:\n    pass", {}, limits)
+    _check_blocked("cpu seconds", done, {"cpu"})
+    assert done.message == "SandboxLimit: cpu (CPU time limit reached)"
 
 
 @pytest.mark.asyncio(loop_scope="module")
