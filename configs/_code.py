@@ -10,6 +10,7 @@ import re
 
 from RestrictedPython.compile import compile_restricted_exec
 
+from configs._issues import closest
 from configs._locs import KeyPath, Problem
 from configs._schema import FlowSpec, NodeSpec, SandboxSpec
 
@@ -89,9 +90,26 @@ def _policy_problems(path: KeyPath, code: str) -> list[Problem]:
     return found
 
 
+TOOL_ENTRY_KEYS = ("name", "on_error", "actor")
+
+
 def check_ignored(spec: FlowSpec) -> list[Problem]:
     """Warnings for seed keys that are parsed but have no effect here, each at its location."""
     problems: list[Problem] = []
+    for index, node in enumerate(spec.nodes):
+        for k, entry in enumerate(node.tools):
+            if not isinstance(entry, dict):
+                continue
+            for key in entry:
+                if key not in TOOL_ENTRY_KEYS:
+                    problems.append(
+                        Problem(
+                            ("nodes", index, "tools", k, key),
+                            f"tool key {key!r} is ignored (used: {', '.join(TOOL_ENTRY_KEYS)})",
+                            closest(str(key), TOOL_ENTRY_KEYS),
+                            "warning",
+                        )
+                    )
     config = spec.config
     if config.logging is not None:
         problems.append(

@@ -4,6 +4,7 @@ gate form, the observability block, and warnings for seed keys this platform doe
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from textwrap import dedent
 
 import pytest
@@ -172,3 +173,20 @@ def test_a_storage_backend_without_url_warns() -> None:
     (warning,) = load_flow_text(text).warnings
     assert warning.path == "config.storage"
     assert "without url" in warning.message
+
+
+def test_an_unused_key_of_a_tool_entry_warns_with_a_suggestion() -> None:
+    text = flow(linear("{id: a, prompt: 'x', outputs: [label], tools: [{name: calculator, on_eror: continue}]}"))
+    (warning,) = load_flow_text(text).warnings
+    assert warning.path == "nodes[0].tools[0].on_eror"
+    assert warning.suggestion == "on_error"
+
+
+def test_up_passes_the_operators_sandbox_choices_to_its_workers(tmp_path: Path) -> None:
+    from actors.launch.supervisor import Supervisor
+    from configs import Settings
+
+    settings = Settings(allow_unsandboxed=True, sandbox_image="agent:1")
+    command = Supervisor(settings, tmp_path, embedded=True, workers=1)._command("worker")
+    assert command[-3:] == ["--allow-unsandboxed", "--sandbox-image", "agent:1"]
+    assert "--allow-unsandboxed" not in Supervisor(Settings(), tmp_path, embedded=True, workers=1)._command("worker")
