@@ -123,6 +123,7 @@ class NodeWorker:
         self._tool_host = ToolHost(bus, actor_id, self._tool_context) if serve_tools else None
         # Code nodes and python_exec run on this pool; its workers start with the first flow that needs them.
         self.sandbox = SandboxPool(size=settings.sandbox_workers)
+        self._sandbox_start: asyncio.Task[None] | None = None
 
     def serves(self) -> list[str]:
         """The nodes this worker consumes, as ``flow.node``."""
@@ -158,11 +159,19 @@ class NodeWorker:
             await asyncio.gather(*self._serving.values(), return_exceptions=True)
             if self._tool_host is not None:
                 await self._tool_host.stop()
+            if self._sandbox_start is not None:
+                await asyncio.gather(self._sandbox_start, return_exceptions=True)
             await self.sandbox.close()
 
     def stop(self) -> None:
         """Stop taking new work; steps in flight finish."""
         self._stopping.set()
+
+    async def _start_sandbox(self, flow: str) -> None:
+        try:
+            await self.sandbox.start()
+        except SandboxError:
+            log.exception("worker.sandbox_unavailable", flow=flow)
 
     async def _follow_plans(self, watcher: KeyValue.KeyWatcher, ready: Callable[[], None]) -> None:
         while not self._stopping.is_set():
@@ -186,11 +195,10 @@ class NodeWorker:
     async def _serve(self, plan: Plan) -> None:
         if self._only is not None and plan.flow not in self._only:
             return
-        if uses_sandbox(plan.spec) and self.sandbox.status == "new":
-            try:
-                await self.sandbox.start()  # pre-start the default profile's workers: no cold first execution
-            except SandboxError:
-                log.exception("worker.sandbox_unavailable", flow=plan.flow)
+        if uses_sandbox(plan.spec) and self._sandbox_start is None:
+            # Pre-start the default profile's workers in the background: no cold first execution, and
+            # serving does not wait for them (an execution that comes first waits for its worker).
+            self._sandbox_start = asyncio.create_task(self._start_sandbox(plan.flow))
         for node in plan.nodes.values():
             if node.durable in self._serving:
                 continue
