@@ -151,9 +151,48 @@ def _memory_flag(value: Any) -> Any:
 
 MemoryField = Annotated[MemorySpec | None, BeforeValidator(_memory_flag)]
 
+SandboxPreset = Literal["low", "medium", "high"]
+SANDBOX_PRESETS: tuple[SandboxPreset, ...] = ("low", "medium", "high")
+
+
+class SandboxSpec(_Spec):
+    """How a `code:` node runs (seed: `mode`, `enabled`, `network`, `preset`, `timeout`; plus overrides).
+
+    `preset` sets CPU seconds, memory and wall time (docs/sandbox.md); each override replaces one of
+    them. `enabled: false` runs the code without any sandbox and is refused unless the operator passes
+    ``--allow-unsandboxed``; `mode: docker` runs it in a container (an image the operator configures).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["python", "docker"] = "python"
+    enabled: bool = True
+    network: bool = False
+    preset: SandboxPreset | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    cpu_seconds: float | None = Field(default=None, gt=0)
+    memory_mb: int | None = Field(default=None, ge=32)
+    max_output_bytes: int | None = Field(default=None, ge=1)
+    max_open_files: int | None = Field(default=None, ge=8)
+    max_file_bytes: int | None = Field(default=None, ge=0)
+    # mode: docker: the image to run (one with ca-actors installed); else the operator's --sandbox-image.
+    image: str | None = None
+
+    def overrides(self) -> dict[str, float | None]:
+        """The per-field overrides, by the names `actors.sandbox.limits_for` takes."""
+        return {
+            "timeout": self.timeout,
+            "cpu_seconds": self.cpu_seconds,
+            "memory_mb": self.memory_mb,
+            "max_output_bytes": self.max_output_bytes,
+            "max_open_files": self.max_open_files,
+            "max_file_bytes": self.max_file_bytes,
+        }
+
 
 class NodeSpec(_Spec):
-    """One node: a prompt, the state fields it writes (`outputs`), and how its answer looks."""
+    """One node: a prompt (or `code:` run in the sandbox), the state fields it writes (`outputs`), and
+    how its answer looks."""
 
     id: str
     name: str = ""
@@ -165,14 +204,19 @@ class NodeSpec(_Spec):
     llm: LLMSpec | None = None
     tools: list[str | dict[str, Any]] = Field(default_factory=list)
     memory: MemoryField = None
-    code: Any = None
-    sandbox: Any = None
+    code: str | None = None
+    sandbox: SandboxSpec | None = None
     kind: str | None = None
     foreach: ForeachSpec | None = None
     retry: RetrySpec | None = None
     timeout_s: float | None = Field(default=None, gt=0)
     on_error: str | None = None
     max_tool_calls: int | None = None
+
+    @property
+    def is_code(self) -> bool:
+        """True for a code node (`code:`): it runs Python in the sandbox instead of asking a model."""
+        return self.code is not None
 
     @model_validator(mode="before")
     @classmethod
@@ -354,13 +398,62 @@ class ABTestSpec(_Spec):
     variants: Annotated[list[VariantSpec], BeforeValidator(_named_variants)] = Field(default_factory=list)
 
 
+GateAction = Literal["fail", "warn", "block_deploy"]
+# The seed's gate metric names, as ours (`_avg` is the mean over the runs, as our metrics are).
+SEED_GATE_METRICS: dict[str, str] = {
+    "cost_usd_avg": "cost_usd",
+    "cost_usd_sum": "cost_usd_total",
+    "duration_ms": "latency_ms",
+    "duration_ms_avg": "latency_ms",
+    "duration_ms_p50": "latency_p50_ms",
+    "duration_ms_p95": "latency_p95_ms",
+    "latency_ms_avg": "latency_ms",
+    "quality_score": "quality",
+    "quality_score_avg": "quality",
+    "success_rate_avg": "success_rate",
+    "tokens_avg": "tokens",
+    "total_tokens_avg": "tokens",
+}
+
+
 class GateSpec(_Spec):
-    """`config.gates` entry: a metric must stay within `min`/`max`; `on_fail: fail` exits non-zero."""
+    """`config.gates` entry: a metric must stay within `min`/`max`; `on_fail: fail` exits non-zero.
+
+    The seed's form is accepted too: `{name, description, enabled, metric: cost_usd_avg, threshold
+    (a maximum), min_threshold, action: WARN | FAIL | BLOCK_DEPLOY}`; `enabled: false` skips the
+    gate; `BLOCK_DEPLOY` fails like `FAIL` and marks the result as not deployable.
+    """
 
     metric: str
     min: float | None = None
     max: float | None = None
-    on_fail: Literal["fail", "warn"] = "fail"
+    on_fail: GateAction = "fail"
+    name: str = ""
+    description: str = ""
+    enabled: bool = True
+    # The seed's names of max, min and on_fail (kept as written; the three above take their values).
+    threshold: float | None = None
+    min_threshold: float | None = None
+    action: Literal["WARN", "FAIL", "BLOCK_DEPLOY", "warn", "fail", "block_deploy"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_form(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "threshold" in data and "max" not in data:
+            data["max"] = data["threshold"]
+        if "min_threshold" in data and "min" not in data:
+            data["min"] = data["min_threshold"]
+        action = data.get("action")
+        if isinstance(action, str) and "on_fail" not in data:
+            data["on_fail"] = action.strip().lower()
+        metric = data.get("metric")
+        if isinstance(metric, str) and metric in SEED_GATE_METRICS:
+            data.setdefault("name", metric)
+            data["metric"] = SEED_GATE_METRICS[metric]
+        return data
 
 
 def _named_gates(value: Any) -> Any:
@@ -372,19 +465,47 @@ def _named_gates(value: Any) -> Any:
     return value
 
 
+class MlflowSpec(_Spec):
+    """`config.observability.mlflow`: trace every run of this flow to `tracking_uri`, `experiment_name`."""
+
+    enabled: bool = False
+    tracking_uri: str | None = None
+    experiment_name: str | None = None
+
+
+def _enabled_flag(value: Any) -> Any:
+    # `mlflow: true` is short for `mlflow: {enabled: true}`.
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
+class ObservabilitySpec(_Spec):
+    """`config.observability`: the seed's block; `mlflow` takes effect in `run` and `up`."""
+
+    mlflow: Annotated[MlflowSpec | None, BeforeValidator(_enabled_flag)] = None
+
+
+class StorageSpec(_Spec):
+    """`config.storage`: the seed's `{backend: sqlite, path: ...}`, or `{url: ...}`: the run history store."""
+
+    backend: str = "sqlite"
+    path: str | None = None
+    url: str | None = None
+
+
 class RuntimeConfig(_Spec):
     """The `config:` block."""
 
     llm: LLMSpec | None = None
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
-    observability: Any = None
-    storage: Any = None
+    observability: ObservabilitySpec | None = None
+    storage: StorageSpec | None = None
     memory: MemoryField = None
     budget: BudgetSpec | None = None
     ab_test: ABTestSpec | None = None
     gates: Annotated[list[GateSpec], BeforeValidator(_named_gates)] = Field(default_factory=list)
     logging: Any = None
-    sandbox: Any = None
+    # Defaults of every code node's `sandbox:` (a node's own block replaces it).
+    sandbox: SandboxSpec | None = None
 
 
 class FlowSpec(_Spec):

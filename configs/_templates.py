@@ -153,6 +153,40 @@ def render(template: str, state: Mapping[str, Any], extra: Mapping[str, Any] | N
     return "".join(out)
 
 
+def is_template(text: str) -> bool:
+    """True when a node input is a template (`"{x}"`, `"{state.a} and {b}"`) rather than a bare path."""
+    return "{" in text or "}" in text
+
+
+def single_placeholder(template: str) -> Placeholder | None:
+    """The placeholder of a template that is exactly one placeholder (`"{x.y}"`), else None."""
+    try:
+        parts = _parse(template)
+    except TemplateSyntaxError:
+        return None
+    return parts[0] if len(parts) == 1 and isinstance(parts[0], Placeholder) else None
+
+
+def input_value(target: str, state: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> Any:
+    """The value of a node input: a bare path (`a.b`, `state.a.b`) or a template.
+
+    A template that is exactly one placeholder keeps the value's type (a list stays a list); any
+    other template renders to text. Bare names look in `extra` (runtime names) first, as prompts do.
+
+    Raises:
+        TemplateSyntaxError: The template is malformed.
+        TemplateError: A path does not exist.
+    """
+    if not is_template(target):
+        return resolve_path(state, target)
+    only = single_placeholder(target)
+    if only is None:
+        return render(target, state, extra)
+    if not only.explicit_state and extra is not None and only.path[0] in extra:
+        return _walk(extra[only.path[0]], only.path[1:], only.text)
+    return _walk(state, only.path, only.text)
+
+
 def to_text(value: Any) -> str:
     """Render one value for a prompt: str as is, None as "", anything else as one-line JSON.
 

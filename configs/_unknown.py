@@ -10,10 +10,12 @@ from pydantic import BaseModel
 
 from configs._issues import closest
 from configs._locs import KeyPath, Problem, format_path
-from configs._schema import LLMSpec
+from configs._schema import LLMSpec, MlflowSpec, ObservabilitySpec, StorageSpec
 
 # Models whose extra keys are passed on (to the LLM provider): warn only about likely typos.
 _PASSTHROUGH: tuple[type[BaseModel], ...] = (LLMSpec,)
+# Seed blocks with keys of the earlier platform this one does not use: a warning says each is ignored.
+_IGNORED: tuple[type[BaseModel], ...] = (ObservabilitySpec, MlflowSpec, StorageSpec)
 
 
 def unknown_keys(model: type[BaseModel], data: Any, path: KeyPath = ()) -> list[Problem]:
@@ -39,6 +41,10 @@ def unknown_keys(model: type[BaseModel], data: Any, path: KeyPath = ()) -> list[
         if issubclass(model, _PASSTHROUGH) and hint is None:
             continue
         where = format_path(path) or "the top level"
+        if issubclass(model, _IGNORED) and hint is None:
+            message = f"key {key!r} in {where} is ignored (used: {', '.join(known)})"
+            problems.append(Problem((*path, key), message, severity="warning"))
+            continue
         listing = "" if hint else f" (known keys: {', '.join(known)})"
         problems.append(Problem((*path, key), f"unknown key {key!r} in {where}{listing}", hint, "error"))
     return problems

@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping
 
 from pydantic import TypeAdapter, ValidationError
 
+from configs._code import check_code, check_ignored
 from configs._control import check_foreach, check_on_error, check_reducers, error_targets, map_runtime_names
 from configs._edges import check_edges
 from configs._graph import build_graph
@@ -28,7 +29,7 @@ from configs._schema import (
     scorer_metric,
 )
 from configs._scope import Scope, Unresolved
-from configs._templates import TemplateSyntaxError, placeholders
+from configs._templates import TemplateSyntaxError, is_template, placeholders, single_placeholder
 from configs._typeref import ANY, TypeRef, TypeStringError, incompatibility, parse_type
 from configs._types import annotation
 
@@ -72,10 +73,12 @@ def check_flow(spec: FlowSpec, *, tools: Collection[str] | None = None) -> list[
             scope.runtime["error"] = TypeRef("str")
         _check_inputs(index, node, scope, problems)
         _check_prompt(index, node, scope, problems)
+        problems += check_code(spec, index, node)
         scopes.setdefault(node.id, scope)
     problems += check_edges(spec, state_types)
     problems += _check_ab_test(spec, scopes)
     problems += _check_gates(spec)
+    problems += check_ignored(spec)
     return problems
 
 
@@ -333,21 +336,46 @@ def _check_outputs(
 def _check_inputs(index: int, node: NodeSpec, scope: Scope, problems: list[Problem]) -> None:
     for local, target in node.inputs.items():
         path: KeyPath = ("nodes", index, "inputs", local)
+        # Inputs may not refer to other inputs; they are resolved from the state and runtime names.
+        outer = Scope(scope.state, runtime=scope.runtime)
+        if is_template(target):
+            scope.inputs[local] = _check_input_template(local, target, outer, path, problems)
+            continue
         segments = target.split(".")
         explicit = segments[0] == "state" and len(segments) > 1
         if explicit:
             segments = segments[1:]
         if not all(segments):
-            problems.append(Problem(path, f"input {local!r}: {target!r} is not a path like state.field.sub"))
+            problems.append(
+                Problem(path, f"input {local!r}: {target!r} is not a path like state.field.sub or a template {{x}}")
+            )
             scope.inputs[local] = ANY
             continue
-        # Inputs may not refer to other inputs; they are resolved from the state and runtime names.
-        resolved = Scope(scope.state, runtime=scope.runtime).resolve(segments, explicit_state=explicit)
+        resolved = outer.resolve(segments, explicit_state=explicit)
         if isinstance(resolved, Unresolved):
             problems.append(Problem(path, f"input {local!r}: {resolved.message}", resolved.suggestion))
             scope.inputs[local] = ANY
         else:
             scope.inputs[local] = resolved
+
+
+def _check_input_template(local: str, target: str, scope: Scope, path: KeyPath, problems: list[Problem]) -> TypeRef:
+    """The type of a template input: the placeholder's when it is the whole template, else str."""
+    try:
+        found = placeholders(target)
+    except TemplateSyntaxError as exc:
+        problems.append(Problem(path, f"input {local!r}: {exc.message}", offset=exc.offset))
+        return ANY
+    types: list[TypeRef] = []
+    for placeholder in found:
+        resolved = scope.resolve(placeholder.path, explicit_state=placeholder.explicit_state)
+        if isinstance(resolved, Unresolved):
+            message = f"input {local!r}: placeholder {{{placeholder.text}}}: {resolved.message}"
+            problems.append(Problem(path, message, resolved.suggestion, offset=placeholder.offset))
+            types.append(ANY)
+        else:
+            types.append(resolved)
+    return types[0] if single_placeholder(target) else TypeRef("str")
 
 
 def _check_prompt(index: int, node: NodeSpec, scope: Scope, problems: list[Problem]) -> None:

@@ -24,8 +24,12 @@
     │   ├── BudgetExceeded                      the gateway refused a call that would pass a budget
     │   ├── MemoryUnavailable                   the memory actor or its store could not serve a request
     │   ├── ToolError                           a tool call failed
+    │   ├── UnsandboxedRefused                  code asks to run without a sandbox the operator did not allow
     │   ├── RunFailed                           the in-process engine's run failed for good
     │   └── StackBusy                           another stack already runs from the data folder
+    ├── SandboxError                            the sandbox could not run code at all (no worker, no container engine)
+    ├── PolicyViolation (also PermissionError)  node code did something the sandbox's policy refuses
+    │   └── SandboxRefused                      an operation the sandbox process refuses (files, processes, network)
     ├── EvalError (also ValueError)             an invalid dataset, or an evaluation that cannot be logged
     ├── ScorerError (also ValueError)           a misspelt scorer, or one that cannot grade a row
     └── PlotUnavailableError (also RuntimeError)    matplotlib is not installed
@@ -33,7 +37,7 @@
 Where they live: the errors of the YAML language in `configs` (`_issues`, `_expr`, `_exprtree`,
 `_templates`, `_typeref`), the bus's here, `StoreError` in `store`, the others next to the code that
 raises them (`actors.flow.logic`, `actors.flow.node_exec`, `actors.flow.memory`, `actors.tools`,
-`actors.engines.langgraph.nodes`, `actors.evals`, `actors.insights.plots`, `actors.launch.stackfile`).
+`actors.engines.langgraph.nodes`, `actors.sandbox`, `actors.evals`, `actors.insights.plots`, `actors.launch.stackfile`).
 A second base class (ValueError, KeyError, TimeoutError, RuntimeError) is kept where callers catch the
 builtin one.
 

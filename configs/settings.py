@@ -67,6 +67,11 @@ class Settings(BaseModel):
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "ca-actors"
     log_prompts: bool = True
+    # Code nodes and python_exec: sandbox worker processes per profile in each node worker, whether a
+    # flow may run code without any sandbox (`--allow-unsandboxed`), the image of `mode: docker`.
+    sandbox_workers: int = Field(default=2, ge=1)
+    allow_unsandboxed: bool = False
+    sandbox_image: str | None = None
 
     @model_validator(mode="before")
     @classmethod

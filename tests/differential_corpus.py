@@ -229,6 +229,74 @@ edges:
   - {{from: rescue, to: END}}
 """
 
+# Code nodes (the sandbox): typed results, templates in inputs, maps, routes on their results, failures.
+SANDBOX_PIPELINE = (ROOT / "configs" / "examples" / "sandbox_pipeline.yaml").read_text()
+
+CODE_MAP = """
+schema_version: "1.0"
+flow: {name: code_map}
+state:
+  fields:
+    xs: {type: "list[int]", required: true}
+    sq: {type: int, default: 0}
+    squares: {type: "list[int]", default: []}
+    total: {type: int, default: 0}
+    size: {type: str, default: ""}
+nodes:
+  - {id: start, code: "result = len(inputs['xs'])", inputs: {xs: "{xs}"}, outputs: [total]}
+  - id: square
+    code: "result = inputs['item'] * inputs['item'] + inputs['index']"
+    outputs: [sq]
+    output_schema: {type: int}
+  - {id: add, code: "result = sum(state['squares'])", outputs: [total], output_schema: {type: int}}
+  - {id: big, prompt: "Big {state.total}", outputs: [size], output_schema: {type: str}}
+  - {id: small, code: "result = 'small ' + str(inputs['t'])", inputs: {t: state.total}, outputs: [size]}
+edges:
+  - {from: START, to: start}
+  - from: start
+    parallel: {items_field: xs, target_node: square, collect_field: squares, max_concurrency: 2}
+  - {from: square, to: add}
+  - from: add
+    routes:
+      - {condition: {logic: "state.total > 20"}, to: big}
+      - {condition: {logic: default}, to: small}
+  - {from: big, to: END}
+  - {from: small, to: END}
+"""
+
+CODE_FAILS = """
+schema_version: "1.0"
+flow: {name: code_fails}
+state:
+  fields:
+    n: {type: int, default: 0}
+    apology: {type: str, default: ""}
+nodes:
+  - id: risky
+    code: "import os\\nresult = 1"
+    outputs: [n]
+    on_error: rescue
+    sandbox: {preset: low, timeout: 5}
+  - {id: rescue, code: "result = 'sorry: ' + inputs['error']", outputs: [apology]}
+edges:
+  - {from: START, to: risky}
+  - {from: risky, to: END}
+  - {from: rescue, to: END}
+"""
+
+CODE_BAD_RESULT = """
+schema_version: "1.0"
+flow: {name: code_bad_result}
+state:
+  fields:
+    n: {type: int, default: 0}
+nodes:
+  - {id: count, code: "result = 'many'", outputs: [n], output_schema: {type: int}}
+edges:
+  - {from: START, to: count}
+  - {from: count, to: END}
+"""
+
 # The same failing node without a rescue: the run fails.
 UNRESCUED = f"""
 schema_version: "1.0"
@@ -714,4 +782,27 @@ CASES: list[Case] = [
         {"risky": [{"answer": "many"}]},
         status="failed",
     ),
+    Case(
+        "code-nodes-sandbox-pipeline",
+        SANDBOX_PIPELINE,
+        {"input_numbers": [3, 8, 1, 12, 5]},
+        expect={
+            "sum_result": 29,
+            "doubled": [6, 16, 2, 24, 10],
+            "report": "total 29, 2 doubled values above 10: 16, 24\nmean of the doubled values: 11.6",
+        },
+    ),
+    Case("code-nodes-in-a-map-and-routes", CODE_MAP, {"xs": [1, 2, 3]}, expect={"squares": [1, 5, 11], "total": 17}),
+    Case("code-nodes-big-route", CODE_MAP, {"xs": [4, 5]}, expect={"squares": [16, 26], "total": 42}),
+    Case(
+        "code-node-policy-into-on-error",
+        CODE_FAILS,
+        {},
+        on_error=True,
+        expect={
+            "apology": "sorry: code node 'risky' failed: policy: import of 'os' is not allowed "
+            "(allowed: collections, datetime, functools, itertools, json, math, re, statistics)"
+        },
+    ),
+    Case("code-node-result-outside-its-schema", CODE_BAD_RESULT, {}, status="failed"),
 ]

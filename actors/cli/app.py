@@ -19,6 +19,7 @@ from actors.cli.flows import register as register_flows
 from actors.cli.init import register as register_init
 from actors.cli.natsenv import register as register_nats_env
 from actors.cli.options import (
+    AllowUnsandboxed,
     DataDir,
     InputJson,
     Inputs,
@@ -30,20 +31,21 @@ from actors.cli.options import (
     NatsNkey,
     NatsTlsCa,
     NatsUrl,
+    SandboxImage,
     StoreUrl,
     command_group,
     parse_inputs,
     refuse_password_in,
 )
 from actors.cli.reports import register as register_report
-from actors.flow import is_mock_script, load_flows, yaml_files
+from actors.flow import is_mock_script, load_flows, refuse_unsandboxed, yaml_files
 from actors.flow.memory import MEMORY_SCOPES
 from actors.launch import ACTOR_KINDS, ActorKind, LocalStack, serve_actor
 from actors.runtime.logs import LogFormat, configure_logging
 from actors.runtime.presence import package_version
 from actors.tracking import prompt_fetcher
 from bus import Bus
-from configs import Settings, flow_json_schema, initial_state
+from configs import Settings, StorageSpec, flow_json_schema, initial_state
 
 EXAMPLES = Path(configs.__file__).resolve().parent / "examples"
 
@@ -77,11 +79,13 @@ def _main(
 
 def flow_store(plan: Any) -> str | None:
     """The seed's ``config.storage: {backend: sqlite, path: ...}`` of a flow, as a store URL."""
-    storage = plan.spec.config.storage
-    if isinstance(storage, dict) and storage.get("path") and storage.get("backend", "sqlite") == "sqlite":
-        return f"sqlite:///{Path(str(storage['path'])).resolve()}"
-    if isinstance(storage, dict) and isinstance(storage.get("url"), str):
-        return str(storage["url"])
+    storage: StorageSpec | None = plan.spec.config.storage
+    if storage is None:
+        return None
+    if storage.url:
+        return storage.url
+    if storage.path and storage.backend == "sqlite":
+        return f"sqlite:///{Path(storage.path).resolve()}"
     return None
 
 
@@ -143,6 +147,8 @@ def run(
             "langgraph: the same flow as a LangGraph StateGraph in this process, no NATS.",
         ),
     ] = "bus",
+    allow_unsandboxed: AllowUnsandboxed = False,
+    sandbox_image: SandboxImage = None,
     log_level: LogLevel = "warning",
     log_format: LogFmt = "auto",
 ) -> None:
@@ -155,17 +161,23 @@ def run(
         llm = "mock"
     if record is not None and replay is not None:
         raise typer.BadParameter("--record and --replay exclude each other")
+    for refused in refuse_unsandboxed([plan.spec], allow_unsandboxed):
+        typer.echo(f"error: {refused}", err=True)
+        raise typer.Exit(2)
     settings = Settings.from_env(
         llm_override=llm,
         mock_script=mock_script,
         record=record,
         replay=replay,
         store_url=store or flow_store(plan),
-        traces=trace,
+        # The flow's config.observability.mlflow (enabled: true) traces its runs without --trace.
+        traces=trace or None,
         mlflow_tracking_uri=mlflow_uri,
         nats_creds=nats_creds,
         nats_nkey=nats_nkey,
         nats_tls_ca=nats_tls_ca,
+        allow_unsandboxed=allow_unsandboxed or None,
+        sandbox_image=sandbox_image,
         **({"nats_url": nats} if nats else {}),
     )
     values = parse_inputs(inputs, input_json)
@@ -207,7 +219,13 @@ async def _run_langgraph(
     from actors.launch import backend_for
 
     return await langgraph_runner()(
-        plan, inputs, llm=backend_for(settings), model_override=settings.llm_override, timeout_s=timeout_s
+        plan,
+        inputs,
+        llm=backend_for(settings),
+        model_override=settings.llm_override,
+        timeout_s=timeout_s,
+        allow_unsandboxed=settings.allow_unsandboxed,
+        sandbox_image=settings.sandbox_image,
     )
 
 
@@ -239,6 +257,8 @@ def up(
     mlflow_ui: Annotated[
         bool, typer.Option("--mlflow", help="Also start `mlflow server` on the traces (UI in 30-60 s).")
     ] = False,
+    allow_unsandboxed: AllowUnsandboxed = False,
+    sandbox_image: SandboxImage = None,
     log_level: LogLevel = "info",
     log_format: LogFmt = "auto",
 ) -> None:
@@ -264,6 +284,8 @@ def up(
         nats_creds=nats_creds,
         nats_nkey=nats_nkey,
         nats_tls_ca=nats_tls_ca,
+        allow_unsandboxed=allow_unsandboxed or None,
+        sandbox_image=sandbox_image,
         **({"nats_url": nats} if nats else {}),
     )
     log_args = ("--log-level", log_level, "--log-format", log_format)
@@ -534,6 +556,8 @@ def actor(
     store: StoreUrl = None,
     mlflow_uri: MlflowUri = None,
     traces: Annotated[bool, typer.Option("--traces/--no-traces", help="observer: write MLflow traces.")] = True,
+    allow_unsandboxed: AllowUnsandboxed = False,
+    sandbox_image: SandboxImage = None,
     log_level: LogLevel = "info",
     log_format: LogFmt = "auto",
 ) -> None:
@@ -552,6 +576,8 @@ def actor(
         store_url=store,
         mlflow_tracking_uri=mlflow_uri,
         traces=traces,
+        allow_unsandboxed=allow_unsandboxed or None,
+        sandbox_image=sandbox_image,
     )
     actor_kind: ActorKind = kind  # type: ignore[assignment]
     asyncio.run(serve_actor(actor_kind, settings, flows or []))
@@ -667,7 +693,8 @@ def agents_ping(
         typer.echo(json.dumps([a.model_dump() for a in answers], indent=2))
         return
     for a in sorted(answers, key=lambda a: (a.kind, a.id)):
-        typer.echo(f"{a.kind:12} {a.id:40} {a.host}:{a.pid}  load {a.load.in_flight}/{a.load.max}")
+        sandbox = f" sandbox {a.load.sandbox_busy}/{a.load.sandbox_workers}" if a.load.sandbox_workers else ""
+        typer.echo(f"{a.kind:12} {a.id:40} {a.host}:{a.pid}  load {a.load.in_flight}/{a.load.max}{sandbox}")
     typer.echo(f"{len(answers)} actor(s) answered")
 
 

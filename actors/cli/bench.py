@@ -29,6 +29,7 @@ from actors.flow.node_exec import NodePorts, run_llm_node
 from actors.flow.plan import Plan, compile_plan
 from actors.launch import LocalStack
 from actors.llm.backend import LLMBackend
+from actors.sandbox import bench_sandbox
 from actors.scheduler.messages import RunAnswer, TriggerInputs
 from bus import TERMINAL_EVENTS, Bus, Event, decode, subjects
 from configs import Settings, initial_state, load_flow_text
@@ -250,6 +251,7 @@ async def bench(
             scenario_ms[name]["bus"] = ms
         parallel_map_ms = await _parallel_map_ms(s, settings, workers=workers)
         throughput_lg = {str(k): await s.langgraph_throughput(k) for k in in_flight}
+        sandbox = await bench_sandbox(runs=max(runs * 10, 100))
     per_node = {engine: round(ms / nodes, 3) for engine, ms in scenario_ms["linear"].items()}
     first = str(in_flight[0])
     return {
@@ -268,6 +270,7 @@ async def bench(
         "throughput_runs_per_s": throughput,
         "throughput_langgraph_runs_per_s": throughput_lg,
         "throughput_ratio_vs_1": {k: round(v / throughput[first], 1) for k, v in throughput.items()},
+        "sandbox": sandbox,
     }
 
 
@@ -297,4 +300,12 @@ def format_table(result: dict[str, Any]) -> str:
     for k, v in result["throughput_runs_per_s"].items():
         lg = result["throughput_langgraph_runs_per_s"].get(k, float("nan"))
         lines.append(f"{k:<16}{v:>12.1f}{result['throughput_ratio_vs_1'][k]:>8.1f}{lg:>20.1f}")
+    box = result["sandbox"]
+    lines += [
+        "",
+        f"sandbox ({box['node_lines']}-line node, {box['runs']} runs, one worker, network isolation {box['network']}): "
+        f"cached p50 {box['cached_p50_ms']:.2f} ms, p95 {box['cached_p95_ms']:.2f} ms, "
+        f"{box['executions_per_s']:.0f} executions/s; cold first execution {box['cold_first_execution_ms']:.0f} ms, "
+        f"first compile {box['first_compile_ms']:.2f} ms",
+    ]
     return "\n".join(lines)

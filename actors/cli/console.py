@@ -326,6 +326,8 @@ def format_agents(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         age = "-" if r["heartbeat_age_s"] is None else f"{r['heartbeat_age_s']:.1f}s"
         load = "-" if r["load"] is None else f"{r['load']['in_flight']}/{r['load']['max']}"
+        if r["load"] and r["load"].get("sandbox_workers"):
+            load += f" sandbox {r['load'].get('sandbox_busy', 0)}/{r['load']['sandbox_workers']}"
         status = r["status"] + ("*" if r["draining"] else "")
         where = f"{r['host']}:{r['pid']}" if r["pid"] else "-"
         serves = ", ".join(r["serves"][:4]) + (f" (+{len(r['serves']) - 4})" if len(r["serves"]) > 4 else "")

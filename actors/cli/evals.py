@@ -16,7 +16,7 @@ import typer
 
 from actors.cli.console import load_plan
 from actors.cli.options import DataDir, LogLevel, MlflowUri, parse_inputs
-from actors.evals.abtest import GateResult, check_gates, comparison_table, run_ab
+from actors.evals.abtest import GateResult, check_gates, comparison_table, deployable, run_ab
 from actors.evals.evaluate import EvalError, Example, check_expectations, check_inputs, evaluate_plan, load_dataset
 from actors.evals.scorers import AnyScorer, ScorerError, parse_scorers, split_scorers
 from actors.flow.plan import Plan
@@ -128,7 +128,8 @@ def eval_command(
         _fail(str(exc))
     gates = check_gates(plan.spec.config.gates, report.logged.metrics)
     if as_json:
-        typer.echo(json.dumps(report.summary() | {"gates": [g.summary() for g in gates]}, indent=2, default=str))
+        verdict = {"gates": [g.summary() for g in gates], "deployable": deployable(gates)}
+        typer.echo(json.dumps(report.summary() | verdict, indent=2, default=str))
     else:
         failed = [row for row in report.rows if row.status != "succeeded"]
         typer.echo(f"evaluated {plan.flow} on {len(report.rows)} example(s): MLflow run {report.logged.run_id}")
@@ -138,6 +139,8 @@ def eval_command(
         for row in failed:
             typer.echo(f"  line {row.example.line}: {row.status}: {row.error or ''}".rstrip())
         _print_gates(gates, "gates")
+        if not deployable(gates):
+            typer.echo("not deployable: a BLOCK_DEPLOY gate failed")
     raise typer.Exit(1 if any(g.blocking for g in gates) else 0)
 
 
@@ -206,7 +209,8 @@ def ab_command(
         _fail(str(exc))
     gates = check_gates(plan.spec.config.gates, report.winner_metrics())
     if as_json:
-        typer.echo(json.dumps(report.summary() | {"gates": [g.summary() for g in gates]}, indent=2, default=str))
+        verdict = {"gates": [g.summary() for g in gates], "deployable": deployable(gates)}
+        typer.echo(json.dumps(report.summary() | verdict, indent=2, default=str))
     else:
         repeat = runs or ab.run_count
         typer.echo(
@@ -218,6 +222,8 @@ def ab_command(
         for r in report.results:
             typer.echo(f"  MLflow run {r.logged.run_id if r.logged else '-'}: {r.variant.name}")
         _print_gates(gates, f"gates (on the winner, {report.winner})")
+        if not deployable(gates):
+            typer.echo("not deployable: a BLOCK_DEPLOY gate failed")
     raise typer.Exit(1 if any(g.blocking for g in gates) else 0)
 
 

@@ -110,3 +110,16 @@ def parse_inputs(pairs: list[str] | None, raw_json: str | None) -> dict[str, Any
                 raise typer.BadParameter(f"{key}: value looks like JSON but is not: {exc}") from exc
         inputs[key] = value
     return inputs
+
+
+AllowUnsandboxed = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unsandboxed",
+        help="Let code nodes with sandbox.enabled: false run their Python without any sandbox (trusted flows only).",
+    ),
+]
+SandboxImage = Annotated[
+    str | None,
+    typer.Option("--sandbox-image", help="Container image of sandbox mode: docker nodes (ca-actors installed in it)."),
+]

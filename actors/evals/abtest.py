@@ -260,19 +260,27 @@ class GateResult:
 
     @property
     def blocking(self) -> bool:
-        """True when this gate failed and says `on_fail: fail`."""
-        return not self.passed and self.gate.on_fail == "fail"
+        """True when this gate failed and says `on_fail: fail` (or the seed's `FAIL` / `BLOCK_DEPLOY`)."""
+        return not self.passed and self.gate.on_fail in ("fail", "block_deploy")
+
+    @property
+    def blocks_deploy(self) -> bool:
+        """True when this gate failed and says `BLOCK_DEPLOY`: the result is not deployable."""
+        return not self.passed and self.gate.on_fail == "block_deploy"
 
     def line(self) -> str:
         """`PASS quality = 0.900 (min 0.8)`, `FAIL ...`, or `WARN ...` for a failed `on_fail: warn` gate."""
         bounds = ", ".join(f"{k} {v:g}" for k, v in (("min", self.gate.min), ("max", self.gate.max)) if v is not None)
-        verdict = "PASS" if self.passed else ("FAIL" if self.gate.on_fail == "fail" else "WARN")
+        verdict = "PASS" if self.passed else ("WARN" if self.gate.on_fail == "warn" else "FAIL")
         value = "not measured" if self.value is None else f"= {self.value:.6g}"
-        return f"{verdict} {self.gate.metric} {value} ({bounds})"
+        named = f" [{self.gate.name}]" if self.gate.name and self.gate.name != self.gate.metric else ""
+        blocked = ", blocks deploy" if self.blocks_deploy else ""
+        return f"{verdict} {self.gate.metric}{named} {value} ({bounds}{blocked})"
 
     def summary(self) -> dict[str, Any]:
         """The gate as printed by ``--json``."""
         return {
+            "name": self.gate.name or self.gate.metric,
             "metric": self.gate.metric,
             "value": self.value,
             "min": self.gate.min,
@@ -282,6 +290,11 @@ class GateResult:
         }
 
 
+def deployable(gates: Sequence[GateResult]) -> bool:
+    """False when a `BLOCK_DEPLOY` gate failed (``ca-actors deploy`` refuses such a result)."""
+    return not any(g.blocks_deploy for g in gates)
+
+
 def check_gates(gates: Sequence[GateSpec], metrics: Mapping[str, float]) -> list[GateResult]:
-    """Check every gate on `metrics` (a metric that was not measured fails its gate)."""
-    return [GateResult(gate, metrics.get(gate.metric)) for gate in gates]
+    """Check every enabled gate on `metrics` (a metric that was not measured fails its gate)."""
+    return [GateResult(gate, metrics.get(gate.metric)) for gate in gates if gate.enabled]

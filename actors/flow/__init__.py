@@ -3,6 +3,7 @@
 Plans, control-flow decisions, node execution, the LLM and memory ports, and loading flow files.
 """
 
+from actors.flow.code_exec import UnsandboxedRefused, refuse_unsandboxed, unsandboxed_nodes
 from actors.flow.llm import ChatMessage, LLMClient, LLMErrorKind, LLMReply, LLMRequest, ToolCall, Usage
 from actors.flow.loading import FlowSet, PromptFetcher, flow_files, flow_names, is_mock_script, load_flows, yaml_files
 from actors.flow.logic import Counters, FlowError
@@ -39,6 +40,7 @@ __all__ = [
     "PromptFetcher",
     "StepContext",
     "ToolCall",
+    "UnsandboxedRefused",
     "Usage",
     "choose_model",
     "compile_plan",
@@ -47,7 +49,9 @@ __all__ = [
     "flow_names",
     "is_mock_script",
     "load_flows",
+    "refuse_unsandboxed",
     "run_llm_node",
     "tools_pinned_to",
+    "unsandboxed_nodes",
     "yaml_files",
 ]

@@ -7,6 +7,7 @@ an in-process engine.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -17,15 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from actors.flow.code_exec import UnsandboxedRefused, code_outputs, sandbox_limits
 from actors.flow.llm import ChatMessage, LLMClient, LLMReply, LLMRequest, ToolCall
 from actors.flow.policy import budget_of
+from actors.sandbox import SandboxError, SandboxPool
 from actors.tools import Tool, ToolContext, ToolError, get_tool, openai_tool_spec, run_tool
 from bus import ToolCalledData, ToolFinishedData, subjects
 from configs import (
+    SANDBOX_TOOLS,
     FlowSpec,
     LLMSpec,
     NodeSpec,
     OutputError,
+    TemplateError,
+    effective_sandbox,
     output_json_schema,
     placeholders,
     render,
@@ -165,6 +171,11 @@ class NodePorts:
     on_retry: RetryCallback | None = None
     # Where the tool calls of a step are remembered: a re-run step reuses them instead of calling again.
     journal: ToolJournal | None = None
+    # Code nodes and python_exec run here (None: a pool of one per execution); enabled: false only when
+    # the operator allowed it; mode: docker uses `sandbox_image` unless the flow names one.
+    sandbox: SandboxPool | None = None
+    allow_unsandboxed: bool = False
+    sandbox_image: str | None = None
 
 
 class ToolJournal(Protocol):
@@ -240,6 +251,8 @@ async def run_llm_node(
         BudgetExceeded: the gateway refused the call (a budget would be passed).
     """
     at = step or StepContext()
+    if node.is_code:
+        return await _run_code_node(spec, node, state, ports, at)
     ask = _Asker(spec, node, state, at, choose_model(spec, node, ports.model_override), timeout_s)
     tools = node_tools(node)
     specs = [openai_tool_spec(t.tool) for t in tools.values()]
@@ -256,7 +269,7 @@ async def run_llm_node(
             for call in reply.tool_calls:
                 calls_made += 1
                 key = f"{at.step_id}.{calls_made}" if at.step_id else ""
-                result = await _call_tool(node, tools, call, ports, journal_key=key)
+                result = await _call_tool(spec, node, tools, call, ports, journal_key=key)
                 content = json.dumps(result, ensure_ascii=False, default=str)
                 messages.append(ChatMessage(role="tool", content=content, tool_call_id=call.id, name=call.name))
             if calls_made >= max_calls:
@@ -285,6 +298,25 @@ async def run_llm_node(
             outputs=outputs, attempts=attempt + 1, model=reply.model or ask.choice.model, prompt=ask.prompt
         )
     raise NodeFailed(f"node '{node.id}' gave no valid output after {max_retries + 1} attempts: {problem}")
+
+
+async def _run_code_node(
+    spec: FlowSpec, node: NodeSpec, state: Mapping[str, Any], ports: NodePorts, at: StepContext
+) -> NodeOutcome:
+    """A code node: its code in the sandbox, its result validated (a failure is for good: same code, same result)."""
+    try:
+        outputs = await code_outputs(
+            spec,
+            node,
+            state,
+            at.runtime,
+            pool=ports.sandbox,
+            allow_unsandboxed=ports.allow_unsandboxed,
+            image=ports.sandbox_image,
+        )
+    except (ValueError, UnsandboxedRefused, SandboxError, TemplateError) as exc:
+        raise NodeFailed(f"code node '{node.id}' failed: {exc}") from exc
+    return NodeOutcome(outputs=outputs, attempts=1, model="sandbox", prompt=node.code or "")
 
 
 class _Asker:
@@ -428,8 +460,25 @@ def clip_tool_result(result: Any) -> Any:
     )
 
 
+def _tool_context(spec: FlowSpec, node: NodeSpec, tool: Tool, ports: NodePorts) -> ToolContext:
+    """The context a tool call runs in; a sandbox tool (python_exec) gets the pool and the node's limits."""
+    ctx = ports.tool_context or default_tool_context()
+    if tool.name not in SANDBOX_TOOLS:
+        return ctx
+    block = effective_sandbox(spec, node)
+    if not block.enabled and not ports.allow_unsandboxed:
+        raise ToolError(f"node '{node.id}' asks for {tool.name} without a sandbox; the operator must allow it")
+    return dataclasses.replace(ctx, sandbox=ports.sandbox, sandbox_limits=sandbox_limits(block))
+
+
 async def _call_tool(
-    node: NodeSpec, tools: Mapping[str, NodeTool], call: ToolCall, ports: NodePorts, *, journal_key: str = ""
+    spec: FlowSpec,
+    node: NodeSpec,
+    tools: Mapping[str, NodeTool],
+    call: ToolCall,
+    ports: NodePorts,
+    *,
+    journal_key: str = "",
 ) -> Any:
     on_event, remote, journal = ports.on_event, ports.remote_tools, ports.journal
     if on_event is not None:
@@ -441,7 +490,7 @@ async def _call_tool(
         if entry is None:
             raise ToolError(f"the model asked for tool {call.name!r}, which node '{node.id}' does not have")
         if entry.actor is None:
-            done = await run_tool(entry.tool, call.arguments, ports.tool_context or default_tool_context())
+            done = await run_tool(entry.tool, call.arguments, _tool_context(spec, node, entry.tool, ports))
         elif remote is None:
             raise ToolError(f"tool {call.name} runs on actor {entry.actor!r}, which needs the bus engine")
         else:

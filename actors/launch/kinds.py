@@ -89,11 +89,14 @@ def backend_for(settings: Settings) -> LLMBackend:
 
 
 def trace_sink(settings: Settings) -> TraceSink | None:
-    """The MLflow trace writer when `settings.traces` is on and MLflow is installed; else None (logged)."""
-    if not settings.traces:
-        return None
+    """The MLflow trace writer when MLflow is installed (it imports MLflow at its first trace); else None.
+
+    The observer uses it for every run when `settings.traces` is on, and for the runs of flows whose
+    ``config.observability.mlflow`` is enabled either way.
+    """
     if importlib.util.find_spec("mlflow") is None:  # not imported here: that would delay start-up
-        log.warning("observer.no_traces", reason="MLflow is not installed: pip install 'ca-actors[mlflow]'")
+        if settings.traces:
+            log.warning("observer.no_traces", reason="MLflow is not installed: pip install 'ca-actors[mlflow]'")
         return None
     from actors.observer.mlflow_sink import MlflowSink
 

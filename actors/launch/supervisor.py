@@ -28,7 +28,7 @@ import structlog
 import typer
 from nats.aio.msg import Msg
 
-from actors.flow import Plan, PlanStore, choose_model, load_flows
+from actors.flow import Plan, PlanStore, choose_model, load_flows, refuse_unsandboxed
 from actors.launch import stackfile
 from actors.runtime.presence import ActorReady
 from actors.tracking import prompt_fetcher
@@ -124,6 +124,10 @@ class Supervisor:
             cmd += ["--llm-default", self.settings.llm_default]
         if self.settings.mock_script:
             cmd += ["--mock-script", str(self.settings.mock_script)]
+        if kind == "worker" and self.settings.allow_unsandboxed:
+            cmd += ["--allow-unsandboxed"]
+        if kind == "worker" and self.settings.sandbox_image:
+            cmd += ["--sandbox-image", self.settings.sandbox_image]
         return cmd
 
     def _environment(self, kind: str) -> dict[str, str]:
@@ -153,6 +157,11 @@ class Supervisor:
             typer.echo(error, err=True)
         if not flow_set.plans:
             typer.echo(f"no valid flows in {self.flows}", err=True)
+            return 2
+        refused = refuse_unsandboxed([p.spec for p in flow_set.plans], self.settings.allow_unsandboxed)
+        for line in refused:
+            typer.echo(f"error: {line}", err=True)
+        if refused:
             return 2
         # The store answers before any actor starts: a wrong URL is one line, not two dying actors.
         store = await connect_store(self.settings.store())

@@ -14,18 +14,20 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from actors.flow.plan import PlanStore
 from actors.observer.summary import RunTrace, summarize
 from actors.runtime.consume import Drop, Retry, consume, dead_letter_to
 from actors.runtime.follow import stored_events
 from actors.runtime.presence import Load
 from bus import TERMINAL_EVENTS, Bus, Event, decode, subjects, topology
-from configs import Settings
+from configs import FlowSpec, Settings
 from store import RunIdTaken, Store, StoreError
 
 log = structlog.get_logger(__name__)
@@ -44,9 +46,33 @@ OBSERVE_CONCURRENCY = 4
 
 
 class TraceSink(Protocol):
-    """Where traces go (MLflow in production); blocking calls, run in a thread."""
+    """Where traces go (MLflow in production); blocking calls, run in a thread.
 
-    def write(self, trace: RunTrace) -> str: ...
+    `tracking_uri` and `experiment` (None: the sink's own) come from the flow's
+    ``config.observability.mlflow``.
+    """
+
+    def write(self, trace: RunTrace, tracking_uri: str | None = None, experiment: str | None = None) -> str: ...
+
+
+@dataclass(frozen=True)
+class TraceTarget:
+    """Whether a run is traced, and where (None: the operator's tracking URI / experiment)."""
+
+    traced: bool
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+
+def trace_target(spec: FlowSpec | None, traces_by_default: bool) -> TraceTarget:
+    """A flow's ``config.observability.mlflow`` decides (enabled: true traces, to its URI and experiment;
+    enabled: false does not); without the block the operator's ``--traces`` does."""
+    block = spec.config.observability.mlflow if spec is not None and spec.config.observability else None
+    if block is None:
+        return TraceTarget(traces_by_default)
+    if not block.enabled:
+        return TraceTarget(False)
+    return TraceTarget(True, block.tracking_uri, block.experiment_name)
 
 
 class Observer:
@@ -55,6 +81,7 @@ class Observer:
         self._settings = settings
         self._store = store
         self._sink = sink
+        self._plans = PlanStore(bus.kv(topology.PLANS))
         self._stopping = asyncio.Event()
         # Runs someone waits for (`observed`), and the last runs written (bounded).
         self._waiters: dict[str, asyncio.Event] = {}
@@ -141,9 +168,10 @@ class Observer:
                 raise Drop(str(exc)) from exc
             except StoreError as exc:
                 raise Retry(f"run history not written: {exc}", delay_s=2.0) from exc
-        if self._sink is not None:
+        target = await self._target(trace)
+        if self._sink is not None and target.traced:
             try:
-                trace_id = await asyncio.to_thread(self._sink.write, trace)
+                trace_id = await asyncio.to_thread(self._sink.write, trace, target.tracking_uri, target.experiment)
             except Exception as exc:  # any tracking-store trouble: try again later
                 log.warning("observer.trace_failed", run_id=trace.run_id, error=str(exc))
                 raise Retry(f"trace not written: {exc}", delay_s=5.0) from exc
@@ -154,6 +182,15 @@ class Observer:
         waiter = self._waiters.get(trace.run_id)
         if waiter is not None:
             waiter.set()
+
+    async def _target(self, trace: RunTrace) -> TraceTarget:
+        plan = None
+        if trace.flow and trace.plan_version:
+            try:
+                plan = await self._plans.get(trace.flow, trace.plan_version)
+            except Exception as exc:  # noqa: BLE001 - KV trouble: the operator's default applies
+                log.warning("observer.plan_unreadable", flow=trace.flow, error=str(exc))
+        return trace_target(plan.spec if plan is not None else None, self._settings.traces)
 
     async def read(self, run_id: str) -> RunTrace:
         """The run rebuilt from its events in the stream (also those of steps that ended after it)."""

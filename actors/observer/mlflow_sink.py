@@ -9,6 +9,7 @@ tag ``ca.run_id``, looked up before writing.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from actors.observer.summary import LLMCall, RunTrace, Step, ToolCall
@@ -39,7 +40,9 @@ class MlflowSink:
         self._experiment_name = settings.mlflow_experiment
         self._log_prompts = settings.log_prompts
         self._redact = Redactor()
-        self._experiment_id: str | None = None
+        self._experiments: dict[tuple[str, str], str] = {}
+        # MLflow's tracking URI is global to the process: one write at a time.
+        self._lock = threading.Lock()
 
     @property
     def _mlflow(self) -> Any:
@@ -48,24 +51,37 @@ class MlflowSink:
             self._module = import_mlflow()
         return self._module
 
-    def _experiment(self) -> str:
-        if self._experiment_id is None:
-            self._experiment_id = experiment_id(self._mlflow, self._uri, self._experiment_name)
-        return self._experiment_id
+    def _experiment(self, uri: str, name: str) -> str:
+        key = (uri, name)
+        if key not in self._experiments:
+            self._experiments[key] = experiment_id(self._mlflow, uri, name)
+        self._mlflow.set_tracking_uri(uri)
+        return self._experiments[key]
 
-    def find(self, run_id: str) -> str | None:
+    def find(self, run_id: str, tracking_uri: str | None = None, experiment: str | None = None) -> str | None:
         """The id of the trace of `run_id`, if it was written already."""
+        with self._lock:
+            return self._find(run_id, self._experiment(tracking_uri or self._uri, experiment or self._experiment_name))
+
+    def _find(self, run_id: str, experiment: str) -> str | None:
         found = self._mlflow.search_traces(
-            locations=[self._experiment()],
+            locations=[experiment],
             filter_string=f"tag.`{RUN_TAG}` = '{run_id}'",
             return_type="list",
             max_results=1,
         )
         return str(found[0].info.trace_id) if found else None
 
-    def write(self, trace: RunTrace) -> str:
-        """Write the trace of an ended run (once) and return its MLflow trace id."""
-        existing = self.find(trace.run_id)
+    def write(self, trace: RunTrace, tracking_uri: str | None = None, experiment: str | None = None) -> str:
+        """Write the trace of an ended run (once) and return its MLflow trace id.
+
+        `tracking_uri` and `experiment` (the flow's ``config.observability.mlflow``) replace the sink's own.
+        """
+        with self._lock:
+            return self._write(trace, self._experiment(tracking_uri or self._uri, experiment or self._experiment_name))
+
+    def _write(self, trace: RunTrace, experiment: str) -> str:
+        existing = self._find(trace.run_id, experiment)
         if existing is not None:
             return existing
         mlflow = self._mlflow
@@ -85,7 +101,7 @@ class MlflowSink:
             attributes={"ca.run_id": trace.run_id, "ca.flow": trace.flow},
             tags=tags,
             metadata=metadata,
-            experiment_id=self._experiment(),
+            experiment_id=experiment,
             start_time_ns=_ns(trace.created_at),
         )
         if root.trace_id == _NO_OP_TRACE:

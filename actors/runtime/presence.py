@@ -37,6 +37,9 @@ class Load(BaseModel):
 
     in_flight: int = 0
     max: int = 0
+    # Node workers: sandbox worker processes (code nodes, python_exec) started, and busy now.
+    sandbox_workers: int = 0
+    sandbox_busy: int = 0
 
 
 class ActorInfo(BaseModel):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from actors.sandbox import Limits, SandboxPool
 from configs.errors import ActorError
 
 DEFAULT_WORKSPACE = Path(".ca-actors") / "workspace"
@@ -49,6 +50,9 @@ class ToolContext:
     allowed_hosts: frozenset[str] = frozenset()
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     timeout_s: float = DEFAULT_TIMEOUT_S
+    # python_exec: the node worker's sandbox pool (None: a pool of one per call) and the node's limits.
+    sandbox: SandboxPool | None = None
+    sandbox_limits: Limits | None = None
 
     def __post_init__(self) -> None:
         workspace = Path(self.workspace).expanduser().resolve()

@@ -11,10 +11,11 @@ from ._calc import CALCULATOR
 from ._data import DATA_TOOLS
 from ._files import FILE_TOOLS
 from ._langchain import LANGCHAIN_FACTORIES, PREFIX, langchain_tool
+from ._python import PYTHON_EXEC
 from ._system import SYSTEM_TOOLS
 from ._web import WEB_TOOLS
 
-_ALL: tuple[Tool, ...] = (*WEB_TOOLS, *FILE_TOOLS, *DATA_TOOLS, CALCULATOR, *SYSTEM_TOOLS)
+_ALL: tuple[Tool, ...] = (*WEB_TOOLS, *FILE_TOOLS, *DATA_TOOLS, CALCULATOR, PYTHON_EXEC, *SYSTEM_TOOLS)
 
 BUILTIN_TOOLS: Mapping[str, Tool] = MappingProxyType({tool.name: tool for tool in _ALL})
 

@@ -54,6 +54,7 @@ from actors.runtime.logs import FaultTally
 from actors.runtime.presence import Load
 from actors.runtime.roster import RegistryView
 from actors.runtime.runs import RunRecord, RunStore, StepRecord
+from actors.sandbox import SandboxError, SandboxPool
 from actors.worker.journal import KVToolJournal
 from actors.worker.memory_client import MemoryClient
 from actors.worker.tool_host import RemoteToolClient, ToolHost
@@ -76,7 +77,7 @@ from bus import (
     subjects,
     topology,
 )
-from configs import FlowSpec, NodeSpec, Settings, render
+from configs import SANDBOX_TOOLS, FlowSpec, NodeSpec, Settings, render
 
 log = structlog.get_logger(__name__)
 
@@ -125,6 +126,9 @@ class NodeWorker:
         self._stopping = asyncio.Event()
         self._tool_host = ToolHost(bus, actor_id, self._tool_context) if serve_tools else None
         self._journal = KVToolJournal(bus.kv(topology.JOURNAL))
+        # Code nodes and python_exec run on this pool; its workers start with the first flow that needs them.
+        self.sandbox = SandboxPool(size=settings.sandbox_workers)
+        self._sandbox_start: asyncio.Task[None] | None = None
 
     def serves(self) -> list[str]:
         """The nodes this worker consumes, as ``flow.node``."""
@@ -134,8 +138,15 @@ class NodeWorker:
         return ["tools"] if self._tool_host is not None else []
 
     def load(self) -> Load:
-        """Steps in flight now, and the most it would take (all node subscriptions together)."""
-        return Load(in_flight=self.in_flight.count, max=self._settings.max_concurrency * max(len(self._served), 1))
+        """Steps in flight now, and the most it would take (all node subscriptions together); the sandbox
+        worker processes and how many of them are busy."""
+        pool = self.sandbox.stats()
+        return Load(
+            in_flight=self.in_flight.count,
+            max=self._settings.max_concurrency * max(len(self._served), 1),
+            sandbox_workers=pool.workers,
+            sandbox_busy=pool.busy,
+        )
 
     async def run(self, ready: Callable[[], None]) -> None:
         """Serve until `stop()`, ready once the plans published before start-up are served; then finish
@@ -153,10 +164,19 @@ class NodeWorker:
             await asyncio.gather(*self._serving.values(), return_exceptions=True)
             if self._tool_host is not None:
                 await self._tool_host.stop()
+            if self._sandbox_start is not None:
+                await asyncio.gather(self._sandbox_start, return_exceptions=True)
+            await self.sandbox.close()
 
     def stop(self) -> None:
         """Stop taking new work; steps in flight finish."""
         self._stopping.set()
+
+    async def _start_sandbox(self, flow: str) -> None:
+        try:
+            await self.sandbox.start()
+        except SandboxError:
+            log.exception("worker.sandbox_unavailable", flow=flow)
 
     async def _follow_plans(self, watcher: KeyValue.KeyWatcher, ready: Callable[[], None]) -> None:
         while not self._stopping.is_set():
@@ -182,6 +202,10 @@ class NodeWorker:
             return
         if self._tool_host is not None:
             self._tool_host.pin(tools_pinned_to(plan.spec, self._id))
+        if uses_sandbox(plan.spec) and self._sandbox_start is None:
+            # Pre-start the default profile's workers in the background: no cold first execution, and
+            # serving does not wait for them (an execution that comes first waits for its worker).
+            self._sandbox_start = asyncio.create_task(self._start_sandbox(plan.flow))
         for node in plan.nodes.values():
             if node.durable in self._serving:
                 continue
@@ -461,6 +485,9 @@ class NodeWorker:
             on_event=on_event,
             on_retry=on_retry,
             journal=self._journal,
+            sandbox=self.sandbox,
+            allow_unsandboxed=self._settings.allow_unsandboxed,
+            sandbox_image=self._settings.sandbox_image,
         )
 
     async def _after_failure(
@@ -550,3 +577,11 @@ class NodeWorker:
             return
         failed = RunEnded(kind="fail", run_id=item.run_id, flow=item.flow, node=item.node, error=error, sender=self._id)
         await self._bus.publish(subjects.ctl(item.flow), failed, msg_id=f"{item.run_id}.fail")
+
+
+def uses_sandbox(spec: FlowSpec) -> bool:
+    """True when a flow has code nodes or nodes with a sandbox tool (``python_exec``)."""
+    return any(
+        node.is_code or any((t if isinstance(t, str) else t.get("name")) in SANDBOX_TOOLS for t in node.tools)
+        for node in spec.nodes
+    )

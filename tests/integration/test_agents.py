@@ -326,3 +326,25 @@ def test_unknown_tool_names_are_located_errors_with_a_suggestion(tmp_path: Path)
     assert f"{flow}:" in error
     assert "nodes[0].tools[1].name: unknown tool 'web_serch'" in error
     assert "did you mean 'web_search'" in error
+
+
+async def test_an_agent_runs_python_exec_on_the_worker_sandbox_and_a_refused_snippet_names_its_limit(
+    settings: Settings, tmp_path: Path
+) -> None:
+    good = {"name": "python_exec", "arguments": {"code": "result = sum(inputs['xs']) * 2", "inputs": {"xs": [1, 2]}}}
+    bad = {"name": "python_exec", "arguments": {"code": "import os\nresult = os.getcwd()"}}
+    script = write_script(
+        tmp_path / "s.yaml",
+        {"solve": [{"tool_calls": [good]}, {"tool_calls": [bad]}, {"answer": "six"}]},
+    )
+    s = settings.model_copy(update={"llm_override": "mock", "mock_script": script})
+    flow = agent_flow(tmp_path, "[{name: python_exec, on_error: continue}]")
+    async with LocalStack(s, plans(flow), embedded=False) as stack:
+        assert stack.client is not None
+        log = await EventLog().start(stack.client)
+        result = await run_flow(stack.client, "helper", {"question": "twice the sum of 1 and 2?"})
+    assert result["status"] == "succeeded", result
+    finished = log.of("tool.finished")
+    assert finished[0].data.result == {"result": 6, "stdout": ""}
+    assert finished[1].data.error is not None
+    assert "policy: import of 'os' is not allowed" in finished[1].data.error

@@ -271,3 +271,57 @@ async def test_log_lines_of_a_run_are_also_events_of_the_run(settings: Settings,
     assert started.flow == "echo"
     assert started.data.level == "info"
     assert started.sender.startswith("scheduler")
+
+
+SEED_TRACED = """
+schema_version: "1.0"
+flow: {name: seed_traced}
+state:
+  fields:
+    topic: {type: str, required: true}
+    note: {type: str, default: ""}
+nodes:
+  - {id: write, prompt: "Write about {state.topic}", outputs: [note]}
+edges: [{from: START, to: write}, {from: write, to: END}]
+config:
+  observability:
+    mlflow: {enabled: true, tracking_uri: "TRACKING", experiment_name: seed-experiment}
+"""
+
+
+async def test_a_flow_whose_observability_block_enables_mlflow_is_traced_to_its_uri_and_experiment(
+    settings: Settings, tmp_path: Path
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'flow-mlflow.db'}"
+    flow = write_flow(tmp_path / "seed_traced.yaml", SEED_TRACED.replace("TRACKING", uri))
+    # The operator did not ask for traces (as `ca-actors run` without --trace): the flow's block does.
+    s = settings.model_copy(update={"traces": False, "llm_override": "mock"})
+    async with LocalStack(s, plans(flow), embedded=False) as stack:
+        assert stack.client is not None
+        assert stack.observer is not None
+        result = await run_flow(stack.client, "seed_traced", {"topic": "bees"})
+        assert result["status"] == "succeeded"
+        assert await stack.observer.observed(result["run_id"], timeout_s=60)
+    flow_settings = s.model_copy(update={"mlflow_tracking_uri": uri, "mlflow_experiment": "seed-experiment"})
+    (trace,) = await asyncio.to_thread(mlflow_traces, flow_settings)
+    assert trace.info.tags[RUN_TAG] == result["run_id"]
+
+
+async def test_a_flow_whose_mlflow_block_is_disabled_is_not_traced_even_with_traces_on(
+    settings: Settings, tmp_path: Path
+) -> None:
+    s = traced(settings, tmp_path, llm_override="mock")
+    body = SEED_TRACED.replace(
+        '{enabled: true, tracking_uri: "TRACKING", experiment_name: seed-experiment}', "{enabled: false}"
+    )
+    flow = write_flow(tmp_path / "seed_untraced.yaml", body.replace("seed_traced", "seed_untraced"))
+    other = write_flow(tmp_path / "plain.yaml", linear_flow("plain", ["a"]))
+    async with LocalStack(s, plans(flow, other), embedded=False) as stack:
+        assert stack.client is not None
+        assert stack.observer is not None
+        untraced = await run_flow(stack.client, "seed_untraced", {"topic": "bees"})
+        plain = await run_flow(stack.client, "plain", {"topic": "bees"})
+        assert await stack.observer.observed(untraced["run_id"], timeout_s=60)
+        assert await stack.observer.observed(plain["run_id"], timeout_s=60)
+    traces = await asyncio.to_thread(mlflow_traces, s)
+    assert [t.info.tags[RUN_TAG] for t in traces] == [plain["run_id"]]

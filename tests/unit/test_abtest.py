@@ -125,3 +125,24 @@ async def test_ab_refuses_a_flow_without_an_ab_test(tmp_path: Path) -> None:
     result = await evals_cli("ab", str(write_flow(tmp_path / "plain.yaml", ab_flow(ab=""))))
     assert result.exit_code == 2
     assert "has no config.ab_test" in result.stderr
+
+
+def test_seed_gates_skip_when_disabled_and_block_deploy_marks_the_result_not_deployable() -> None:
+    from actors.evals.abtest import deployable
+
+    gates = [
+        GateSpec.model_validate({"name": "cost", "metric": "cost_usd_avg", "threshold": 0.01, "action": "WARN"}),
+        GateSpec.model_validate({"metric": "duration_ms_avg", "threshold": 1, "action": "FAIL", "enabled": False}),
+        GateSpec.model_validate({"metric": "quality_score_avg", "min_threshold": 0.8, "action": "BLOCK_DEPLOY"}),
+    ]
+    results = check_gates(gates, {"quality": 0.6, "cost_usd": 0.02, "latency_ms": 20})
+    assert [r.gate.metric for r in results] == ["cost_usd", "quality"]  # the disabled gate is skipped
+    warn, block = results
+    assert not warn.passed
+    assert not warn.blocking
+    assert warn.line().startswith("WARN cost_usd [cost] = 0.02")
+    assert block.blocking
+    assert block.blocks_deploy
+    assert "blocks deploy" in block.line()
+    assert not deployable(results)
+    assert deployable(check_gates(gates, {"quality": 0.9, "cost_usd": 0.001}))

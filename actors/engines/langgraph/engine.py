@@ -51,12 +51,13 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from actors.engines.langgraph.moves import FAIL, FINISH, arrive_node, collect_node, join_node
-from actors.engines.langgraph.nodes import RunFailed, RunNodes, merge_records
+from actors.engines.langgraph.nodes import RunFailed, RunNodes, SandboxPorts, merge_records
 from actors.flow import moves
 from actors.flow.llm import LLMClient
 from actors.flow.logic import FlowError
 from actors.flow.node_exec import NodeFailed
 from actors.flow.plan import Plan
+from actors.sandbox import SandboxPool
 from configs import FlowSpec, InputError, analyze_graph, initial_state
 
 __all__ = ["Checkpointer", "RunFailed", "build_graph", "recursion_limit", "run_langgraph"]
@@ -90,6 +91,9 @@ async def run_langgraph(
     checkpointer: Checkpointer = "none",
     sqlite_path: Path | None = None,
     timeout_s: float | None = None,
+    sandbox: SandboxPool | None = None,
+    allow_unsandboxed: bool = False,
+    sandbox_image: str | None = None,
 ) -> dict[str, Any]:
     """Run a flow in-process on LangGraph, with the semantics of docs/control-flow.md.
 
@@ -102,6 +106,9 @@ async def run_langgraph(
         checkpointer: "none", "memory" (`InMemorySaver`) or "sqlite" (`AsyncSqliteSaver`).
         sqlite_path: The SQLite file, for "sqlite".
         timeout_s: Limit for the whole run; default ``config.execution.timeout``.
+        sandbox: Where code nodes run (None: a pool of this run's, started at its first code node).
+        allow_unsandboxed: Let nodes with ``sandbox.enabled: false`` run (the operator's choice).
+        sandbox_image: The image of ``sandbox.mode: docker`` nodes that name none.
 
     Returns:
         The shape of `RunRecord.result()`: run_id, flow, status, state, steps, error.
@@ -118,12 +125,20 @@ async def run_langgraph(
         moves.start(spec, run_id, state)
     except (InputError, FlowError) as exc:
         return _result(run_id, plan.flow, "rejected", {}, [], str(exc))
-    nodes = RunNodes(plan, llm, model_override, run_id, main_state=state)
     limit = timeout_s if timeout_s is not None else plan.timeout_s
     error: str | None = None
     final: dict[str, Any] | None = None
+    own = SandboxPool(size=1) if sandbox is None else None
+    ports = SandboxPorts(sandbox or own, allow_unsandboxed, sandbox_image)
+    nodes = RunNodes(plan, llm, model_override, run_id, main_state=state, sandbox=ports)
     try:
-        async with _saver(checkpointer, sqlite_path, run_id) as saver, asyncio.timeout(limit):
+        async with (
+            contextlib.AsyncExitStack() as stack,
+            _saver(checkpointer, sqlite_path, run_id) as saver,
+            asyncio.timeout(limit),
+        ):
+            if own is not None:
+                stack.push_async_callback(own.close)
             graph = build_graph(plan)
             if saver is not None:
                 graph = graph.copy(update={"checkpointer": saver})

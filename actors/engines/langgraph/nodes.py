@@ -27,12 +27,22 @@ from actors.flow.moves import JoinBarrier, MainLine, MapBarrier, Move
 from actors.flow.node_exec import LLMUnavailable, NodeFailed, NodeOutcome, NodePorts, StepContext, run_llm_node
 from actors.flow.plan import Plan
 from actors.flow.policy import gave_up, retry_policy
+from actors.sandbox import SandboxPool
 from bus import step_id
 from configs import FlowSpec
 from configs.errors import ActorError
 
 # Parts of a barrier record that accumulate (one entry per branch or map item).
 PARTS = ("arrived", "counters", "by", "done", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class SandboxPorts:
+    """Where a run's code nodes execute, and what the operator allows them."""
+
+    pool: SandboxPool | None = None
+    allow_unsandboxed: bool = False
+    image: str | None = None
 
 
 class RunFailed(ActorError):
@@ -53,6 +63,7 @@ class RunNodes:
     run_id: str
     main_state: dict[str, Any]
     steps: list[dict[str, Any]] = field(default_factory=list)
+    sandbox: SandboxPorts = field(default_factory=SandboxPorts)
     # Map windows: (map key, index) -> whether that item finished well (item i + k waits for item i).
     _gates: dict[tuple[str, int], asyncio.Future[bool]] = field(default_factory=dict)
 
@@ -266,7 +277,13 @@ class RunNodes:
                 spec,
                 node,
                 token["state"],
-                NodePorts(llm=self.llm, model_override=self.model_override),
+                NodePorts(
+                    llm=self.llm,
+                    model_override=self.model_override,
+                    sandbox=self.sandbox.pool,
+                    allow_unsandboxed=self.sandbox.allow_unsandboxed,
+                    sandbox_image=self.sandbox.image,
+                ),
                 step=StepContext(self.run_id, _step_id(self.run_id, token), token["index"], runtime),
                 max_retries=policy.output_retries,
                 timeout_s=node.timeout_s,

@@ -529,10 +529,14 @@ def test_extension_keys_are_kept_without_warnings() -> None:
           - {from: write, to: END}
         config:
           observability: {mlflow: true}
-          sandbox: {image: python}
+          sandbox: {mode: docker, image: python}
         """)
     )
-    assert loaded.warnings == []
+    # Triggers are kept, with a warning that this version does not serve them.
+    assert [w.path for w in loaded.warnings] == ["triggers"]
+    assert loaded.spec.config.observability is not None
+    assert loaded.spec.config.observability.mlflow is not None
+    assert loaded.spec.config.observability.mlflow.enabled
     assert loaded.spec.triggers == [{"kind": "cron", "every": "1h"}]
     assert loaded.spec.nodes[0].timeout_s == 30
     assert loaded.spec.nodes[0].llm is not None

@@ -26,6 +26,7 @@ from configs.errors import CaActorsError
 
 EXPECTED_TOOLS = {
     "web_search",
+    "python_exec",
     "serper_search",
     "web_scrape",
     "http_request",
