@@ -82,10 +82,14 @@
   function runPage(root) {
     const list = document.getElementById("events");
     const count = document.getElementById("ev-count");
+    // What tests (and curious people in the console) can read: every sequence shown, every status change.
     window.caSeen = [];
+    window.caStatusLog = [];
+    window.caArrivals = [];
     let n = 0;
     return new LiveStream(root.dataset.live, ["evt"], function (_name, d, seq) {
       window.caSeen.push(seq);
+      window.caArrivals.push([seq, Date.now(), d.ts]);
       list.insertAdjacentHTML("beforeend", d.html);
       n += 1;
       if (count) count.textContent = "(" + n + ")";
@@ -95,6 +99,7 @@
           box.classList.remove("pending", "running", "done", "failed", "retrying", "waiting", "discarded");
           box.classList.add(d.node_status);
           box.dataset.status = d.node_status;
+          window.caStatusLog.push([d.node, d.node_status]);
         }
         if (d.kind === "node.started" && d.from_node) {
           const edge = document.querySelector('#graph [data-edge="' + CSS.escape(d.from_node + ">" + d.node) + '"]');
