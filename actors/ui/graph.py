@@ -17,6 +17,7 @@ BOX_H = 38
 GAP_X = 40
 GAP_Y = 56
 MARGIN = 24
+SIDE = 150
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Edge:
     path: str
     label_x: float
     label_y: float
+    anchor: str = "start"  # of the label: "end" for an edge drawn on the left
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,11 @@ def _back_edges(nodes: list[str], edges: list[tuple[str, str, str, str]]) -> set
     return back
 
 
+def _blocked(boxes: list[Box], x: float, y_from: float, y_to: float) -> bool:
+    """Whether a box stands between two layers in the column at `x`."""
+    return any(abs(b.x - x) < BOX_W and y_from < b.y < y_to for b in boxes)
+
+
 def layout(spec: FlowSpec) -> Layout:
     """Boxes and edges of `spec`, top to bottom."""
     nodes = [n.id for n in spec.nodes]
@@ -126,14 +133,15 @@ def layout(spec: FlowSpec) -> Layout:
     for n in [START, *nodes, END]:
         layers[depth[n]].append(n)
     widest = max(len(v) for v in layers.values())
-    width = MARGIN * 2 + widest * BOX_W + (widest - 1) * GAP_X + 120  # room for loop arcs on the right
+    # Room for loop arcs on the right and layer-skipping edges (with their labels) on the left.
+    width = MARGIN * 2 + widest * BOX_W + (widest - 1) * GAP_X + 2 * SIDE
     maps = {n.id for n in spec.nodes if n.foreach is not None} | {t for _, t, _, k in edges if k == "parallel"}
     pos: dict[str, tuple[float, float]] = {}
     boxes: list[Box] = []
     for d in sorted(layers):
         row = layers[d]
         row_w = len(row) * BOX_W + (len(row) - 1) * GAP_X
-        x0 = (width - 120 - row_w) / 2
+        x0 = (width - row_w) / 2
         for i, n in enumerate(row):
             x, y = x0 + i * (BOX_W + GAP_X), MARGIN + d * (BOX_H + GAP_Y)
             pos[n] = (x, y)
@@ -147,20 +155,34 @@ def layout(spec: FlowSpec) -> Layout:
         sx, sy = pos[s]
         tx, ty = pos[t]
         is_back = (s, t) in back or s == t
-        if is_back:
+        if s == t:
+            # A loop on one node: an arc off its right side, from its top half back into its bottom half.
+            x1, y1, y2 = sx + BOX_W, sy + BOX_H * 0.3, sy + BOX_H * 0.7
+            path = f"M{x1:.0f},{y1:.0f} C{x1 + 46:.0f},{y1 - 22:.0f} {x1 + 46:.0f},{y2 + 22:.0f} {x1:.0f},{y2:.0f}"
+            lx, ly = x1 + 40, sy - 4
+        elif is_back:
             # Out of the right side of the source, round the right, into the right side of the target.
             x1, y1 = sx + BOX_W, sy + BOX_H / 2
             x2, y2 = tx + BOX_W, ty + BOX_H / 2
             bulge = 60 + 10 * abs(depth[s] - depth[t])
-            path = (
-                f"M{x1:.0f},{y1:.0f} C{x1 + bulge:.0f},{y1 + 20:.0f} {x2 + bulge:.0f},{y2 - 20:.0f} {x2:.0f},{y2:.0f}"
-            )
+            c1, c2 = f"{x1 + bulge:.0f},{y1 + 20:.0f}", f"{x2 + bulge:.0f},{y2 - 20:.0f}"
+            path = f"M{x1:.0f},{y1:.0f} C{c1} {c2} {x2:.0f},{y2:.0f}"
             lx, ly = max(x1, x2) + bulge * 0.75, (y1 + y2) / 2
+        elif depth[t] - depth[s] > 1 and _blocked(boxes, sx, sy, ty):
+            # Skipping layers past a box in the way: round its left side.
+            x1, y1 = sx, sy + BOX_H / 2
+            x2, y2 = tx, ty + BOX_H / 2
+            bulge = 50 + 8 * (depth[t] - depth[s])
+            path = (
+                f"M{x1:.0f},{y1:.0f} C{x1 - bulge:.0f},{y1 + 30:.0f} {x2 - bulge:.0f},{y2 - 30:.0f} {x2:.0f},{y2:.0f}"
+            )
+            lx, ly = min(x1, x2) - bulge * 0.75 - 4, (y1 + y2) / 2
         else:
             x1, y1 = sx + BOX_W / 2, sy + BOX_H
             x2, y2 = tx + BOX_W / 2, ty
             mid = (y1 + y2) / 2
             path = f"M{x1:.0f},{y1:.0f} C{x1:.0f},{mid:.0f} {x2:.0f},{mid:.0f} {x2:.0f},{y2:.0f}"
             lx, ly = (x1 + x2) / 2 + 4, mid
-        drawn.append(Edge(s, t, label, kind, is_back, path, lx, ly))
+        anchor = "end" if lx < sx else "start"
+        drawn.append(Edge(s, t, label, kind, is_back, path, lx, ly, anchor))
     return Layout(width, height, boxes, drawn)

@@ -29,6 +29,7 @@ async def test_the_trigger_form_starts_a_run_whose_nodes_go_pending_running_done
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         await page.goto(f"{ui.url}/flows/slow")
         await page.fill("input[name=topic]", "owls")
+        await page.click("details.more summary")
         await page.fill("input[name=count]", "5")
         await page.fill("textarea[name=tags]", '["night", "birds"]')
         await page.check("input[name=loud]")
@@ -48,7 +49,13 @@ async def test_the_trigger_form_starts_a_run_whose_nodes_go_pending_running_done
         assert _transitions(statuses, "first")[-1] == "done"
         assert await page.get_attribute('#graph [data-edge="first>second"]', "class") == "edge e-to taken"
         started = await log.wait_for("run.started", run_id=run_id)
-        assert started.data.inputs == {"topic": "owls", "count": 5, "ratio": 0.5, "loud": True, "tags": ["night", "birds"]}
+        assert started.data.inputs == {
+            "topic": "owls",
+            "count": 5,
+            "ratio": 0.5,
+            "loud": True,
+            "tags": ["night", "birds"],
+        }
 
 
 async def test_a_dropped_stream_mid_run_resumes_with_no_event_lost_or_shown_twice(
