@@ -228,15 +228,20 @@ def up(
         int | None, typer.Option("--ui-port", help="Port of the dashboard (default 8765, or a free one if taken).")
     ] = None,
     no_ui: Annotated[bool, typer.Option("--no-ui", help="Do not start the dashboard.")] = False,
-    log_level: LogLevel = "info",
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Actors log at info (--log-level info).")] = False,
+    log_level: LogLevel = "warning",
     log_format: LogFmt = "auto",
 ) -> None:
-    """Start the whole stack locally: NATS (embedded unless --nats), scheduler, workers, LLM gateway, observer.
+    """Start the whole stack locally: NATS (embedded unless --nats), scheduler, workers, LLM gateway, observer,
+    dashboard.
 
-    Each actor is a separate OS process. Ctrl-C (or SIGTERM) stops everything cleanly.
+    Each actor is a separate OS process. Ctrl-C (or SIGTERM) stops everything cleanly. The console shows a
+    short banner and the actors' warnings; -v (or --log-level info) shows what each actor does.
     """
     from actors.launch.supervisor import Supervisor, choose_llm
 
+    if verbose and log_level == "warning":
+        log_level = "info"
     configure_logging(log_level, _fmt(log_format))
     choice = choose_llm(llm)
     typer.echo(f"LLM: {choice.why}")
