@@ -81,6 +81,7 @@ class Dashboard:
             if not task.done():
                 self._server.should_exit = True
                 await task
+            await self.app.state.feeds.close()
             await self._active.stop()
 
     def stop(self) -> None:

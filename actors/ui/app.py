@@ -35,6 +35,7 @@ from actors.client import (
 from actors.flow import load_flows
 from actors.runtime.runs import RunStore
 from actors.ui import graph, sse, views
+from actors.ui.hub import RunFeeds
 from actors.ui.security import COOKIE, CSRF_FIELD, CSRF_HEADER, Guard
 from bus import Bus, Event, subjects, topology
 from configs import Settings
@@ -223,11 +224,13 @@ def create_app(deps: Deps) -> FastAPI:
         view.pop("data")
         return "evt", view
 
+    feeds = RunFeeds(bus, run_event)
+    app.state.feeds = feeds
+
     @app.get("/runs/{run_id}/events")
     async def run_events(request: Request, run_id: str) -> StreamingResponse:
         subject = subjects.events_of(run_id)
-        after = sse.resume_point(request)
-        body = sse.stream(bus, subject, after=after, heartbeat_s=deps.heartbeat_s, render=run_event)
+        body = feeds.stream(subject, after=sse.resume_point(request), heartbeat_s=deps.heartbeat_s)
         return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.post("/runs/{run_id}/cancel")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 import httpx
 
 from configs import Settings
-from tests.helpers import EventLog, plans, start_run, until
+from store import open_store
+from tests.helpers import EventLog, outside_client, plans, start_run, until
 from tests.support.ui import SLOW_FLOW, XSS, slow_settings, sse_messages, ui_stack, write
 
 
@@ -243,3 +245,28 @@ async def test_every_request_needs_the_token_when_one_is_set_sse_included(settin
         assert http.cookies.get("ca_ui_token") == "tok-123"
         assert (await http.get("/flows")).status_code == 200
         assert "tok-123" not in (await http.get("/flows")).text, "the token never appears in a page"
+
+
+async def test_many_browsers_on_one_run_share_one_consumer_and_each_gets_every_event(
+    settings: Settings, tmp_path: Path
+) -> None:
+    s = slow_settings(settings, tmp_path, delay_ms=0)
+    async with (
+        ui_stack(s, plans(write(tmp_path / "slow.yaml", SLOW_FLOW))) as ui,
+        outside_client(ui.stack.url) as nc,
+        open_store(s.store()) as store,
+        httpx.AsyncClient(base_url=ui.url, timeout=10) as http,
+    ):
+        log = await EventLog().start(ui.client)
+        run_id = await start_run(ui.client, "slow", {"topic": "crowds"})
+        await log.wait_for("run.finished", run_id=run_id)
+        await until(lambda: store.get_run(run_id), "the observer is done with the run (and its own reading)")
+        stored = [e for e in log.events if e.run_id == run_id]
+        js = nc.jetstream()
+        first = await sse_messages(http, f"/runs/{run_id}/events", count=len(stored))
+        consumers = (await js.stream_info("CA_EVENTS")).state.consumer_count
+        got = await asyncio.gather(*(sse_messages(http, f"/runs/{run_id}/events", count=len(stored)) for _ in range(5)))
+        assert (await js.stream_info("CA_EVENTS")).state.consumer_count == consumers, "no consumer per browser"
+    for messages in [first, *got]:
+        assert [int(m["id"]) for m in messages] == sorted({int(m["id"]) for m in messages})
+        assert [m["data"]["kind"] for m in messages] == [e.kind for e in stored]
