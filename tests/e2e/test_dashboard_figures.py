@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -13,12 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bus import Event
+from bus import Bus, Event, free_port
 from configs import Settings
 from store import RunHistory, open_store
 from tests.conftest import TESTS
 from tests.helpers import EventLog, plans, start_run
 from tests.support.browser import chromium
+from tests.support.cli import child_pids, start_up, stop
 from tests.support.ui import ui_stack
 
 MAP50 = TESTS / "flows" / "map50.yaml"
@@ -43,7 +45,7 @@ def pct(values: list[float], q: float) -> float:
 async def test_events_reach_the_browser_within_a_few_hundred_milliseconds(
     settings: Settings, record_property: Callable[[str, object], None], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    s = settings.model_copy(update={"llm_override": "mock/40ms"})
+    s = settings.model_copy(update={"llm_override": "mock/150ms"})
     async with ui_stack(s, plans(MAP50)) as ui, chromium() as browser:
         log = await EventLog().start(ui.client)
         latencies: list[float] = []
@@ -148,14 +150,27 @@ async def _run_time(ui_url: str, client: object, log: EventLog, watchers: int) -
 
 @pytest.mark.timeout(600)
 async def test_fifty_sse_clients_on_one_busy_run_against_none(
-    settings: Settings, record_property: Callable[[str, object], None], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, record_property: Callable[[str, object], None], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    s = settings.model_copy(update={"llm_override": "mock/20ms"})
-    async with ui_stack(s, plans(MAP50)) as ui:
-        log = await EventLog().start(ui.client)
-        await _run_time(ui.url, ui.client, log, 0)  # warm up
-        alone = [await _run_time(ui.url, ui.client, log, 0) for _ in range(3)]
-        watched = [await _run_time(ui.url, ui.client, log, 50) for _ in range(3)]
+    # A real `up` stack: every actor and the dashboard in its own process, the 50 clients in this one.
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    shutil.copy(MAP50, flows / "map50.yaml")
+    port = free_port()
+    proc, lines = start_up(tmp_path / ".ca", "--flows", str(flows), "--llm", "mock/20ms", "--ui-port", str(port))
+    pids = child_pids(proc.pid)
+    nats = next(line.split(": ", 1)[1] for line in lines if line.startswith("NATS: "))
+    try:
+        async with Bus(nats, name="figures") as bus:
+            log = await EventLog().start(bus)
+            url = f"http://127.0.0.1:{port}"
+            await _run_time(url, bus, log, 0)  # warm up
+            alone, watched = [], []
+            for _ in range(3):
+                alone.append(await _run_time(url, bus, log, 0))
+                watched.append(await _run_time(url, bus, log, 50))
+    finally:
+        stop(proc, pids)
     report(
         record_property, capsys,
         map50_run_ms_0_clients=round(statistics.median(alone), 1),
