@@ -8,6 +8,8 @@ from pathlib import Path
 
 import httpx
 
+from actors.registry import Registry
+from actors.runtime import ActorHost, ActorInfo, Presence
 from configs import Settings
 from store import open_store
 from tests.helpers import EventLog, outside_client, plans, start_run, until
@@ -270,3 +272,41 @@ async def test_many_browsers_on_one_run_share_one_consumer_and_each_gets_every_e
     for messages in [first, *got]:
         assert [int(m["id"]) for m in messages] == sorted({int(m["id"]) for m in messages})
         assert [m["data"]["kind"] for m in messages] == [e.kind for e in stored]
+
+
+async def test_the_agents_page_lists_the_registry_and_its_drain_button_drains_an_actor(
+    settings: Settings, tmp_path: Path
+) -> None:
+    s = settings.model_copy(update={"heartbeat_s": 0.2})
+    drained = asyncio.Event()
+    async with (
+        ui_stack(s, plans(write(tmp_path / "slow.yaml", SLOW_FLOW))) as ui,
+        ActorHost(Registry(ui.client, heartbeat_s=0.2), ui.client),
+        httpx.AsyncClient(base_url=ui.url, timeout=10) as http,
+    ):
+        presence = Presence(
+            ui.client, ActorInfo(id="box-7", kind="worker", serves=["slow.first"]), heartbeat_s=0.2,
+            on_drain=drained.set,
+        )  # fmt: skip
+        await presence.start()
+        try:
+            table = await until(lambda: _agents_table(http, "box-7"), "the registry lists the actor", timeout_s=10)
+            assert "slow.first" in table
+            assert 'hx-post="/agents/box-7/drain"' in table
+            page = await http.get("/flows/slow")
+            refused = await http.post("/agents/box-7/drain")
+            assert refused.status_code == 403
+            assert not drained.is_set()
+            answer = await http.post("/agents/box-7/drain", data={"csrf": _csrf(page.text)})
+            assert answer.status_code == 303
+            assert "draining+box-7" in answer.headers["location"]
+            await asyncio.wait_for(drained.wait(), timeout=5)
+            gone = await http.post("/agents/nobody/drain", data={"csrf": _csrf(page.text)})
+            assert "draining" not in gone.headers["location"], "a drain nobody answers says so"
+        finally:
+            await presence.stop()
+
+
+async def _agents_table(http: httpx.AsyncClient, actor_id: str) -> str | None:
+    text = (await http.get("/agents/table")).text
+    return text if f'data-agent="{actor_id}"' in text and "badge live" in text else None

@@ -101,6 +101,7 @@
           box.dataset.status = d.node_status;
           window.caStatusLog.push([d.node, d.node_status]);
         }
+        if (d.kind === "node.finished") document.body.dispatchEvent(new CustomEvent("step-done"));
         if (d.kind === "node.started" && d.from_node) {
           const edge = document.querySelector('#graph [data-edge="' + CSS.escape(d.from_node + ">" + d.node) + '"]');
           if (edge) edge.classList.add("taken");
