@@ -320,7 +320,7 @@ def test_up_runs_in_a_folder_that_has_its_own_configs_bus_and_store_packages(tmp
     )
     assert proc.stdout is not None
     try:
-        lines = [proc.stdout.readline().strip() for _ in range(4)]
+        lines = [proc.stdout.readline().strip() for _ in range(5)]
         assert any("ready" in line for line in lines), lines
         children = child_pids(proc.pid)
         result = cli("trigger", "echo", "-i", "message=hi", "--wait", "--json", "--data-dir", str(tmp_path / ".ca"))
