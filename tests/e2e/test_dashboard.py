@@ -7,7 +7,7 @@ from typing import Any
 
 from configs import Settings
 from tests.helpers import EventLog, plans, start_run
-from tests.support.browser import SCREENSHOTS, chromium
+from tests.support.browser import chromium, screenshots
 from tests.support.ui import SLOW_FLOW, XSS, slow_settings, ui_stack, write
 
 
@@ -40,7 +40,7 @@ async def test_the_trigger_form_starts_a_run_whose_nodes_go_pending_running_done
         # Mid-run: the first node is done or running while the last one still waits.
         await page.wait_for_selector('#graph [data-node="second"].running', timeout=15_000)
         assert await page.get_attribute('#graph [data-node="third"]', "class") == "box node pending"
-        await page.screenshot(path=str(SCREENSHOTS / "dashboard-run-live.png"), full_page=True)
+        await page.screenshot(path=str(screenshots(tmp_path) / "dashboard-run-live.png"), full_page=True)
         await page.wait_for_selector("#run-status.succeeded", timeout=20_000)
         statuses: list[list[str]] = await page.evaluate("window.caStatusLog")
         assert await page.evaluate("window.notReloaded") is True

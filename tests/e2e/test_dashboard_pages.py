@@ -12,7 +12,7 @@ import pytest
 from bus import free_port
 from store import RunHistory, open_store
 from tests.conftest import EXAMPLES
-from tests.support.browser import SCREENSHOTS, chromium
+from tests.support.browser import chromium, screenshots
 from tests.support.cli import child_pids, cli, start_up, stop
 
 FLAKY = """
@@ -87,7 +87,7 @@ async def test_every_page_of_an_up_stack_renders_in_chromium_and_is_saved_as_a_s
             await page.goto(f"{url}/runs/{run_id}")
             await page.wait_for_selector("#run-status.succeeded, #run-status.failed", timeout=90_000)
             await page.wait_for_selector("#run-summary .timeline", timeout=20_000)
-            await page.screenshot(path=str(SCREENSHOTS / "dashboard-run.png"), full_page=True)
+            await page.screenshot(path=str(screenshots(tmp_path) / "dashboard-run.png"), full_page=True)
             shots = {
                 "overview": ("/", "#overview"),
                 "runs": ("/runs", "#runs-body tr"),
@@ -96,10 +96,11 @@ async def test_every_page_of_an_up_stack_renders_in_chromium_and_is_saved_as_a_s
                 "agents": ("/agents", "tr[data-agent] .badge.live"),
                 "costs": ("/costs", "#week-flows"),
             }
+            folder = screenshots(tmp_path)
             for name, (path, ready) in shots.items():
                 await page.goto(url + path)
                 await page.wait_for_selector(ready, timeout=20_000)
-                await page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}.png"), full_page=name != "runs")
+                await page.screenshot(path=str(folder / f"dashboard-{name}.png"), full_page=name != "runs")
             await page.goto(f"{url}/runs?status=failed")
             failed = await page.eval_on_selector_all("#runs-body tr", "els => els.map(e => e.dataset.flow)")
             assert "flaky" in failed

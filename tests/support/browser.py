@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +12,13 @@ from playwright.async_api import Browser, async_playwright
 from tests.conftest import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "docs" / "img"
+DOCS_IMG = ROOT / "docs" / "img"
+
+
+def screenshots(tmp_path: Path) -> Path:
+    """Where the browser tests save their screenshots: docs/img with ``CA_UPDATE_SCREENSHOTS=1`` (how the
+    docs' pictures are made), else the test's own folder, so a test run leaves the checkout as it was."""
+    return DOCS_IMG if os.environ.get("CA_UPDATE_SCREENSHOTS") == "1" else tmp_path
 
 
 @contextlib.asynccontextmanager
