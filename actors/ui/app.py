@@ -314,6 +314,7 @@ def create_app(deps: Deps) -> FastAPI:
         today = await store.list_runs(since=today_start, limit=100_000)
         agents_now = await agent_rows(bus, heartbeat_s=deps.settings.heartbeat_s)
         return {
+            "last_seq": await bus.last_sequence(topology.EVENTS),
             "in_flight": deps.active.rows(),
             "succeeded_hour": sum(1 for r in hour if r.status == "succeeded"),
             "failed_hour": sum(1 for r in hour if r.status == "failed"),

@@ -101,6 +101,9 @@ async def test_every_page_of_an_up_stack_renders_in_chromium_and_is_saved_as_a_s
                 await page.goto(url + path)
                 await page.wait_for_selector(ready, timeout=20_000)
                 await page.screenshot(path=str(folder / f"dashboard-{name}.png"), full_page=name != "runs")
+            # The overview follows the run events (htmx's SSE extension) to refresh itself at each one.
+            async with page.expect_request(lambda r: "/events?after=" in r.url):
+                await page.goto(url + "/")
             await page.goto(f"{url}/runs?status=failed")
             failed = await page.eval_on_selector_all("#runs-body tr", "els => els.map(e => e.dataset.flow)")
             assert "flaky" in failed
