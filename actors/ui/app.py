@@ -218,10 +218,12 @@ def create_app(deps: Deps) -> FastAPI:
             letters=await dead_letters(bus, run_id), timeline=_timeline(history),
         )  # fmt: skip
 
-    def run_event(seq: int, event: Event) -> tuple[str, dict[str, Any]]:
+    def run_event(seq: int, event: Event, memo: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         view = views.event_view(seq, event)
+        view["diff"] = views.state_diff(event, memo)
         view["html"] = env.get_template("event_row.html").render(e=view)
         view.pop("data")
+        view.pop("diff")
         return "evt", view
 
     feeds = RunFeeds(bus, run_event)

@@ -23,7 +23,8 @@ from bus import Bus, BusError, Event
 
 log = structlog.get_logger(__name__)
 
-Render = Callable[[int, Event], tuple[str, dict[str, Any]] | None]
+# (sequence, event, what this feed remembers between its events) → (SSE event name, JSON data), or None.
+Render = Callable[[int, Event, dict[str, Any]], tuple[str, dict[str, Any]] | None]
 # A run's messages are kept while someone watches it, and this long after the last one left.
 IDLE_S = 60.0
 
@@ -38,6 +39,7 @@ class _Feed:
     last_seen: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
     failed: BaseException | None = None
+    memo: dict[str, Any] = field(default_factory=dict)
 
 
 def _wake(feed: _Feed) -> None:
@@ -86,7 +88,7 @@ class RunFeeds:
                     if entry is None:
                         continue
                     seq, event = entry
-                    rendered = self._render(seq, event)
+                    rendered = self._render(seq, event, feed.memo)
                     if rendered is None:
                         continue
                     feed.seqs.append(seq)

@@ -133,6 +133,27 @@ def event_view(seq: int, event: Event) -> dict[str, Any]:
     }
 
 
+def state_diff(event: Event, seen: dict[str, Any]) -> list[dict[str, str]]:
+    """For a ``node.finished``: each state field its outputs changed, before → after (from the state its
+    ``node.started`` saw, remembered in `seen` by step id); for other events, nothing."""
+    if event.kind == "node.started" and event.step_id:
+        inputs = getattr(event.data, "inputs", None)
+        state = inputs.get("state") if getattr(event.data, "map", False) and isinstance(inputs, dict) else inputs
+        if isinstance(state, dict):
+            seen[event.step_id] = state
+        return []
+    if event.kind != "node.finished":
+        return []
+    before = seen.pop(event.step_id, None) if event.step_id else None
+    outputs = getattr(event.data, "outputs", {}) or {}
+    changes: list[dict[str, str]] = []
+    for key, value in outputs.items():
+        old = before.get(key) if isinstance(before, dict) else None
+        if before is None or old != value:
+            changes.append({"field": key, "before": "" if old is None else clip(old, 120), "after": clip(value, 120)})
+    return changes
+
+
 # --- trigger forms ------------------------------------------------------------------------------------------
 
 _SCALARS = {"str": "text", "int": "number", "float": "number", "bool": "checkbox"}

@@ -57,6 +57,10 @@ async def test_a_run_page_streams_every_event_of_the_run_and_resumes_after_the_l
             ("second", "done"), ("third", "running"), ("third", "done"),
         ]  # fmt: skip
         assert messages[-1]["data"]["run_status"] == "succeeded"
+        second_done = next(
+            m for m in messages if m["data"]["kind"] == "node.finished" and m["data"]["node"] == "second"
+        )
+        assert '<td>b</td><td class="old"></td><td class="new">bee</td>' in second_done["data"]["html"]
 
 
 async def test_the_runs_stream_sends_a_row_for_a_new_run_and_for_its_end(settings: Settings, tmp_path: Path) -> None:

@@ -111,3 +111,21 @@ def test_a_token_is_needed_off_loopback_and_generated_when_none_is_given() -> No
     assert guard.csrf_ok(guard.csrf)
     assert not guard.csrf_ok(None)
     assert not guard.csrf_ok(local.csrf)
+
+
+def test_a_finished_step_shows_the_state_fields_it_changed_against_the_state_it_saw() -> None:
+    seen: dict[str, object] = {}
+    started = Event.of(
+        NodeStartedData(inputs={"topic": "x", "draft": "old", "n": 1}), run_id="r1", flow="f", node="write",
+        step_id="r1.write.0.0",
+    )  # fmt: skip
+    assert views.state_diff(started, seen) == []
+    finished = Event.of(
+        NodeFinishedData(outputs={"draft": "new", "n": 1, "title": "T"}), run_id="r1", flow="f", node="write",
+        step_id="r1.write.0.0",
+    )  # fmt: skip
+    assert views.state_diff(finished, seen) == [
+        {"field": "draft", "before": "old", "after": "new"},
+        {"field": "title", "before": "", "after": "T"},
+    ]
+    assert seen == {}, "a step's state is forgotten once it finished"
