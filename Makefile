@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@echo "using $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[llm,langgraph,postgres,redis,tools,mlflow,plot,dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[llm,langgraph,postgres,redis,tools,mlflow,plot,ui,dev]'
 	touch $(STAMP)
 
 up: install

@@ -300,11 +300,20 @@ class Bus:
         self._subs.append(sub)
         return sub
 
-    def replay(self, subject: str, model: type[M]) -> Replay[M]:
-        """Read `subject` from the first message its stream holds, as `model` (``async with bus.replay(...)``)."""
+    def replay(
+        self, subject: str, model: type[M], *, start_seq: int | None = None, new_only: bool = False
+    ) -> Replay[M]:
+        """Read `subject` as `model` (``async with bus.replay(...)``): from the first message its stream
+        holds, from stream sequence `start_seq` on, or (`new_only`) only what is published from now on."""
+        if new_only:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+        elif start_seq is not None and start_seq > 1:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq)
+        else:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
 
         async def open_sub() -> JetStreamContext.PushSubscription:
-            sub = await self._jetstream.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+            sub = await self._jetstream.subscribe(subject, ordered_consumer=True, config=config)
             self._subs.append(sub)
             return sub
 
@@ -329,6 +338,10 @@ class Bus:
         except NotFoundError:
             return False
         return True
+
+    async def last_sequence(self, stream: str) -> int:
+        """The sequence of the last message `stream` holds (0 when it is empty)."""
+        return int((await self._jetstream.stream_info(stream)).state.last_seq)
 
     async def stream_created(self, stream: str) -> str:
         """When a stream was created: it tells this instance of the stream from any other of that name."""

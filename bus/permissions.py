@@ -212,12 +212,12 @@ def _build() -> dict[Role, Grants]:
         Role.OBSERVER: _grants(Role.OBSERVER, streams=[topology.EVENTS]),
         Role.DASHBOARD: _grants(
             Role.DASHBOARD,
-            # Read-only, but for the control requests a person makes from it: trigger, cancel, retry.
-            publish=[subjects.TRIGGER_ALL, subjects.RUN_CMD_ALL, subjects.REGISTRY_PING],
+            # Read-only, but for the control requests a person makes from it: trigger, cancel, re-run, drain.
+            # It is an actor of the registry too (the `ui` kind of `up`).
+            publish=[subjects.TRIGGER_ALL, subjects.RUN_CMD_ALL, subjects.REGISTRY_PING, subjects.REGISTRY_DRAIN_ALL],
             subscribe=[events_all, subjects.REGISTRY_EVENTS_ALL],
             reads=[topology.PLANS, topology.RUNS, topology.JOINS, topology.BUDGETS, *_ROSTER],
             streams=[topology.EVENTS, topology.DLQ],
-            actor=False,
         ),
         Role.GATEWAY_INGRESS: _grants(
             Role.GATEWAY_INGRESS,
@@ -255,9 +255,9 @@ ROLES: dict[Role, Grants] = _build()
 
 
 def role_of_kind(kind: str) -> Role:
-    """The role an actor kind (``scheduler``, ``worker``, ``llm-gateway``...) connects as.
+    """The role an actor kind (``scheduler``, ``worker``, ``llm-gateway``, ``ui``...) connects as.
 
     Raises:
         ValueError: no such role.
     """
-    return Role(kind)
+    return Role.DASHBOARD if kind == "ui" else Role(kind)

@@ -83,6 +83,23 @@ class Replay(Generic[M]):
             if message is not None:
                 return message
 
+    async def next_entry(self, timeout_s: float | None = None) -> tuple[int, M] | None:
+        """The next message with its stream sequence, or None when none comes within `timeout_s`.
+
+        Raises:
+            BusError: not open, or the connection closed.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            msg = await self._receive(remaining)
+            if msg is None:
+                return None
+            message = self._decode(msg)
+            if message is not None:
+                return msg.metadata.sequence.stream, message
+
     async def stored(self, *, timeout_s: float, idle_s: float | None = None) -> list[M]:
         """Every message the stream holds on the subject now (none published later), in order.
 

@@ -67,6 +67,14 @@ class Settings(BaseModel):
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "ca-actors"
     log_prompts: bool = True
+    # The dashboard (`ca-actors ui`, the `ui` actor of `up`): where it listens, the token it requires
+    # (CA_UI_TOKEN; needed on any address but loopback, generated when missing), the SSE heartbeat, and
+    # the MLflow UI to link traces to (`up --mlflow` sets it).
+    ui_host: str = "127.0.0.1"
+    ui_port: int = Field(default=8765, ge=0, le=65535)
+    ui_token: str | None = None
+    ui_heartbeat_s: float = Field(default=15.0, gt=0)
+    mlflow_ui_url: str | None = None
     # Code nodes and python_exec: sandbox worker processes per profile in each node worker, whether a
     # flow may run code without any sandbox (`--allow-unsandboxed`), the image of `mode: docker`.
     sandbox_workers: int = Field(default=2, ge=1)

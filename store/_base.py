@@ -45,9 +45,16 @@ class Store(Protocol):
         ...
 
     async def list_runs(
-        self, *, flow: str | None = None, status: str | None = None, limit: int = 50, since: float | None = None
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        since: float | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunHistory]:
-        """Runs newest first (by ``created_at``), optionally of one flow, one status, created at `since` or later."""
+        """Runs newest first (by ``created_at``), optionally of one flow, one status, created at `since` or later,
+        and after `before` (``(created_at, run_id)`` of the last run of the previous page) in that order."""
         ...
 
     async def add_memory(self, record: MemoryRecord) -> None:

@@ -209,9 +209,16 @@ class PostgresStore:
         return RunHistory.model_validate_json(rows[0][0]) if rows else None
 
     async def list_runs(
-        self, *, flow: str | None = None, status: str | None = None, limit: int = 50, since: float | None = None
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        since: float | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunHistory]:
-        """Runs newest first (by ``created_at``), optionally of one flow, one status, created at `since` or later."""
+        """Runs newest first (by ``created_at``), optionally of one flow, one status, created at `since` or later,
+        and after `before` (``(created_at, run_id)`` of the last run of the previous page) in that order."""
         where: list[str] = ["TRUE"]
         args: list[object] = [check_limit(limit)]
         for column, value in (("flow", flow), ("status", status)):
@@ -221,6 +228,10 @@ class PostgresStore:
         if since is not None:
             args.append(since)
             where.append(f"created_at >= ${len(args)}")
+        if before is not None:
+            args.extend([before[0], before[1]])
+            at, key = len(args) - 1, len(args)
+            where.append(f'(created_at < ${at} OR (created_at = ${at} AND run_id COLLATE "C" < ${key}))')
         sql = (
             f"SELECT doc FROM {{s}}.runs WHERE {' AND '.join(where)}"
             ' ORDER BY created_at DESC, run_id COLLATE "C" DESC LIMIT $1'

@@ -183,16 +183,18 @@ class RedisStore:
         keep: Callable[[M], bool],
         limit: int,
         min_score: float | None = None,
+        max_score: float | None = None,
     ) -> list[M]:
         """Up to `limit` documents of hash `data` that pass `keep`, in the reverse order of zset `index`
-        (only members scored `min_score` or more)."""
+        (only members scored from `min_score` to `max_score`)."""
         found: list[M] = []
         start = 0
         check_limit(limit)
         low: float | str = "-inf" if min_score is None else min_score
+        high: float | str = "+inf" if max_score is None else max_score
         async with self._op(operation) as r:
             while len(found) < limit:
-                members = _texts(await r.zrevrangebyscore(index, "+inf", low, start=start, num=PAGE))
+                members = _texts(await r.zrevrangebyscore(index, high, low, start=start, num=PAGE))
                 if not members:
                     break
                 for doc in await r.hmget(data, members):
@@ -222,15 +224,25 @@ class RedisStore:
         return None if doc is None else RunHistory.model_validate_json(doc)
 
     async def list_runs(
-        self, *, flow: str | None = None, status: str | None = None, limit: int = 50, since: float | None = None
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        since: float | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunHistory]:
-        """Runs newest first (by ``created_at``), optionally of one flow, one status, created at `since` or later."""
+        """Runs newest first (by ``created_at``), optionally of one flow, one status, created at `since` or later,
+        and after `before` (``(created_at, run_id)`` of the last run of the previous page) in that order."""
 
         def keep(run: RunHistory) -> bool:
+            if before is not None and (run.created_at, run.run_id) >= before:
+                return False
             return (flow is None or run.flow == flow) and (status is None or run.status == status)
 
         index, data = self._k("runs:idx"), self._k("runs")
-        return await self._newest("list_runs", index, data, RunHistory, keep, limit, min_score=since)
+        high = None if before is None else before[0]
+        return await self._newest("list_runs", index, data, RunHistory, keep, limit, min_score=since, max_score=high)
 
     # --- memories ---------------------------------------------------------------------------------------------
 

@@ -212,9 +212,16 @@ class SqliteStore:
         return RunHistory.model_validate_json(rows[0][0]) if rows else None
 
     async def list_runs(
-        self, *, flow: str | None = None, status: str | None = None, limit: int = 50, since: float | None = None
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        since: float | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[RunHistory]:
-        """Runs newest first (by ``created_at``), optionally of one flow, one status, created at `since` or later."""
+        """Runs newest first (by ``created_at``), optionally of one flow, one status, created at `since` or later,
+        and after `before` (``(created_at, run_id)`` of the last run of the previous page) in that order."""
         where: list[str] = ["1 = 1"]
         params: list[object] = []
         for column, value in (("flow", flow), ("status", status)):
@@ -224,6 +231,9 @@ class SqliteStore:
         if since is not None:
             where.append("created_at >= ?")
             params.append(since)
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
+            params.extend([before[0], before[0], before[1]])
         sql = f"SELECT doc FROM {{p}}runs WHERE {' AND '.join(where)} ORDER BY created_at DESC, run_id DESC LIMIT ?"
         rows = await self._rows("list_runs", sql, (*params, check_limit(limit)))
         return [RunHistory.model_validate_json(row[0]) for row in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import sys
 import time
@@ -44,7 +45,7 @@ from actors.launch import ACTOR_KINDS, ActorKind, LocalStack, serve_actor
 from actors.runtime.logs import LogFormat, configure_logging
 from actors.runtime.presence import package_version
 from actors.tracking import prompt_fetcher
-from bus import Bus
+from bus import Bus, free_port
 from configs import Settings, StorageSpec, flow_json_schema, initial_state
 
 EXAMPLES = Path(configs.__file__).resolve().parent / "examples"
@@ -259,15 +260,24 @@ def up(
     ] = False,
     allow_unsandboxed: AllowUnsandboxed = False,
     sandbox_image: SandboxImage = None,
-    log_level: LogLevel = "info",
+    ui_port: Annotated[
+        int | None, typer.Option("--ui-port", help="Port of the dashboard (default 8765, or a free one if taken).")
+    ] = None,
+    no_ui: Annotated[bool, typer.Option("--no-ui", help="Do not start the dashboard.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Actors log at info (--log-level info).")] = False,
+    log_level: LogLevel = "warning",
     log_format: LogFmt = "auto",
 ) -> None:
-    """Start the whole stack locally: NATS (embedded unless --nats), scheduler, workers, LLM gateway, observer.
+    """Start the whole stack locally: NATS (embedded unless --nats), scheduler, workers, LLM gateway, observer,
+    dashboard.
 
-    Each actor is a separate OS process. Ctrl-C (or SIGTERM) stops everything cleanly.
+    Each actor is a separate OS process. Ctrl-C (or SIGTERM) stops everything cleanly. The console shows a
+    short banner and the actors' warnings; -v (or --log-level info) shows what each actor does.
     """
     from actors.launch.supervisor import Supervisor, choose_llm
 
+    if verbose and log_level == "warning":
+        log_level = "info"
     configure_logging(log_level, _fmt(log_format))
     refuse_password_in(nats, "--nats")
     refuse_password_in(store, "--store", "CA_STORE_URL")
@@ -289,6 +299,10 @@ def up(
         **({"nats_url": nats} if nats else {}),
     )
     log_args = ("--log-level", log_level, "--log-format", log_format)
+    dashboard_port = None if no_ui else (ui_port if ui_port is not None else free_port(settings.ui_port))
+    if dashboard_port is not None and importlib.util.find_spec("fastapi") is None:
+        typer.echo("dashboard: not started (it needs the [ui] extra: pip install 'ca-actors[ui]')")
+        dashboard_port = None
     supervisor = Supervisor(
         settings,
         flows,
@@ -297,6 +311,7 @@ def up(
         on_ready=_run_demo if demo else None,
         log_args=log_args,
         mlflow_ui=mlflow_ui,
+        ui_port=dashboard_port,
     )
     raise typer.Exit(asyncio.run(supervisor.run()))
 
@@ -558,6 +573,9 @@ def actor(
     traces: Annotated[bool, typer.Option("--traces/--no-traces", help="observer: write MLflow traces.")] = True,
     allow_unsandboxed: AllowUnsandboxed = False,
     sandbox_image: SandboxImage = None,
+    ui_port: Annotated[int | None, typer.Option("--ui-port", help="ui: the dashboard's port.")] = None,
+    ui_host: Annotated[str | None, typer.Option("--ui-host", help="ui: the address it listens on.")] = None,
+    mlflow_ui_url: Annotated[str | None, typer.Option("--mlflow-ui-url", help="ui: the MLflow UI to link.")] = None,
     log_level: LogLevel = "info",
     log_format: LogFmt = "auto",
 ) -> None:
@@ -578,6 +596,9 @@ def actor(
         traces=traces,
         allow_unsandboxed=allow_unsandboxed or None,
         sandbox_image=sandbox_image,
+        ui_port=ui_port,
+        ui_host=ui_host,
+        mlflow_ui_url=mlflow_ui_url,
     )
     actor_kind: ActorKind = kind  # type: ignore[assignment]
     asyncio.run(serve_actor(actor_kind, settings, flows or []))
@@ -635,6 +656,32 @@ def agent(
     )
     settings = console.with_local_login(settings, data_dir)
     asyncio.run(serve_actor("worker", settings, flows or [], nodes=only, name=name, serve_tools=serve_tools))
+
+
+@app.command()
+def ui(
+    nats: Annotated[str, typer.Option("--nats", envvar="CA_NATS_URL", help="The NATS server of the stack.")],
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free port).")] = 8765,
+    host: Annotated[
+        str,
+        typer.Option("--host", help="Address to listen on; any but loopback needs a token (CA_UI_TOKEN or printed)."),
+    ] = "127.0.0.1",
+    flows: Annotated[
+        list[Path] | None, typer.Option("--flows", help="Flow files to show validation errors of.")
+    ] = None,
+    store: StoreUrl = None,
+    data_dir: DataDir = Path(".ca-actors"),
+    mlflow_ui_url: Annotated[str | None, typer.Option("--mlflow-ui-url", help="The MLflow UI to link runs to.")] = None,
+    log_level: LogLevel = "warning",
+    log_format: LogFmt = "auto",
+) -> None:
+    """Serve the dashboard of a running stack, on any machine that reaches its NATS server (and its store)."""
+    configure_logging(log_level, _fmt(log_format))
+    settings = Settings.from_env(
+        nats_url=nats, data_dir=data_dir, store_url=store, ui_port=port, ui_host=host, mlflow_ui_url=mlflow_ui_url
+    )
+    typer.echo(f"dashboard: http://{host}:{port}/ (NATS {nats}; Ctrl-C to stop)")
+    asyncio.run(serve_actor("ui", settings, flows or []))
 
 
 agents_app = command_group("The registry's view of the system: actors, their status and load.")

@@ -42,6 +42,7 @@ from bus import (
     RunEndData,
     RunRejectedData,
     RunStartedData,
+    ToolCalledData,
     ToolFinishedData,
     new_id,
     subjects,
@@ -255,11 +256,26 @@ class Progress:
                 line = f"run {event.run_id} of {event.flow} started"
             case RunEndData(status=status, error=error):
                 line = f"{event.kind}: {error or status}"
-            case RunRejectedData(error=error) | ToolFinishedData(error=error) | LLMFinishedData(error=error):
+            case RunRejectedData(error=error):
                 line = f"{event.kind}: {error or ''}"
-            case _:
-                line = f"{event.kind}: "
+            case LLMFinishedData(ok=False, model=model, error=error):
+                line = f"  ! {where}  {model}: {_clip(error or 'failed', 120)}"
+            case LLMFinishedData(model=model, tokens_in=tin, tokens_out=tout, cost_usd=cost, content=content):
+                answer = f": {_clip(content, 60)}" if content else ""
+                line = f"  · {where}  {model} {tin}→{tout} tokens ${cost:.4f}{answer}"
+            case ToolCalledData(tool=tool, arguments=arguments):
+                line = f"  ⚙ {where}  {tool}({_clip(json.dumps(arguments, default=str), 60)})"
+            case ToolFinishedData(tool=tool, error=error, result=result):
+                outcome = f"failed: {_clip(error, 80)}" if error else f"→ {_clip(json.dumps(result, default=str), 60)}"
+                line = f"  ⚙ {where}  {tool} {outcome}"
+            case _:  # llm.called and the rest say nothing a reader needs while waiting
+                return
         print(f"{at} {line}", file=sys.stderr, flush=True)
+
+
+def _clip(text: str, limit: int) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
 
 
 def print_result(result: dict[str, Any], *, as_json: bool) -> None:

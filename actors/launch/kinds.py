@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import os
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +32,12 @@ from actors.tracking import prompt_fetcher
 from actors.worker import BusLLMClient, NodeWorker
 from bus import Bus, new_id, subjects, topology
 from configs import Settings
+from configs.errors import ActorError
 from store import connect_store
 
 log = structlog.get_logger(__name__)
 
-ActorKind = Literal["scheduler", "worker", "llm-gateway", "registry", "memory", "observer"]
+ActorKind = Literal["scheduler", "worker", "llm-gateway", "registry", "memory", "observer", "ui"]
 ACTOR_KINDS: tuple[ActorKind, ...] = get_args(ActorKind)
 
 
@@ -163,6 +165,24 @@ async def _observer(ctx: ActorContext) -> Actor:
     return Observer(ctx.bus, ctx.settings, store, trace_sink(ctx.settings))
 
 
+async def _ui(ctx: ActorContext) -> Actor:
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        raise ActorError("the dashboard needs the [ui] extra: pip install 'ca-actors[ui]'")
+    from actors.ui import Dashboard  # the [ui] extra: imported only by the process that serves it
+
+    store = await connect_store(ctx.settings.store())
+    ctx.resources.push_async_callback(store.close)
+    dashboard = Dashboard(ctx.bus, store, ctx.settings, flows=ctx.flows)
+    if dashboard.generated_token:
+        s = ctx.settings
+        sys.stderr.write(
+            f"dashboard token (set CA_UI_TOKEN to choose one): {dashboard.generated_token}\n"
+            f"open http://{s.ui_host}:{s.ui_port}/?token={dashboard.generated_token}\n"
+        )
+        sys.stderr.flush()
+    return dashboard
+
+
 ACTORS: dict[ActorKind, Factory] = {
     "scheduler": _scheduler,
     "worker": _worker,
@@ -170,4 +190,5 @@ ACTORS: dict[ActorKind, Factory] = {
     "registry": _registry,
     "memory": _memory,
     "observer": _observer,
+    "ui": _ui,
 }

@@ -26,6 +26,7 @@ from actors.observer import Observer
 from actors.runtime import ActorHost, ActorInfo, first
 from actors.runtime.presence import ActorReady
 from bus import Bus, EmbeddedNats, Role, subjects
+from bus.permissions import role_of_kind
 from configs import Settings
 
 log = structlog.get_logger(__name__)
@@ -51,7 +52,7 @@ async def serve_actor(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Bus.of(settings, Role(kind), name=ident) as bus:
+    async with Bus.of(settings, role_of_kind(kind), name=ident) as bus:
         ctx = ActorContext(bus, settings, ident, flows=flows, nodes=nodes, serve_tools=serve_tools)
         async with ctx.resources:
             actor = await ACTORS[kind](ctx)
@@ -117,7 +118,7 @@ class LocalStack:
         workers: list[ActorKind] = ["worker"] * self._workers
         kinds: list[ActorKind] = ["llm-gateway", "memory", "observer", "scheduler", *workers]
         for kind in kinds:
-            bus = await self.connect(kind, Role(kind))
+            bus = await self.connect(kind, role_of_kind(kind))
             ctx = ActorContext(bus, self.settings, bus.name, plans=self._plans, only_flows=only, with_registry=False)
             await self._resources.enter_async_context(ctx.resources)
             actor = await ACTORS[kind](ctx)

@@ -33,6 +33,7 @@ from actors.launch import stackfile
 from actors.runtime.presence import ActorReady
 from actors.tracking import prompt_fetcher
 from bus import Bus, EmbeddedNats, Role, credentials_for, die_with_parent, free_port, subjects, topology
+from bus.permissions import role_of_kind
 from configs import Settings
 from configs.urls import mask_url
 from store import connect_store
@@ -93,6 +94,7 @@ class Supervisor:
         on_ready: Callable[[Bus, list[str]], Coroutine[Any, Any, None]] | None = None,
         log_args: tuple[str, ...] = (),
         mlflow_ui: bool = False,
+        ui_port: int | None = None,
     ) -> None:
         self.settings = settings
         self.log_args = log_args
@@ -101,6 +103,9 @@ class Supervisor:
         self.workers = workers
         self.on_ready = on_ready
         self.mlflow_ui = mlflow_ui
+        # The dashboard's port (None: no dashboard).
+        self.ui_port = ui_port
+        self._mlflow_url: str | None = None
         self._mlflow: subprocess.Popen[bytes] | None = None
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._stop = asyncio.Event()
@@ -116,8 +121,19 @@ class Supervisor:
             cmd += ["--mlflow-uri", self.settings.mlflow_uri()]
         if kind == "observer":
             cmd += ["--traces" if self.settings.traces else "--no-traces"]
-        if kind == "scheduler":
+        if kind in ("scheduler", "ui"):
             cmd += ["--flows", str(self.flows)]
+        if kind == "ui":
+            cmd += [
+                "--store",
+                self.settings.store(),
+                "--ui-port",
+                str(self.ui_port),
+                "--ui-host",
+                self.settings.ui_host,
+            ]
+            if self._mlflow_url:
+                cmd += ["--mlflow-ui-url", self._mlflow_url]
         if self.settings.llm_override:
             cmd += ["--llm", self.settings.llm_override]
         if kind == "llm-gateway" and self.settings.llm_default:
@@ -136,7 +152,7 @@ class Supervisor:
         env["CA_NATS_URL"] = self.settings.nats_url
         if kind in ("memory", "observer"):
             env["CA_STORE_URL"] = self.settings.store()
-        role = Role(kind)
+        role = role_of_kind(kind)
         if self._server is not None:
             env.update(self._server.credentials(role).env())
         else:
@@ -201,6 +217,8 @@ class Supervisor:
                 names = ["scheduler", "registry", "memory", "observer", "llm-gateway"] + [
                     f"worker-{i}" for i in range(1, self.workers + 1)
                 ]
+                if self.ui_port is not None:
+                    names.append("ui")
                 ready: asyncio.Queue[ActorReady] = asyncio.Queue()
 
                 async def on_ready(msg: Msg) -> None:
@@ -219,10 +237,12 @@ class Supervisor:
                 flows = ", ".join(f"{p.flow} ({', '.join(flow_models(p, self.settings))})" for p in flow_set.plans)
                 typer.echo(f"NATS: {mask_url(self.settings.nats_url)}")
                 typer.echo(f"flows: {flows}")
+                if self.ui_port is not None:
+                    typer.echo(f"dashboard: http://{self.settings.ui_host}:{self.ui_port}/")
                 typer.echo(
                     f"ca-actors ready in {time.perf_counter() - t0:.2f}s: scheduler, registry, memory, observer, "
-                    "llm-gateway, "
-                    f"{self.workers} worker(s) (Ctrl-C to stop)",
+                    f"llm-gateway, {self.workers} worker(s){', ui' if self.ui_port is not None else ''} "
+                    "(Ctrl-C to stop)",
                 )
                 if server is not None and server.auth_file is not None:
                     typer.echo(
@@ -267,6 +287,7 @@ class Supervisor:
             cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, env=env, preexec_fn=die_with_parent
         )
         log_file.close()
+        self._mlflow_url = f"http://127.0.0.1:{port}"
         typer.echo(f"MLflow UI: http://127.0.0.1:{port} (starting in the background; log: {log_file.name})")
 
     async def _stop_mlflow(self) -> None:

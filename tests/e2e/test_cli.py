@@ -128,8 +128,9 @@ def test_up_starts_actor_processes_serves_triggers_and_stops_cleanly(stack_dir: 
         url = next(line.split()[-1] for line in lines if line.startswith("NATS:"))
         assert url.startswith("nats://127.0.0.1:")
         children = child_pids(proc.pid)
-        # nats-server, scheduler, registry, memory, observer, llm-gateway and two workers, each its own process.
-        assert len(children) == 8
+        # nats-server, scheduler, registry, memory, observer, llm-gateway, two workers and the dashboard, each
+        # its own process.
+        assert len(children) == 9
         result = cli(
             "trigger", "demo", "-i", "topic=processes", "--wait", "--json", "--data-dir", str(stack_dir),
             "--session", "chat-7",
@@ -212,7 +213,7 @@ def test_up_uses_an_external_nats_server_when_given_one(stack_dir: Path, nats_se
     try:
         assert f"NATS: {nats_server.url}" in lines
         children = child_pids(proc.pid)
-        assert len(children) == 6, "no embedded nats-server when --nats is given"
+        assert len(children) == 7, "no embedded nats-server when --nats is given (six actors and the dashboard)"
         result = cli(
             "trigger", "echo", "-i", "message=external", "--wait", "--json", "--nats", nats_server.url, env=login
         )  # fmt: skip
@@ -362,7 +363,7 @@ def test_up_runs_in_a_folder_that_has_its_own_configs_bus_and_store_packages(tmp
     )
     assert proc.stdout is not None
     try:
-        lines = [proc.stdout.readline().strip() for _ in range(4)]
+        lines = [proc.stdout.readline().strip() for _ in range(5)]
         assert any("ready" in line for line in lines), lines
         children = child_pids(proc.pid)
         result = cli("trigger", "echo", "-i", "message=hi", "--wait", "--json", "--data-dir", str(tmp_path / ".ca"))

@@ -158,6 +158,28 @@ async def test_a_replay_follows_messages_published_after_it_started(bus: Bus) ->
     assert letter.error == "boom 7"
 
 
+async def test_a_replay_from_a_stream_sequence_starts_at_that_message_and_gives_each_ones_sequence(bus: Bus) -> None:
+    subject = subjects.dead_letters("r4")
+    for n in range(4):
+        await bus.publish(subject, _letter("r4", n))
+    async with bus.replay(subject, DeadLetter) as replay:
+        entries = [await replay.next_entry(timeout_s=10) for _ in range(4)]
+    seqs = [e[0] for e in entries if e is not None]
+    assert len(seqs) == 4
+    assert seqs == sorted(seqs)
+    assert await bus.last_sequence(topology.DLQ) == seqs[-1]
+    async with bus.replay(subject, DeadLetter, start_seq=seqs[2]) as replay:
+        rest = [await replay.next_entry(timeout_s=10) for _ in range(2)]
+        assert await replay.next_entry(timeout_s=0.2) is None
+    assert [(e[0], e[1].error) for e in rest if e is not None] == [(seqs[2], "boom 2"), (seqs[3], "boom 3")]
+    async with bus.replay(subject, DeadLetter, new_only=True) as replay:
+        assert await replay.next_entry(timeout_s=0.2) is None
+        await bus.publish(subject, _letter("r4", 9))
+        new = await replay.next_entry(timeout_s=10)
+    assert new is not None
+    assert new[1].error == "boom 9"
+
+
 async def test_a_pull_subscription_is_closed_with_the_bus_and_its_consumer_can_be_deleted(
     nats_server: EmbeddedNats,
 ) -> None:

@@ -154,6 +154,23 @@ async def test_runs_are_listed_newest_first_filtered_by_flow_and_status_up_to_th
     assert await store.list_runs(since=5.0) == []
 
 
+async def test_runs_are_paged_by_keyset_after_the_last_run_of_the_previous_page_even_on_tied_times(
+    store: Store,
+) -> None:
+    for name, at in (("a", 1.0), ("b", 2.0), ("c", 2.0), ("d", 2.0), ("e", 3.0)):
+        await store.put_run(run(name, flow="chat", status="succeeded", at=at))
+    pages: list[list[str]] = []
+    cursor: tuple[float, str] | None = None
+    while True:
+        page = await store.list_runs(limit=2, before=cursor)
+        if not page:
+            break
+        pages.append([r.run_id for r in page])
+        cursor = (page[-1].created_at, page[-1].run_id)
+    assert pages == [["e", "d"], ["c", "b"], ["a"]]
+    assert [r.run_id for r in await store.list_runs(flow="chat", before=(2.0, "c"), limit=5)] == ["b", "a"]
+
+
 # --- memories ---------------------------------------------------------------------------------------------------
 
 
