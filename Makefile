@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install up test test-fast lint typecheck check bench clean
+.PHONY: install up test test-fast test-multihost lint typecheck check bench deploy-files clean
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@echo "using $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[llm,langgraph,postgres,redis,tools,mlflow,plot,dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[llm,langgraph,postgres,redis,tools,mlflow,plot,deploy,dev]'
 	touch $(STAMP)
 
 up: install
@@ -29,6 +29,13 @@ test: install
 # The pure tests only (tests/unit/: no server, process or network), for the edit loop; `test` runs every kind.
 test-fast: install
 	$(BIN)/pytest tests/unit
+
+# deploy/compose.yaml and deploy/k8s/ are `ca-actors deploy` of the examples (a test checks they match).
+deploy-files: install
+	$(BIN)/ca-actors deploy configs/examples --target compose --out deploy --flows-dir ../configs/examples \
+		--build-context .. --force
+	rm -rf deploy/k8s
+	$(BIN)/ca-actors deploy configs/examples --target k8s --out deploy/k8s
 
 lint: install
 	$(BIN)/ruff check .

@@ -46,11 +46,29 @@ class BusStatus(StrEnum):
 class Bus:
     """One NATS connection of one actor: core NATS, JetStream and the ca-actors buckets."""
 
-    def __init__(self, url: str, *, name: str, dedup_window_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str,
+        dedup_window_s: float = 600.0,
+        stream_replicas: int | None = None,
+        topology: bool = True,
+    ) -> None:
+        """Args:
+        url: one server, or several comma-separated (the seeds of a cluster: any one that answers will do,
+            and the client learns the others from it).
+        stream_replicas: replicas of the streams and buckets it creates (3 on a 3-node cluster); None
+            keeps those of existing streams (1 for new ones).
+        topology: set up the streams and buckets at connect (False for a short-lived probe such as
+            ``ca-actors health``, which must not load the JetStream API).
+        """
         self.url = url
         self.name = name
         self.status = BusStatus.NEW
         self._dedup_window_s = dedup_window_s
+        self._replicas = stream_replicas
+        self._setup_topology = topology
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._kv: dict[str, KeyValue] = {}
@@ -67,7 +85,7 @@ class Bus:
         try:
             self._nc = await asyncio.wait_for(
                 nats.connect(
-                    self.url,
+                    [u.strip() for u in self.url.split(",") if u.strip()],
                     name=self.name,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
@@ -83,7 +101,10 @@ class Bus:
                 f"cannot connect to NATS at {self.url} within {timeout_s:g}s: {str(exc) or 'no answer'}"
             ) from exc
         self._js = self._nc.jetstream()
-        self._kv = await topology.ensure_topology(self._js, dedup_window_s=self._dedup_window_s)
+        if self._setup_topology:
+            self._kv = await topology.ensure_topology(
+                self._js, dedup_window_s=self._dedup_window_s, replicas=self._replicas
+            )
         self.status = BusStatus.CONNECTED
         return self
 

@@ -44,9 +44,9 @@ REGISTRY_TTL_S = 60.0
 _WEEK_S = 7 * 24 * 3600.0
 
 
-def stream_configs(dedup_window_s: float) -> list[StreamConfig]:
-    """The stream configurations, in the order they are created."""
-    return [
+def stream_configs(dedup_window_s: float, replicas: int = 1) -> list[StreamConfig]:
+    """The stream configurations, in the order they are created (`replicas`: copies on a cluster)."""
+    configs = [
         StreamConfig(
             name=TRIGGERS,
             subjects=[subjects.TRIGGER_ALL],
@@ -88,19 +88,31 @@ def stream_configs(dedup_window_s: float) -> list[StreamConfig]:
             duplicate_window=dedup_window_s,
         ),
     ]
+    for config in configs:
+        config.num_replicas = replicas
+    return configs
 
 
-async def ensure_topology(js: JetStreamContext, *, dedup_window_s: float) -> dict[str, KeyValue]:
+async def ensure_topology(
+    js: JetStreamContext, *, dedup_window_s: float, replicas: int | None = None
+) -> dict[str, KeyValue]:
     """Create (or update) every stream and bucket; safe to call from every actor at start-up.
+
+    Args:
+        replicas: copies of each stream and bucket (3 on a 3-node cluster: a node may die); None keeps
+            what existing streams have (a client that does not know the deployment never scales one
+            down) and creates new ones with 1.
 
     Returns:
         The key-value buckets by name.
     """
-    for config in stream_configs(dedup_window_s):
+    for config in stream_configs(dedup_window_s, replicas or 1):
         try:
             await js.add_stream(config)
         except BadRequestError:
             # Exists with another configuration (e.g. an older dedup window): bring it up to date.
+            if replicas is None:
+                config.num_replicas = (await js.stream_info(str(config.name))).config.num_replicas
             await js.update_stream(config)
     buckets: dict[str, KeyValue] = {}
     for name, ttl in (
@@ -114,6 +126,6 @@ async def ensure_topology(js: JetStreamContext, *, dedup_window_s: float) -> dic
         try:
             buckets[name] = await js.key_value(name)
         except NotFoundError:
-            cfg = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, ttl=ttl)
+            cfg = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, ttl=ttl, replicas=replicas or 1)
             buckets[name] = await js.create_key_value(cfg)
     return buckets

@@ -13,9 +13,11 @@ import typer
 
 import configs
 from actors.cli import console
+from actors.cli.deploy import register as register_deploy
 from actors.cli.evals import register as register_eval
 from actors.cli.failures import run_cli
 from actors.cli.flows import register as register_flows
+from actors.cli.health import register as register_health
 from actors.cli.init import register as register_init
 from actors.cli.options import (
     DataDir,
@@ -492,7 +494,7 @@ Heartbeat = Annotated[
 @app.command(hidden=True)
 def actor(
     kind: Annotated[str, typer.Argument(help=f"One of {', '.join(ACTOR_KINDS)}.")],
-    nats: Annotated[str, typer.Option("--nats")],
+    nats: Annotated[str, typer.Option("--nats", envvar="CA_NATS_URL")],
     flows: Annotated[list[Path] | None, typer.Option("--flows")] = None,
     llm: Annotated[str | None, typer.Option("--llm")] = None,
     llm_default: Annotated[str | None, typer.Option("--llm-default", help="Model of flows that name none.")] = None,
@@ -654,6 +656,8 @@ def _fmt(value: str) -> LogFormat:
 
 register_init(app)
 register_flows(app)
+register_health(app)
+register_deploy(app)
 register_report(app)
 register_eval(app)
 

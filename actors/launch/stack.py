@@ -51,7 +51,9 @@ async def serve_actor(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Bus(settings.nats_url, name=ident, dedup_window_s=settings.dedup_window_s) as bus:
+    async with Bus(
+        settings.nats_url, name=ident, dedup_window_s=settings.dedup_window_s, stream_replicas=settings.stream_replicas
+    ) as bus:
         ctx = ActorContext(bus, settings, ident, flows=flows, nodes=nodes, serve_tools=serve_tools)
         async with ctx.resources:
             actor = await ACTORS[kind](ctx)
@@ -122,7 +124,12 @@ class LocalStack:
         return self
 
     async def _connect(self, kind: str) -> Bus:
-        bus = Bus(self.url, name=actor_id(kind), dedup_window_s=self.settings.dedup_window_s)
+        bus = Bus(
+            self.url,
+            name=actor_id(kind),
+            dedup_window_s=self.settings.dedup_window_s,
+            stream_replicas=self.settings.stream_replicas,
+        )
         await bus.connect()
         self._resources.push_async_callback(bus.close)
         return bus
