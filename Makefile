@@ -37,6 +37,10 @@ deploy-files: install
 	rm -rf deploy/k8s
 	$(BIN)/ca-actors deploy configs/examples --target k8s --out deploy/k8s
 
+# Hosts made of network namespaces: a 3-node NATS cluster, the control plane, agents (needs root). Also in `test`.
+test-multihost: install
+	$(BIN)/pytest -m multihost tests/e2e
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -50,7 +50,7 @@ class NatsServerConfig(BaseModel):
     max_memory_store: str | None = None
     cluster: NatsCluster | None = None
     # On SIGTERM, stop taking clients and move them to the other members for this long, then exit.
-    lame_duck_duration_s: int = 30
+    lame_duck_duration_s: int = Field(default=30, ge=30)  # nats-server refuses less
     max_payload: str | None = None
     log_file: str | None = None
     # Where it writes its pid: ``nats-server --signal ldm=<pid_file>`` puts it in lame duck mode.
