@@ -87,8 +87,11 @@ class Network:
         _ip("link", "set", self.hosts[host].veth, "up")
 
     def close(self) -> None:
-        """Stop every process (SIGTERM, then SIGKILL), delete the namespaces and the bridge. Idempotent."""
-        procs = [p for h in self.hosts.values() for p in h.procs if p.poll() is None]
+        """Stop every process (SIGTERM, then SIGKILL), delete the namespaces and the bridge. Idempotent.
+
+        Hosts stop in the reverse order of their creation: the actors before the servers they talk to.
+        """
+        procs = [p for h in reversed(self.hosts.values()) for p in reversed(h.procs) if p.poll() is None]
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
