@@ -67,9 +67,11 @@ def die_with_parent() -> None:
 class EmbeddedNats:
     """A ``nats-server -js`` child process on 127.0.0.1, stopped on `close()`."""
 
-    def __init__(self, store_dir: Path, *, port: int | None = None) -> None:
+    def __init__(self, store_dir: Path, *, port: int | None = None, monitor_port: int | None = None) -> None:
+        """`monitor_port`: also serve the HTTP monitoring endpoints (``/varz``, ``/jsz``) there."""
         self.store_dir = store_dir
         self.port = port or free_port()
+        self.monitor_port = monitor_port
         self.url = f"nats://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -87,6 +89,8 @@ class EmbeddedNats:
         log = self.store_dir / "nats-server.log"
         cmd = [find_nats_server(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
         cmd += ["-l", str(log)]
+        if self.monitor_port is not None:
+            cmd += ["-m", str(self.monitor_port)]
         self._proc = subprocess.Popen(  # noqa: ASYNC220 - spawning is instant; we poll readiness below
             cmd,
             stdin=subprocess.DEVNULL,
