@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -172,3 +173,41 @@ def test_deploy_writes_validated_manifests_naming_the_secrets_and_refuses_bad_fl
     assert refused.returncode == 1
     assert "bad.yaml" in refused.stderr
     assert not (tmp_path / "never").exists()
+
+
+@pytest.fixture(scope="session")
+def keda_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`@kubernetes-models/keda` (validators generated from KEDA's CRDs) installed from npm with its lock."""
+    where = tmp_path_factory.mktemp("keda-models")
+    for name in ("package.json", "package-lock.json", "check.mjs"):
+        shutil.copy2(ROOT / "tests" / "support" / "keda" / name, where / name)
+    installed = subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--silent"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
+    )
+    assert installed.returncode == 0, installed.stderr
+    return where
+
+
+@pytest.mark.timeout(300)
+def test_every_scaled_object_passes_the_validators_generated_from_kedas_crds(keda_models: Path) -> None:
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "deploy" / "k8s" / "overlays" / "prod")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    scaled = [d for d in yaml.safe_load_all(rendered) if d["kind"] == "ScaledObject"]
+    broken = json.loads(json.dumps(scaled[0]))
+    broken["spec"]["triggers"][0]["metadata"]["lagThreshold"] = 10
+    for docs, code in ((scaled, 0), ([broken], 1)):
+        (keda_models / "docs.json").write_text(json.dumps(docs))
+        checked = subprocess.run(
+            ["node", "check.mjs", "docs.json"], cwd=keda_models, capture_output=True, text=True, check=False
+        )
+        assert checked.returncode == code, checked.stdout + checked.stderr
+    assert "lagThreshold must be string" in checked.stdout
