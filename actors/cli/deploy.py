@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from actors.deploy import ManifestError, analyse, compose_tree, k8s_tree, write_tree
+from actors.deploy.gates import blocking_gates
 from actors.flow import load_flows
 from actors.runtime.presence import package_version
 from actors.tracking import prompt_fetcher
@@ -34,7 +35,10 @@ references) and overlays dev (a throw-away PostgreSQL) and prod. Apply with
 
 Every manifest is checked against its schema (Kubernetes kinds with kubernetes-validate, strict;
 compose with the Compose Specification's schema; ScaledObjects against KEDA's fields) and, for k8s,
-rendered with `kubectl kustomize` when kubectl is installed. Needs the [deploy] extra."""
+rendered with `kubectl kustomize` when kubectl is installed. Needs the [deploy] extra.
+
+--gates FILE (the JSON of `ca-actors eval --json` or `ab --json`): nothing is written when a verdict
+says the result is not deployable (a gate with on_fail BLOCK_DEPLOY failed)."""
 
 
 def _kustomize_check(tree: dict[str, str]) -> list[str]:
@@ -74,6 +78,14 @@ def deploy(
         str | None,
         typer.Option("--build-context", help="compose: build the images from this source tree (relative to DIR)."),
     ] = None,
+    gates: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--gates",
+            help="A verdict of `ca-actors eval --json` / `ab --json` (repeatable): refuse to deploy when one is "
+            "not deployable (a BLOCK_DEPLOY gate failed).",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a directory that is not empty.")] = False,
 ) -> None:
     flow_set = load_flows(flows, fetch_prompts=prompt_fetcher(Settings.from_env().mlflow_uri()))
@@ -81,6 +93,14 @@ def deploy(
         typer.echo(error, err=True)
     if flow_set.errors or not flow_set.plans:
         typer.echo("error: nothing deployed" + ("" if flow_set.plans else ": no valid flow found"), err=True)
+        raise typer.Exit(1)
+    try:
+        blockers = blocking_gates(gates or [])
+    except ManifestError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if blockers:
+        typer.echo("error: not deployable, a BLOCK_DEPLOY gate failed:\n  " + "\n  ".join(blockers), err=True)
         raise typer.Exit(1)
     if target not in ("compose", "k8s"):
         raise typer.BadParameter(f"--target must be compose or k8s, not {target!r}", param_hint="--target")

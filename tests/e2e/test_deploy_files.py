@@ -173,6 +173,15 @@ def test_deploy_writes_validated_manifests_naming_the_secrets_and_refuses_bad_fl
     assert refused.returncode == 1
     assert "bad.yaml" in refused.stderr
     assert not (tmp_path / "never").exists()
+    (flows / "bad.yaml").unlink()
+    verdict = tmp_path / "verdict.json"
+    verdict.write_text(
+        json.dumps({"deployable": False, "gates": [{"name": "q", "on_fail": "block_deploy", "passed": False}]})
+    )
+    gated = cli("deploy", str(flows), "--target", "k8s", "--out", str(tmp_path / "gated"), "--gates", str(verdict))
+    assert gated.returncode == 1
+    assert "BLOCK_DEPLOY" in gated.stderr
+    assert not (tmp_path / "gated").exists()
 
 
 @pytest.fixture(scope="session")

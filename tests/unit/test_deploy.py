@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from actors.deploy import (
     render_compose,
     render_k8s,
 )
+from actors.deploy.gates import blocking_gates
 from actors.flow import load_flows
 from bus.natsconf import NatsCluster, NatsServerConfig, cluster_routes
 from tests.conftest import EXAMPLES, ROOT
@@ -194,3 +196,27 @@ def test_the_committed_deploy_files_are_what_ca_actors_deploy_writes_for_the_exa
     stale = [p for p, text in compose.items() if (ROOT / "deploy" / p).read_text() != text]
     stale += [f"k8s/{p}" for p, text in k8s.items() if (ROOT / "deploy" / "k8s" / p).read_text() != text]
     assert stale == [], "run `make deploy-files` and commit deploy/"
+
+
+def test_a_failed_block_deploy_gate_blocks_and_a_passing_verdict_does_not(tmp_path: Path) -> None:
+    gate = {"name": "quality", "metric": "accuracy", "value": 0.5, "min": 0.8, "max": None}
+    blocked = tmp_path / "blocked.json"
+    blocked.write_text(
+        json.dumps(
+            {
+                "flow": "qa",
+                "deployable": False,
+                "gates": [
+                    {**gate, "on_fail": "block_deploy", "passed": False},
+                    {**gate, "name": "cost", "on_fail": "warn", "passed": False},
+                ],
+            }
+        )
+    )
+    fine = tmp_path / "fine.json"
+    fine.write_text(json.dumps({"deployable": True, "gates": [{**gate, "passed": True}]}))
+    assert blocking_gates([fine]) == []
+    assert blocking_gates([fine, blocked]) == [f"{blocked} (flow qa): gate quality = 0.5 (min 0.8)"]
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(ManifestError, match="no boolean 'deployable'"):
+        blocking_gates([tmp_path / "other.json"])
