@@ -144,6 +144,18 @@ class Cluster:
         except OSError:
             return False
 
+    def stream_replicas(self, i: int) -> dict[str, int]:
+        """Each stream's configured replicas and the peers that hold a copy, as server `i` reports them."""
+        address = self.net.hosts[f"nats{i}"].address
+        url = f"http://{address}:8222/jsz?streams=true&config=true"
+        with urllib.request.urlopen(url, timeout=2) as r:
+            accounts = json.load(r).get("account_details", [])
+        streams = [s for a in accounts for s in a.get("stream_detail", [])]
+        return {
+            s["name"]: min(s["config"]["num_replicas"], 1 + len(s.get("cluster", {}).get("replicas", [])))
+            for s in streams
+        }
+
     def routes_of(self, i: int) -> set[str]:
         address = self.net.hosts[f"nats{i}"].address
         with urllib.request.urlopen(f"http://{address}:8222/routez", timeout=2) as r:
@@ -209,6 +221,9 @@ async def test_a_run_served_only_by_agents_on_other_hosts_completes(cluster: Clu
     finished = await until(lambda: len(events.of("node.finished", result["run_id"])) == 3, "3 node.finished events")
     assert finished
     assert {e.sender for e in events.of("node.finished", result["run_id"])} <= {"agent1", "agent2"}
+    replicas = cluster.stream_replicas(1)
+    assert {"CA_TRIGGERS", "CA_WORK", "CA_CTL", "CA_EVENTS", "KV_ca_runs"} <= set(replicas)
+    assert set(replicas.values()) == {3}, replicas
     assert cluster.ledger.read_text() == "remote\n"
 
 
