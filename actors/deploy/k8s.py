@@ -205,7 +205,7 @@ def _deployment(
     args: list[str],
     env: list[Doc],
     resources: Resources,
-    replicas: int,
+    replicas: int | None,
     grace_s: int,
     kind: str,
     volumes: list[Doc] | None = None,
@@ -239,7 +239,8 @@ def _deployment(
         "kind": "Deployment",
         "metadata": _meta(name, component),
         "spec": {
-            "replicas": replicas,
+            # None for a Deployment KEDA scales: a re-apply must not reset what the autoscaler chose.
+            **({"replicas": replicas} if replicas is not None else {}),
             "selector": {"matchLabels": _labels(component)},
             "template": {"metadata": {"labels": _labels(component)}, "spec": pod},
         },
@@ -321,7 +322,7 @@ def _pool(pool: NodePool, version: str, namespace: str, *, max_replicas: int, la
         args=["agent", "--nodes", pool.flow_node],
         env=_secret_env(pool.env, TOOLS_SECRET),
         resources=WORKER.resources,
-        replicas=1,
+        replicas=None,
         grace_s=AGENT_GRACE_S,
         kind=WORKER.kind,
     )
