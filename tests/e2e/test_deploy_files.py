@@ -65,6 +65,8 @@ def test_the_package_builds_from_exactly_the_files_a_dockerfile_copies(dockerfil
         if "__pycache__" not in p.parts
     }
     assert sources - names == set(), "modules of the repository missing from the image's wheel"
+    data = {str(p.relative_to(ROOT)) for p in (ROOT / "actors" / "deploy" / "schemas").glob("*.json")}
+    assert data - names == set(), "the deploy schemas missing from the image's wheel"
     if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
         image = subprocess.run(
             ["docker", "build", "-q", "-f", str(dockerfile), str(ROOT)], capture_output=True, text=True, check=False
