@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install up test test-fast chaos chaos-faults lint typecheck check bench clean
+.PHONY: install up test test-fast test-multihost chaos chaos-faults lint typecheck check bench deploy-files clean
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@echo "using $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[llm,langgraph,postgres,redis,tools,mlflow,plot,ui,dev]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[llm,langgraph,postgres,redis,tools,mlflow,plot,ui,deploy,dev]'
 	touch $(STAMP)
 
 up: install
@@ -35,6 +35,17 @@ test-fast: install
 chaos: install
 	mkdir -p .ca-actors
 	CA_CHAOS_FIGURES=$(CURDIR)/.ca-actors/chaos-figures.jsonl $(BIN)/pytest tests/chaos -m chaos_full -s
+
+# deploy/compose.yaml and deploy/k8s/ are `ca-actors deploy` of the examples (a test checks they match).
+deploy-files: install
+	$(BIN)/ca-actors deploy configs/examples --target compose --out deploy --flows-dir ../configs/examples \
+		--build-context .. --force
+	rm -rf deploy/k8s
+	$(BIN)/ca-actors deploy configs/examples --target k8s --out deploy/k8s
+
+# Hosts made of network namespaces: a 3-node NATS cluster, the control plane, agents (needs root). Also in `test`.
+test-multihost: install
+	$(BIN)/pytest -m multihost tests/e2e
 
 lint: install
 	$(BIN)/ruff check .

@@ -58,11 +58,19 @@ class Bus:
         dedup_window_s: float = 600.0,
         credentials: Credentials | None = None,
         role: Role | None = None,
+        stream_replicas: int | None = None,
+        topology: bool = True,
     ) -> None:
         """Args:
+        url: one server, or several comma-separated (the seeds of a cluster: any one that answers will do,
+            and the client learns the others from it).
         credentials: How to log in (`bus.auth`); None: anonymously.
         role: What the connection is for: it binds only that role's buckets and changes the topology only
             when the role may (`bus.permissions`); None: every bucket, topology created as needed.
+        stream_replicas: replicas of the streams and buckets it creates (3 on a 3-node cluster); None
+            keeps those of existing streams (1 for new ones).
+        topology: set up the streams and buckets at connect (False for a short-lived probe such as
+            ``ca-actors health``, which must not load the JetStream API).
         """
         self.url = url
         self.name = name
@@ -70,6 +78,8 @@ class Bus:
         self._grants = ROLES[role] if role is not None else None
         self.status = BusStatus.NEW
         self._dedup_window_s = dedup_window_s
+        self._replicas = stream_replicas
+        self._setup_topology = topology
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._kv: dict[str, KeyValue] = {}
@@ -86,6 +96,7 @@ class Bus:
             dedup_window_s=settings.dedup_window_s,
             credentials=credentials_for(settings, role),
             role=role,
+            stream_replicas=settings.stream_replicas,
         )
 
     async def connect(self, *, timeout_s: float = 10.0) -> Self:
@@ -100,7 +111,7 @@ class Bus:
         nc = Client()
         connecting = asyncio.ensure_future(
             nc.connect(
-                self.url,
+                [u.strip() for u in self.url.split(",") if u.strip()],
                 name=self.name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,  # type: ignore[arg-type]  # typed int, takes seconds as float
@@ -135,16 +146,18 @@ class Bus:
                     await nc.close()
         self._js = self._nc.jetstream()
         grants = self._grants
-        try:
-            self._kv = await topology.ensure_topology(
-                self._js,
-                dedup_window_s=self._dedup_window_s,
-                manage=grants is None or grants.manages_topology,
-                buckets=None if grants is None else sorted(grants.buckets),
-            )
-        except (NatsError, NotFoundError, TimeoutError) as exc:
-            await self._nc.close()
-            raise BusError(f"NATS at {shown} has not the streams and buckets of ca-actors: {exc}") from exc
+        if self._setup_topology:
+            try:
+                self._kv = await topology.ensure_topology(
+                    self._js,
+                    dedup_window_s=self._dedup_window_s,
+                    manage=grants is None or grants.manages_topology,
+                    buckets=None if grants is None else sorted(grants.buckets),
+                    replicas=self._replicas,
+                )
+            except (NatsError, NotFoundError, TimeoutError) as exc:
+                await self._nc.close()
+                raise BusError(f"NATS at {shown} has not the streams and buckets of ca-actors: {exc}") from exc
         self.status = BusStatus.CONNECTED
         return self
 

@@ -71,14 +71,22 @@ class EmbeddedNats:
 
     It admits only the users of `auth` (one per role, `bus.permissions`): by default the credentials
     of ``<store_dir>/../nats-auth.json``, generated on first start. ``insecure=True`` runs it without
-    authentication (tests of the anonymous case only).
+    authentication (tests of the anonymous case only). `monitor_port`: also serve the HTTP monitoring
+    endpoints (``/varz``, ``/jsz``) there.
     """
 
     def __init__(
-        self, store_dir: Path, *, port: int | None = None, auth: AuthFile | None = None, insecure: bool = False
+        self,
+        store_dir: Path,
+        *,
+        port: int | None = None,
+        auth: AuthFile | None = None,
+        insecure: bool = False,
+        monitor_port: int | None = None,
     ) -> None:
         self.store_dir = store_dir
         self.port = port or free_port()
+        self.monitor_port = monitor_port
         self.url = f"nats://127.0.0.1:{self.port}"
         self._insecure = insecure
         self.auth = auth
@@ -113,6 +121,8 @@ class EmbeddedNats:
                 self.auth = AuthFile.load_or_create(self.store_dir.parent)
             # The passwords go in a 0600 file, never on the command line (which `ps` shows everyone).
             cmd += ["-c", str(self.auth.write_server_config(self.store_dir / SERVER_CONFIG))]
+        if self.monitor_port is not None:
+            cmd += ["-m", str(self.monitor_port)]
         self._proc = subprocess.Popen(  # noqa: ASYNC220 - spawning is instant; we poll readiness below
             cmd,
             stdin=subprocess.DEVNULL,

@@ -54,9 +54,9 @@ REGISTRY_TTL_S = 60.0
 _WEEK_S = 7 * 24 * 3600.0
 
 
-def stream_configs(dedup_window_s: float) -> list[StreamConfig]:
-    """The stream configurations, in the order they are created."""
-    return [
+def stream_configs(dedup_window_s: float, replicas: int = 1) -> list[StreamConfig]:
+    """The stream configurations, in the order they are created (`replicas`: copies on a cluster)."""
+    configs = [
         StreamConfig(
             name=TRIGGERS,
             subjects=[subjects.TRIGGER_ALL],
@@ -99,6 +99,9 @@ def stream_configs(dedup_window_s: float) -> list[StreamConfig]:
             duplicate_window=dedup_window_s,
         ),
     ]
+    for config in configs:
+        config.num_replicas = replicas
+    return configs
 
 
 # Every bucket and how long its values live (None: for ever).
@@ -115,7 +118,12 @@ BUCKETS: dict[str, float | None] = {
 
 
 async def ensure_topology(
-    js: JetStreamContext, *, dedup_window_s: float, manage: bool = True, buckets: Iterable[str] | None = None
+    js: JetStreamContext,
+    *,
+    dedup_window_s: float,
+    manage: bool = True,
+    buckets: Iterable[str] | None = None,
+    replicas: int | None = None,
 ) -> dict[str, KeyValue]:
     """Create (or update) every stream and bucket; safe to call from every actor at start-up.
 
@@ -123,16 +131,21 @@ async def ensure_topology(
         manage: Create and update streams and buckets; False: only look up `buckets` (a role that may
             not change the topology, see `bus.permissions`).
         buckets: The buckets to bind (default: all).
+        replicas: copies of each stream and bucket (3 on a 3-node cluster: a node may die); None keeps
+            what existing streams have (a client that does not know the deployment never scales one
+            down) and creates new ones with 1.
 
     Returns:
         The key-value buckets by name.
     """
     if manage:
-        for config in stream_configs(dedup_window_s):
+        for config in stream_configs(dedup_window_s, replicas or 1):
             try:
                 await js.add_stream(config)
             except BadRequestError:
                 # Exists with another configuration (e.g. an older dedup window): bring it up to date.
+                if replicas is None:
+                    config.num_replicas = (await js.stream_info(str(config.name))).config.num_replicas
                 await js.update_stream(config)
     wanted = set(BUCKETS if buckets is None else buckets)
     found: dict[str, KeyValue] = {}
@@ -144,7 +157,14 @@ async def ensure_topology(
             if not manage:
                 raise
             limit = JOURNAL_MAX_BYTES if name == JOURNAL else None
-            cfg = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, ttl=BUCKETS[name], max_bytes=limit)
+            cfg = KeyValueConfig(
+                bucket=name,
+                history=1,
+                storage=StorageType.FILE,
+                ttl=BUCKETS[name],
+                max_bytes=limit,
+                replicas=replicas or 1,
+            )
             kv = await js.create_key_value(cfg)
         if name in wanted:
             found[name] = kv

@@ -32,12 +32,15 @@
     │   └── SandboxRefused                      an operation the sandbox process refuses (files, processes, network)
     ├── EvalError (also ValueError)             an invalid dataset, or an evaluation that cannot be logged
     ├── ScorerError (also ValueError)           a misspelt scorer, or one that cannot grade a row
-    └── PlotUnavailableError (also RuntimeError)    matplotlib is not installed
+    ├── PlotUnavailableError (also RuntimeError)    matplotlib is not installed
+    ├── ManifestError (also ValueError)         generated deploy manifests that fail their schemas
+    └── MissingExtraError                       `ca-actors deploy` without the [deploy] extra
 
 Where they live: the errors of the YAML language in `configs` (`_issues`, `_expr`, `_exprtree`,
 `_templates`, `_typeref`), the bus's here, `StoreError` in `store`, the others next to the code that
 raises them (`actors.flow.logic`, `actors.flow.node_exec`, `actors.flow.memory`, `actors.tools`,
-`actors.engines.langgraph.nodes`, `actors.sandbox`, `actors.evals`, `actors.insights.plots`, `actors.launch.stackfile`).
+`actors.engines.langgraph.nodes`, `actors.sandbox`, `actors.evals`, `actors.insights.plots`, `actors.launch.stackfile`,
+`actors.deploy.validate`).
 A second base class (ValueError, KeyError, TimeoutError, RuntimeError) is kept where callers catch the
 builtin one.
 

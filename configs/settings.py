@@ -51,6 +51,9 @@ class Settings(BaseModel):
     llm_requests_per_s: float | None = Field(default=None, gt=0)
     # Dedup window of the work stream: a re-published work item inside it is dropped by the server.
     dedup_window_s: float = Field(default=600.0, gt=0)
+    # Copies of every stream and bucket the actors create: 3 on a 3-node NATS cluster (one node may
+    # die); None keeps those of existing streams and creates new ones with 1 (a single server).
+    stream_replicas: int | None = Field(default=None, ge=1, le=5)
     # Registry: every actor heartbeats this often; 3 missed beats = stale, 10 = dead.
     heartbeat_s: float = Field(default=2.0, gt=0)
     # Tools: file tools are confined to this directory (default `<data_dir>/workspace`); HTTP tools

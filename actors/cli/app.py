@@ -14,9 +14,11 @@ import typer
 
 import configs
 from actors.cli import console
+from actors.cli.deploy import register as register_deploy
 from actors.cli.evals import register as register_eval
 from actors.cli.failures import run_cli
 from actors.cli.flows import register as register_flows
+from actors.cli.health import register as register_health
 from actors.cli.init import register as register_init
 from actors.cli.natsenv import register as register_nats_env
 from actors.cli.options import (
@@ -778,6 +780,8 @@ def _fmt(value: str) -> LogFormat:
 register_init(app)
 register_nats_env(app)
 register_flows(app)
+register_health(app)
+register_deploy(app)
 register_report(app)
 register_eval(app)
 
