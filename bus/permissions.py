@@ -165,7 +165,8 @@ def _build() -> dict[Role, Grants]:
         Role.SCHEDULER: _grants(
             Role.SCHEDULER,
             # Work items of a run's first nodes, run ends, run events; tells other schedulers what it took.
-            publish=[subjects.WORK_ALL, subjects.CTL_ALL, events_all, subjects.SYS_ASSIGNED],
+            # Dead letters: triggers and control messages no delivery got through.
+            publish=[subjects.WORK_ALL, subjects.CTL_ALL, events_all, subjects.SYS_ASSIGNED, subjects.DLQ_ALL],
             subscribe=[subjects.TRIGGER_ALL, subjects.RUN_CMD_ALL, subjects.SYS_ASSIGNED],
             # The only writer of plans; binds trigger idempotency keys to runs.
             writes=[topology.PLANS, topology.RUNS, topology.JOINS, topology.TRIGGER_KEYS],
@@ -209,7 +210,8 @@ def _build() -> dict[Role, Grants]:
             writes=_ROSTER,
         ),
         Role.MEMORY: _grants(Role.MEMORY, subscribe=subjects.MEMORY_ALL),
-        Role.OBSERVER: _grants(Role.OBSERVER, streams=[topology.EVENTS]),
+        # Dead letters: run ends no delivery got through.
+        Role.OBSERVER: _grants(Role.OBSERVER, publish=[subjects.DLQ_ALL], streams=[topology.EVENTS]),
         Role.DASHBOARD: _grants(
             Role.DASHBOARD,
             # Read-only, but for the control requests a person makes from it: trigger, cancel, re-run, drain.

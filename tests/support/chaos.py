@@ -135,9 +135,15 @@ class ChaosStack:
 
     async def start_all(self, kinds: tuple[str, ...]) -> None:
         """Start one process per entry of `kinds` at once (a kind listed twice runs twice)."""
+        # On a server with logins only the scheduler creates the streams and buckets: it goes first.
+        first = [k for k in kinds if k == "scheduler"][:1]
+        rest = list(kinds)
+        for kind in first:
+            rest.remove(kind)
         async with self._lock:
-            procs = await self.actors.start_many(kinds)
-        for kind, proc in zip(kinds, procs, strict=True):
+            procs = await self.actors.start_many(first) if first else []
+            procs += await self.actors.start_many(rest)
+        for kind, proc in zip([*first, *rest], procs, strict=True):
             self.procs.setdefault(kind, []).append(proc)
 
     async def kill_and_restart(self, kind: str, rng: random.Random) -> None:
