@@ -151,7 +151,8 @@ class Bus:
                 self._kv = await topology.ensure_topology(
                     self._js,
                     dedup_window_s=self._dedup_window_s,
-                    manage=grants is None or grants.manages_topology,
+                    # Without a login nobody's rights differ (no permissions to follow): any role may set it up.
+                    manage=grants is None or grants.manages_topology or self._credentials.empty,
                     buckets=None if grants is None else sorted(grants.buckets),
                     replicas=self._replicas,
                 )

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bus import EmbeddedNats
+from bus import Bus, EmbeddedNats, Role
 from tests.conftest import ROOT
 
 HEAVY = ("litellm", "mlflow", "gradio", "langgraph", "langchain_core", "fastapi", "openai")
@@ -174,6 +174,9 @@ async def test_idle_worker_rss(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     log = tmp_path / "worker.log"
+    # The stack's scheduler sets up the streams and buckets; a worker may only look them up.
+    async with Bus(nats_server.url, name="topology", credentials=nats_server.credentials(Role.SCHEDULER)):
+        pass
     cmd = [str(minimal_venv.cli), "actor", "worker", "--nats", nats_server.url, "--log-format", "json"]
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
