@@ -210,8 +210,10 @@ def _build() -> dict[Role, Grants]:
             writes=_ROSTER,
         ),
         Role.MEMORY: _grants(Role.MEMORY, subscribe=subjects.MEMORY_ALL),
-        # Dead letters: run ends no delivery got through.
-        Role.OBSERVER: _grants(Role.OBSERVER, publish=[subjects.DLQ_ALL], streams=[topology.EVENTS]),
+        # Dead letters: run ends no delivery got through; plans: a flow's own observability block.
+        Role.OBSERVER: _grants(
+            Role.OBSERVER, publish=[subjects.DLQ_ALL], reads=[topology.PLANS], streams=[topology.EVENTS]
+        ),
         Role.DASHBOARD: _grants(
             Role.DASHBOARD,
             # Read-only, but for the control requests a person makes from it: trigger, cancel, re-run, drain.
