@@ -72,16 +72,8 @@ class Replay(Generic[M]):
         Raises:
             BusError: not open, or the connection closed.
         """
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            msg = await self._receive(remaining)
-            if msg is None:
-                return None
-            message = self._decode(msg)
-            if message is not None:
-                return message
+        entry = await self.next_entry(timeout_s)
+        return None if entry is None else entry[1]
 
     async def next_entry(self, timeout_s: float | None = None) -> tuple[int, M] | None:
         """The next message with its stream sequence, or None when none comes within `timeout_s`.

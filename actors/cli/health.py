@@ -17,13 +17,16 @@ import typer
 
 from actors.runtime import roster
 from actors.runtime.presence import ActorInfo
-from bus import Bus, BusError
+from bus import Bus, BusError, Role, credentials_for
+from configs import Settings
 
 
 async def local_actors(url: str, *, host: str, kind: str | None, wait_s: float) -> list[ActorInfo]:
     """The actors on `host` (of `kind`, when given) that answer a ping within `wait_s`."""
     # No topology set-up: a probe every few seconds from every container must not load the JetStream API.
-    async with Bus(url, name=f"health-{host}", topology=False) as bus:
+    # It logs in as the cli user (the stack's generated users, or the CA_NATS_* login given).
+    login = credentials_for(Settings.from_env(nats_url=url), Role.CLI)
+    async with Bus(url, name=f"health-{host}", credentials=login, role=Role.CLI, topology=False) as bus:
         answers = await roster.ping(bus, wait_s=wait_s)
     return [a for a in answers if a.host == host and (kind is None or a.kind == kind)]
 

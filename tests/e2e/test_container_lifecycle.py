@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bus import Bus, EmbeddedNats
+from bus import Bus, EmbeddedNats, Role
 from tests.helpers import Actors, EventLog, linear_flow, run_flow, write_flow
 from tests.support.cli import cli
 
@@ -20,11 +20,11 @@ async def stack(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Acto
     flows = tmp_path / "flows"
     flows.mkdir()
     write_flow(flows / "slow.yaml", linear_flow("slow", ["first", "second"]))
-    async with Bus(nats_server.url, name="test") as bus:
-        actors = Actors(bus, nats_server.url, flows, llm="mock/1500ms")
+    async with Bus(nats_server.url, name="test", credentials=nats_server.credentials(Role.ADMIN)) as bus:
+        actors = Actors(bus, nats_server.url, flows, llm="mock/1500ms", auth_file=nats_server.auth_file)
         await actors.listen()
         try:
-            for kind in ("registry", "llm-gateway", "scheduler"):
+            for kind in ("scheduler", "registry", "llm-gateway"):  # the scheduler sets up the topology
                 await actors.start(kind)
             yield actors
         finally:
@@ -33,14 +33,17 @@ async def stack(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Acto
 
 async def test_health_succeeds_while_an_actor_of_this_host_answers_and_fails_otherwise(stack: Actors) -> None:
     agent = await stack.start_agent("--name", "probe-me")
-    ok = await asyncio.to_thread(cli, "health", "--nats", stack.url, "--kind", "worker")
+    login = {"CA_NATS_AUTH_FILE": str(stack.auth_file)}
+    ok = await asyncio.to_thread(cli, "health", "--nats", stack.url, "--kind", "worker", env=login)
     assert ok.returncode == 0, ok.stderr
     assert "healthy: worker probe-me serving" in ok.stdout
-    elsewhere = await asyncio.to_thread(cli, "health", "--nats", stack.url, "--host", "not-" + socket.gethostname())
+    elsewhere = await asyncio.to_thread(
+        cli, "health", "--nats", stack.url, "--host", "not-" + socket.gethostname(), env=login
+    )
     assert elsewhere.returncode == 1
     assert "no actor on host not-" in elsewhere.stderr
     stack.kill(agent)
-    gone = await asyncio.to_thread(cli, "health", "--nats", stack.url, "--kind", "worker")
+    gone = await asyncio.to_thread(cli, "health", "--nats", stack.url, "--kind", "worker", env=login)
     assert gone.returncode == 1
     no_server = await asyncio.to_thread(cli, "health", "--nats", "nats://127.0.0.1:1", "--wait", "0.2")
     assert no_server.returncode == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bus import Bus, Event, free_port
+from bus import AuthFile, Bus, Event, Role, free_port
 from configs import Settings
 from store import RunHistory, open_store
 from tests.conftest import TESTS
@@ -161,7 +161,8 @@ async def test_fifty_sse_clients_on_one_busy_run_against_none(
     pids = child_pids(proc.pid)
     nats = next(line.split(": ", 1)[1] for line in lines if line.startswith("NATS: "))
     try:
-        async with Bus(nats, name="figures") as bus:
+        admin = AuthFile.read(tmp_path / ".ca" / "nats-auth.json").credentials(Role.ADMIN)
+        async with Bus(nats, name="figures", credentials=admin) as bus:
             log = await EventLog().start(bus)
             url = f"http://127.0.0.1:{port}"
             await _run_time(url, bus, log, 0)  # warm up

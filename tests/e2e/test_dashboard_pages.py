@@ -77,10 +77,13 @@ async def test_every_page_of_an_up_stack_renders_in_chromium_and_is_saved_as_a_s
             for run in _history(time.time()):
                 await store.put_run(run)
         nats = next(line.split(": ", 1)[1] for line in lines if line.startswith("NATS: "))
+        login = {"CA_NATS_AUTH_FILE": str(data_dir / "nats-auth.json")}  # the stack's generated users
         for flow, inputs in (("demo", "topic=durable agents"), ("echo", "message=hello"), ("flaky", "claim=x")):
-            done = cli("trigger", flow, "-i", inputs, "--nats", nats, "--wait", "--json", timeout=60)
+            done = cli("trigger", flow, "-i", inputs, "--nats", nats, "--wait", "--json", timeout=60, env=login)
             assert done.stdout, done.stderr
-        research = cli("trigger", "research_team", "-i", "topic=actors", "--nats", nats, "--json", timeout=30)
+        research = cli(
+            "trigger", "research_team", "-i", "topic=actors", "--nats", nats, "--json", timeout=30, env=login
+        )
         run_id = json.loads(research.stdout)["run_id"]
         async with chromium() as browser:
             page = await browser.new_page(viewport={"width": 1280, "height": 860})

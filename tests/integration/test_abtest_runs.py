@@ -77,5 +77,13 @@ async def test_ab_prints_the_comparison_and_exits_1_when_a_gate_on_the_winner_fa
     assert [v["name"] for v in out["variants"]] == ["short", "long"]
     assert out["variants"][0]["rows"][0]["inputs"] == {"question": "Why?"}
     assert out["gates"] == [
-        {"metric": "quality", "value": 1.0, "min": 1.0, "max": None, "on_fail": "fail", "passed": True}
+        {
+            "name": "quality",
+            "metric": "quality",
+            "value": 1.0,
+            "min": 1.0,
+            "max": None,
+            "on_fail": "fail",
+            "passed": True,
+        }
     ]

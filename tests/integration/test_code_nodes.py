@@ -10,7 +10,7 @@ from actors.launch.kinds import ACTORS, ActorContext
 from actors.launch.stack import LocalStack
 from actors.runtime import ActorHost, ActorInfo
 from actors.sandbox import bench_sandbox
-from bus import Bus
+from bus import Bus, Role
 from configs import Settings
 from tests.conftest import EXAMPLES
 from tests.helpers import plans, run_flow, until, write_flow
@@ -33,7 +33,7 @@ edges: [{from: START, to: where}, {from: where, to: END}]
 async def test_the_sandbox_example_runs_with_typed_results_and_the_pool_shows_in_the_load(settings: Settings) -> None:
     s = settings.model_copy(update={"llm_override": "mock"})
     flow = plans(EXAMPLES / "sandbox_pipeline.yaml")
-    async with LocalStack(s, flow, embedded=False) as stack, Bus(s.nats_url, name="probe") as bus:
+    async with LocalStack(s, flow, embedded=False) as stack, Bus.of(s, Role.ADMIN, name="probe") as bus:
         assert stack.client is not None
         # One more worker, announced to the registry as `up` and `agent` announce theirs.
         ctx = ActorContext(bus, s, "worker-probe", plans=flow, only_flows=frozenset({"sandbox_pipeline"}))

@@ -10,6 +10,7 @@ import httpx
 
 from actors.registry import Registry
 from actors.runtime import ActorHost, ActorInfo, Presence
+from bus import Bus, Role
 from configs import Settings
 from store import open_store
 from tests.helpers import EventLog, outside_client, plans, start_run, until
@@ -259,7 +260,7 @@ async def test_many_browsers_on_one_run_share_one_consumer_and_each_gets_every_e
     s = slow_settings(settings, tmp_path, delay_ms=0)
     async with (
         ui_stack(s, plans(write(tmp_path / "slow.yaml", SLOW_FLOW))) as ui,
-        outside_client(ui.stack.url) as nc,
+        outside_client(ui.stack.url, s.nats_auth_file) as nc,
         open_store(s.store()) as store,
         httpx.AsyncClient(base_url=ui.url, timeout=10) as http,
     ):
@@ -285,11 +286,13 @@ async def test_the_agents_page_lists_the_registry_and_its_drain_button_drains_an
     drained = asyncio.Event()
     async with (
         ui_stack(s, plans(write(tmp_path / "slow.yaml", SLOW_FLOW))) as ui,
-        ActorHost(Registry(ui.client, heartbeat_s=0.2), ui.client),
+        Bus.of(s, Role.REGISTRY, name="registry-test") as registry_bus,
+        Bus.of(s, Role.WORKER, name="box-7") as worker_bus,
+        ActorHost(Registry(registry_bus, heartbeat_s=0.2), registry_bus),
         httpx.AsyncClient(base_url=ui.url, timeout=10) as http,
     ):
         presence = Presence(
-            ui.client, ActorInfo(id="box-7", kind="worker", serves=["slow.first"]), heartbeat_s=0.2,
+            worker_bus, ActorInfo(id="box-7", kind="worker", serves=["slow.first"]), heartbeat_s=0.2,
             on_drain=drained.set,
         )  # fmt: skip
         await presence.start()

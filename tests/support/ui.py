@@ -15,7 +15,7 @@ from actors.flow.plan import Plan
 from actors.launch.stack import LocalStack
 from actors.runtime import ActorHost
 from actors.ui import Dashboard
-from bus import Bus
+from bus import Bus, Role
 from configs import Settings
 from store import connect_store
 
@@ -71,7 +71,7 @@ async def ui_stack(
 ) -> AsyncIterator[UIStack]:
     """A stack on `settings.nats_url` and the dashboard over it on a free port (`ui`: settings for it)."""
     s = settings.model_copy(update={"ui_port": 0, "ui_heartbeat_s": 15.0, **ui})
-    async with LocalStack(s, plans, embedded=False) as stack, Bus(s.nats_url, name="ui-test") as bus:
+    async with LocalStack(s, plans, embedded=False) as stack, Bus.of(s, Role.DASHBOARD, name="ui-test") as bus:
         store = await connect_store(s.store())
         try:
             dashboard = Dashboard(bus, store, s, flows=flows)
