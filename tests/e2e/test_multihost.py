@@ -175,7 +175,7 @@ class Cluster:
         cmd = [sys.executable, "-m", "actors", *args, "--log-format", "json", "--log-level", "warning"]
         proc = self.net.run(host, cmd, env=env, log=name)
         self.procs[name] = proc
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(180):  # a loaded 2-core machine starts a process in a namespace slowly
             while (await self.ready.get()).pid != proc.pid:
                 pass
         return proc
